@@ -1,0 +1,317 @@
+"""Simulated controllers served by a real pymodbus server.
+
+A :class:`BusSimulator` serves several simulated devices (one per unit id)
+from the same profile files the poller reads, over Modbus TCP on loopback,
+RTU framing over TCP, or Modbus RTU on a pseudo-terminal. Values move like
+the real thing: a Watlow PM heats toward its set point with a first-order
+lag and noise; a Servomex analyser reads about 20.9 % O2 with noise.
+
+Fault knobs per device: ``delay_s`` (answer late), ``dead`` (never answer)
+and ``exception_code`` (answer every read with that Modbus exception).
+
+Standalone, for pointing a real client at it::
+
+    python -m connectors.simulator --tcp 127.0.0.1:5020 --device 1:watlow_pm \
+        --device 2:servomex_4100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import random
+import time
+import tty
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from connectors.registers import Profile, encode, load_profile
+
+__all__ = ["BusSimulator", "SimulatedDevice", "device_values"]
+
+KINDS = ("tcp", "rtu", "rtu+tcp")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulatedDevice:
+    """One simulated controller at one unit id, with its fault knobs."""
+
+    address: int
+    profile: str
+    set_point: float | None = None
+    delay_s: float = 0.0
+    dead: bool = False
+    exception_code: int | None = None
+
+
+Model = Callable[[float, int, random.Random, float], dict[str, float | str]]
+
+
+def _watlow_pm(elapsed: float, unit: int, rng: random.Random, sp: float) -> dict[str, float | str]:
+    ambient = 22.0
+    pv = sp + (ambient - sp) * math.exp(-elapsed / 30.0) + rng.gauss(0.0, 0.05)
+    heat = min(100.0, max(0.0, (sp - pv) * 8.0))
+    return {
+        "process_value": round(pv, 3),
+        "input_error": 61,  # Watlow's enumeration for "none"
+        "analog_input_2": round(ambient + rng.gauss(0.0, 0.05), 3),
+        "closed_loop_set_point": sp,
+        "active_set_point": sp,
+        "heat_power": round(heat, 2),
+        "cool_power": 0.0,
+        "temperature_units": 15,  # Celsius
+    }
+
+
+def _servomex_4100(
+    elapsed: float, unit: int, rng: random.Random, sp: float
+) -> dict[str, float | str]:
+    o2 = 20.9 + rng.gauss(0.0, 0.02)
+    co2 = 0.04 + rng.gauss(0.0, 0.002)
+    values: dict[str, float | str] = {
+        "measurement_1": round(o2, 4),
+        "measurement_1_name": "O2",
+        "measurement_1_units": "%",
+        "measurement_2": round(co2, 5),
+        "measurement_2_name": "CO2",
+        "measurement_2_units": "%",
+        "measurement_3": round(max(0.0, 2.0 + rng.gauss(0.0, 0.3)), 3),
+        "measurement_3_name": "CO",
+        "measurement_3_units": "ppm",
+        "measurement_4": 0.0,
+        "measurement_4_name": "",
+        "measurement_4_units": "",
+        "derived_1": round(100.0 - o2 / 0.2095, 3),
+        "ma_input_1": round(12.0 + rng.gauss(0.0, 0.01), 4),
+        "ma_input_2": 4.0,
+    }
+    return values
+
+
+MODELS: dict[str, Model] = {"watlow_pm": _watlow_pm, "servomex_4100": _servomex_4100}
+
+
+def device_values(
+    profile: Profile, elapsed: float, unit: int, rng: random.Random, set_point: float | None = None
+) -> dict[str, int | float | str]:
+    """Every parameter's simulated engineering value, ``elapsed`` s after start.
+
+    Parameters a profile's model does not know read 0 (or an empty string).
+    """
+    model = MODELS.get(profile.name)
+    sp = set_point if set_point is not None else 70.0 + 5.0 * unit
+    known = model(elapsed, unit, rng, sp) if model else {}
+    return {p.name: known.get(p.name, "" if p.type == "string" else 0) for p in profile.parameters}
+
+
+class _DeviceState:
+    """Registers of one simulated device, refreshed from its model on every read."""
+
+    def __init__(self, spec: SimulatedDevice, started: float, seed: int | None) -> None:
+        self.spec = spec
+        self.profile = load_profile(spec.profile)
+        self.started = started
+        self.rng = random.Random(seed if seed is None else seed + spec.address)
+
+    def sim_device(self) -> SimDevice:
+        blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
+        for p in self.profile.parameters:
+            blocks[p.table].append(
+                SimData(p.address, count=p.count, values=0, datatype=DataType.REGISTERS)
+            )
+        for table, block in blocks.items():
+            if not block:  # pymodbus wants every block non-empty; keep it unreadable
+                blocks[table] = [SimData(0, datatype=DataType.INVALID)]
+        bits = [SimData(0, values=False, datatype=DataType.BITS)]
+        return SimDevice(
+            id=self.spec.address,
+            simdata=(bits, list(bits), blocks["holding"], blocks["input"]),
+            action=self.action,
+        )
+
+    async def action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        spec = self.spec
+        if spec.dead:
+            # The request handler answers nothing for a missing device.
+            raise NoSuchIdException(f"simulated dead device {spec.address}")
+        if spec.delay_s:
+            await asyncio.sleep(spec.delay_s)
+        if spec.exception_code is not None:
+            return ExcCodes(spec.exception_code)
+        table = {3: "holding", 4: "input"}.get(function_code)
+        if table is None or set_values is not None:
+            return None
+        elapsed = time.monotonic() - self.started
+        values = device_values(self.profile, elapsed, spec.address, self.rng, spec.set_point)
+        end = address + count
+        for p in self.profile.parameters:
+            if p.table == table and p.address < end and p.address + p.count > address:
+                offset = p.address - start_address
+                registers[offset : offset + p.count] = encode(p, values[p.name])
+        return None
+
+
+async def _silent(*_args: object) -> ExcCodes | None:
+    raise NoSuchIdException("no simulated device at this unit id")
+
+
+def _open_pty() -> tuple[int, int, str]:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+class BusSimulator:
+    """A simulated bus: devices at unit ids behind one real pymodbus server.
+
+    ``kind`` is ``tcp`` (Modbus TCP), ``rtu+tcp`` (RTU framing over TCP) or
+    ``rtu`` (Modbus RTU on a pseudo-terminal). For ``rtu`` two pty pairs are
+    joined by a null-modem pump in this process: the server owns one slave
+    end, the client opens the other, and both sides are real serial ports.
+    Start and stop it on one running event loop.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        devices: Sequence[SimulatedDevice],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        baudrate: int = 19200,
+        seed: int | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"simulator kind {kind!r} is not one of {', '.join(KINDS)}")
+        units = [d.address for d in devices]
+        if len(set(units)) != len(units):
+            raise ValueError(f"simulated unit ids must be unique, got {units}")
+        self.kind, self.host, self.port, self.baudrate = kind, host, port, baudrate
+        started = time.monotonic()
+        self.devices = {d.address: _DeviceState(d, started, seed) for d in devices}
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._fds: list[int] = []
+        self.url = ""
+
+    def device(self, address: int) -> _DeviceState:
+        """The state of the simulated device at ``address``."""
+        return self.devices[address]
+
+    async def start(self) -> str:
+        """Start serving; returns the bus URL a client connects to."""
+        context = [d.sim_device() for d in self.devices.values()]
+        # Unit ids nobody simulates stay silent, as on a real bus.
+        everything = SimData(0, count=65536, values=0, datatype=DataType.REGISTERS)
+        context.append(SimDevice(id=0, simdata=[everything], action=_silent))
+        loop = asyncio.get_running_loop()
+        if self.kind == "rtu":
+            server_master, server_slave, server_path = _open_pty()
+            client_master, client_slave, client_path = _open_pty()
+            self._fds = [server_master, server_slave, client_master, client_slave]
+            for a, b in ((server_master, client_master), (client_master, server_master)):
+                os.set_blocking(a, False)
+                loop.add_reader(a, partial(self._pump, a, b))
+            self._server = ModbusSerialServer(
+                context,
+                framer=FramerType.RTU,
+                port=server_path,
+                baudrate=self.baudrate,
+                ignore_missing_devices=True,
+            )
+            await self._server.serve_forever(background=True)
+            self.url = f"rtu://{client_path}?baudrate={self.baudrate}"
+            return self.url
+        framer = FramerType.SOCKET if self.kind == "tcp" else FramerType.RTU
+        self._server = ModbusTcpServer(
+            context,
+            framer=framer,
+            address=(self.host, self.port),
+            ignore_missing_devices=True,
+        )
+        await self._server.serve_forever(background=True)
+        host, port = self._server.transport.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        self.port = port
+        self.url = f"{self.kind}://{host}:{port}"
+        return self.url
+
+    def _pump(self, src: int, dst: int) -> None:
+        try:
+            data = os.read(src, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # the other side closed; nothing more to carry
+            asyncio.get_running_loop().remove_reader(src)
+            return
+        os.write(dst, data)
+
+    async def stop(self) -> None:
+        """Stop serving and release the port or pseudo-terminals. Idempotent."""
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+        loop = asyncio.get_running_loop()
+        for fd in self._fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+        self._fds = []
+
+
+def _parse_device(text: str) -> SimulatedDevice:
+    unit, _, profile = text.partition(":")
+    if not unit.isdigit() or not profile:
+        raise argparse.ArgumentTypeError(f"{text!r} is not UNIT:PROFILE (e.g. 1:watlow_pm)")
+    return SimulatedDevice(address=int(unit), profile=profile)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    if args.rtu:
+        sim = BusSimulator("rtu", args.device, baudrate=args.baudrate)
+    else:
+        host, _, port = (args.tcp or args.rtu_over_tcp).rpartition(":")
+        kind = "tcp" if args.tcp else "rtu+tcp"
+        sim = BusSimulator(kind, args.device, host=host or "127.0.0.1", port=int(port or 0))
+    url = await sim.start()
+    units = ", ".join(f"{d.address}={d.profile}" for d in args.device)
+    print(f"serving {units} at {url} (Ctrl-C stops)", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line entry point: ``python -m connectors.simulator``."""
+    parser = argparse.ArgumentParser(prog="python -m connectors.simulator", description=__doc__)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--tcp", metavar="HOST:PORT", help="serve Modbus TCP")
+    where.add_argument("--rtu-over-tcp", metavar="HOST:PORT", help="serve RTU framing over TCP")
+    where.add_argument("--rtu", action="store_true", help="serve Modbus RTU on a new pty")
+    parser.add_argument("--baudrate", type=int, default=19200)
+    parser.add_argument(
+        "--device", type=_parse_device, action="append", required=True, metavar="UNIT:PROFILE"
+    )
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

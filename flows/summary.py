@@ -1,0 +1,61 @@
+"""The end-of-run summary: samples and error samples per device, late ticks per bus."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from connectors.sample import Sample
+
+__all__ = ["IntoSummary"]
+
+
+class _SummaryPartition(StatelessSinkPartition[Sample]):
+    def __init__(self, out: TextIO, worker_index: int, worker_count: int) -> None:
+        self._out = out
+        self._label = f" (worker {worker_index + 1}/{worker_count})" if worker_count > 1 else ""
+        self._rows: Counter[tuple[str, str]] = Counter()
+        self._errors: Counter[tuple[str, str]] = Counter()
+        self._ticks: dict[str, set[int]] = {}
+        self._closed = False
+
+    def write_batch(self, items: list[Sample]) -> None:
+        for s in items:
+            key = (s.bus, s.device)
+            self._rows[key] += 1
+            if s.error is not None:
+                self._errors[key] += 1
+            self._ticks.setdefault(s.bus, set()).add(s.tick)
+
+    def close(self) -> None:
+        if self._closed or not self._rows:
+            self._closed = True
+            return
+        self._closed = True
+        lines = [f"run summary{self._label}:"]
+        width = max(len(f"{b}/{d}") for b, d in self._rows)
+        lines.append(f"  {'bus/device':<{width}}  {'rows':>7}  {'errors':>7}")
+        for (bus, device), n in sorted(self._rows.items()):
+            lines.append(
+                f"  {bus + '/' + device:<{width}}  {n:>7}  {self._errors[(bus, device)]:>7}"
+            )
+        for bus, ticks in sorted(self._ticks.items()):
+            late = max(ticks) - min(ticks) + 1 - len(ticks)
+            lines.append(f"  bus {bus}: {len(ticks)} ticks, {late} late")
+        total, errors = sum(self._rows.values()), sum(self._errors.values())
+        lines.append(f"  total: {total} rows, {errors} error rows")
+        print("\n".join(lines), file=self._out, flush=True)
+
+
+@dataclass(frozen=True)
+class IntoSummary(DynamicSink[Sample]):
+    """Counts samples per device and prints a summary when the run ends (one per worker)."""
+
+    out: TextIO = field(default=sys.stdout)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SummaryPartition:
+        return _SummaryPartition(self.out, worker_index, worker_count)

@@ -1,0 +1,170 @@
+"""ControllerSource against real pymodbus servers on loopback and on a pty."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from connectors.registers import load_profile
+from connectors.simulator import SimulatedDevice
+from connectors.source import ControllerSource
+from tests.conftest import run_source, sim_bus
+
+PM, SX = load_profile("watlow_pm"), load_profile("servomex_4100")
+
+
+@pytest.mark.parametrize("kind", ["tcp", "rtu", "rtu+tcp"])
+def test_every_device_and_parameter_once_per_tick(kind: str) -> None:
+    devices = [
+        SimulatedDevice(address=1, profile="watlow_pm", set_point=80.0),
+        SimulatedDevice(address=2, profile="servomex_4100"),
+    ]
+    bus = sim_bus("b", kind, devices)
+    samples = run_source([bus], rate_hz=4, duration_s=1.0)
+    ticks = sorted({s.tick for s in samples})
+    assert len(ticks) == 4 and ticks == list(range(ticks[0], ticks[0] + 4))
+    counts = Counter((s.device, s.parameter, s.tick) for s in samples)
+    expected = {("b-1", p.name, t) for p in PM.parameters for t in ticks}
+    expected |= {("b-2", p.name, t) for p in SX.parameters for t in ticks}
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}
+    assert [s for s in samples if s.error is not None] == []
+    protocol = {"tcp": "modbus-tcp", "rtu": "modbus-rtu", "rtu+tcp": "modbus-rtu-over-tcp"}[kind]
+    assert {s.protocol for s in samples} == {protocol}
+    by = {(s.device, s.parameter): s.value for s in samples if s.tick == ticks[-1]}
+    assert 15.0 < by["b-1", "process_value"] < 80.5
+    assert by["b-1", "closed_loop_set_point"] == 80.0
+    assert by["b-1", "temperature_units"] == 15
+    assert 0.0 <= by["b-1", "heat_power"] <= 100.0
+    assert 20.7 < by["b-2", "measurement_1"] < 21.1
+    assert by["b-2", "measurement_1_name"] == "O2"
+    assert by["b-2", "measurement_1_units"] == "%"
+    for s in samples:
+        assert s.requested_at <= s.received_at
+        assert s.requested_at.timestamp() >= s.tick / 4 - 0.001
+        assert s.bus == "b" and s.instance == 1
+
+
+@pytest.mark.parametrize("kind", ["tcp", "rtu"])
+def test_dead_device_does_not_stop_the_others(kind: str) -> None:
+    devices = [
+        SimulatedDevice(address=1, profile="watlow_pm"),
+        SimulatedDevice(address=2, profile="watlow_pm", dead=True),
+        SimulatedDevice(address=3, profile="servomex_4100"),
+    ]
+    only = {1: ["process_value"], 2: ["process_value"], 3: ["measurement_1"]}
+    bus = sim_bus("f", kind, devices, parameters=only, timeout_s=0.2)
+    samples = run_source([bus], rate_hz=2, duration_s=2.0)
+    ticks = sorted({s.tick for s in samples})
+    assert len(ticks) == 4
+    for device in ("f-1", "f-2", "f-3"):
+        mine = [s for s in samples if s.device == device]
+        assert sorted(s.tick for s in mine) == ticks, device
+    assert all(s.error is None and s.value is not None for s in samples if s.device != "f-2")
+    dead = [s for s in samples if s.device == "f-2"]
+    assert all(s.value is None and s.error == "timeout: no response" for s in dead)
+    latency = [(s.received_at - s.requested_at).total_seconds() for s in dead]
+    assert all(0.15 < x < 0.6 for x in latency)
+
+
+def test_exception_code_becomes_error_rows() -> None:
+    devices = [
+        SimulatedDevice(address=1, profile="watlow_pm", exception_code=2),
+        SimulatedDevice(address=2, profile="watlow_pm"),
+    ]
+    samples = run_source([sim_bus("e", "tcp", devices)], rate_hz=4, duration_s=0.5)
+    bad = [s for s in samples if s.device == "e-1"]
+    assert bad and {s.error for s in bad} == {"illegal data address (2)"}
+    assert all(s.error is None for s in samples if s.device == "e-2")
+
+
+def test_slow_bus_does_not_block_the_healthy_one() -> None:
+    slow = sim_bus(
+        "slow",
+        "tcp",
+        [SimulatedDevice(address=1, profile="watlow_pm", delay_s=2.0)],
+        parameters={1: ["process_value"]},
+        timeout_s=3.0,
+    )
+    healthy = sim_bus(
+        "healthy",
+        "rtu",
+        [SimulatedDevice(address=1, profile="watlow_pm")],
+        parameters={1: ["process_value"]},
+    )
+    samples = run_source([slow, healthy], rate_hz=1, duration_s=4.0)
+    fast = [s for s in samples if s.bus == "healthy"]
+    assert len(fast) == 4
+    for s in fast:
+        drift = s.requested_at.timestamp() - s.tick
+        assert 0 <= drift < 0.050, f"tick {s.tick} started {drift * 1000:.1f} ms late"
+    slow_samples = [s for s in samples if s.bus == "slow"]
+    assert slow_samples and all(s.error is None for s in slow_samples)
+    assert all((s.received_at - s.requested_at).total_seconds() >= 1.9 for s in slow_samples)
+
+
+def drain(part, timeout: float = 10.0) -> list:
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got.extend(part.next_batch())
+        except StopIteration:
+            return got
+        time.sleep(0.01)
+    raise AssertionError("partition did not finish")
+
+
+def test_snapshot_resumes_the_schedule() -> None:
+    bus = sim_bus(
+        "r",
+        "tcp",
+        [SimulatedDevice(address=1, profile="watlow_pm")],
+        parameters={1: ["process_value"]},
+    )
+    source = ControllerSource([bus], rate_hz=5)
+    first = math.floor(time.time() * 5) + 2
+    part = source.build_part("in", "r", {"next_tick": first, "end_tick": first + 3})
+    samples = drain(part)
+    assert [s.tick for s in samples] == [first, first + 1, first + 2]
+    assert part.snapshot() == {"next_tick": first + 3, "end_tick": first + 3}
+    part.close()
+    part.close()
+
+
+def test_stop_event_ends_after_the_tick_in_progress() -> None:
+    bus = sim_bus(
+        "s",
+        "tcp",
+        [SimulatedDevice(address=1, profile="watlow_pm")],
+        parameters={1: ["process_value"]},
+    )
+    stop = threading.Event()
+    source = ControllerSource([bus], rate_hz=10, stop=stop)
+    assert source.list_parts() == ["s"]
+    part = source.build_part("in", "s", None)
+    got: list = []
+    while len(got) < 3:
+        got.extend(part.next_batch())
+        time.sleep(0.01)
+    stop.set()
+    got.extend(drain(part))
+    ticks = [s.tick for s in got]
+    assert ticks == sorted(set(ticks))
+    assert part.snapshot()["next_tick"] == ticks[-1] + 1
+    part.close()
+
+
+def test_bus_on_another_host_is_not_listed() -> None:
+    here = sim_bus("here", "tcp", [SimulatedDevice(address=1, profile="watlow_pm")])
+    there = sim_bus("there", "tcp", [SimulatedDevice(address=1, profile="watlow_pm")])
+    there = type(there)(**{**{f: getattr(there, f) for f in there.__slots__}, "host": "plc-7"})
+    assert ControllerSource([here, there], rate_hz=1, hostname="lab-3").list_parts() == ["here"]
+    assert ControllerSource([here, there], rate_hz=1, hostname="plc-7").list_parts() == [
+        "here",
+        "there",
+    ]
