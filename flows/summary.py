@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TextIO
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -48,14 +48,16 @@ class _SummaryPartition(StatelessSinkPartition[Sample]):
             lines.append(f"  bus {bus}: {len(ticks)} ticks, {late} late")
         total, errors = sum(self._rows.values()), sum(self._errors.values())
         lines.append(f"  total: {total} rows, {errors} error rows")
-        print("\n".join(lines), file=self._out, flush=True)
+        # One write, so summaries of workers sharing stdout do not interleave.
+        self._out.write("\n".join(lines) + "\n")
+        self._out.flush()
 
 
 @dataclass(frozen=True)
 class IntoSummary(DynamicSink[Sample]):
     """Counts samples per device and prints a summary when the run ends (one per worker)."""
 
-    out: TextIO = field(default=sys.stdout)
+    out: TextIO | None = None  # None: sys.stdout as it is when the run starts
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SummaryPartition:
-        return _SummaryPartition(self.out, worker_index, worker_count)
+        return _SummaryPartition(self.out or sys.stdout, worker_index, worker_count)
