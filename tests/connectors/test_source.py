@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import socket
 import threading
 import time
 from collections import Counter
 
 import pytest
 
+from connectors.poller import Bus, Device
 from connectors.registers import load_profile
 from connectors.simulator import SimulatedDevice
 from connectors.source import ControllerSource
+from connectors.transport import parse_bus_url
 from tests.conftest import run_source, sim_bus
 
 PM, SX = load_profile("watlow_pm"), load_profile("servomex_4100")
@@ -162,9 +166,32 @@ def test_stop_event_ends_after_the_tick_in_progress() -> None:
 def test_bus_on_another_host_is_not_listed() -> None:
     here = sim_bus("here", "tcp", [SimulatedDevice(address=1, profile="watlow_pm")])
     there = sim_bus("there", "tcp", [SimulatedDevice(address=1, profile="watlow_pm")])
-    there = type(there)(**{**{f: getattr(there, f) for f in there.__slots__}, "host": "plc-7"})
+    there = dataclasses.replace(there, host="plc-7")
     assert ControllerSource([here, there], rate_hz=1, hostname="lab-3").list_parts() == ["here"]
     assert ControllerSource([here, there], rate_hz=1, hostname="plc-7").list_parts() == [
         "here",
         "there",
     ]
+
+
+def test_unreachable_buses_become_error_rows() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    gone = Bus(
+        name="gone",
+        url=parse_bus_url(f"tcp://127.0.0.1:{port}"),
+        timeout_s=0.2,
+        devices=(Device(name="x", address=1, parameters=PM.parameters[:2]),),
+    )
+    no_port = Bus(
+        name="no-port",
+        url=parse_bus_url("rtu:///dev/ttyNOSUCHPORT0"),
+        timeout_s=0.2,
+        devices=(Device(name="y", address=1, parameters=PM.parameters[:1]),),
+    )
+    samples = run_source([gone, no_port], rate_hz=4, duration_s=1.0)
+    assert Counter(s.device for s in samples) == {"x": 8, "y": 4}
+    assert all(s.value is None for s in samples)
+    assert all(s.error.startswith("connection failed: cannot open") for s in samples)
