@@ -1,0 +1,172 @@
+"""CSV sink: one UTF-8 CSV file per worker, header once, flushed after every batch.
+
+With one worker the file is ``path`` itself; with several, worker ``i`` writes
+``<stem>-w<i><suffix>`` next to it (``samples-w0.csv``, ``samples-w1.csv``) so workers never
+clobber each other. An existing non-empty file is appended to, and its header must equal the
+schema's column names. Cells: None is an empty field, bools are ``true``/``false``, floats use
+``repr()`` so they round-trip, timestamps are ISO 8601 UTC with microseconds
+(``2026-11-22T05:01:54.123456+00:00``). CSV cannot tell None from an empty string.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import StatelessSinkPartition
+
+from sinks.base import (
+    IntoSink,
+    Schema,
+    SchemaLock,
+    SinkError,
+    SinkSchemaError,
+    SinkWriteError,
+    format_timestamp,
+)
+
+__all__ = ["IntoCsv"]
+
+_FORBIDDEN_DELIMITERS = frozenset('"\r\n')
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class IntoCsv(IntoSink):
+    """Write rows to CSV files, one per worker.
+
+    ``path``: the file (one worker) or the pattern of the per-worker files.
+    ``schema``: the columns to write; None locks them from the first non-empty batch.
+    ``delimiter``: one character, not a quote or a line break.
+    """
+
+    path: str | Path
+    schema: Schema | None = None
+    delimiter: str = ","
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, Path)) or str(self.path) in ("", "."):
+            raise ValueError(f"IntoCsv.path: {self.path!r} is not a file path")
+        object.__setattr__(self, "path", Path(self.path))
+        if self.schema is not None and not isinstance(self.schema, Schema):
+            raise ValueError(f"IntoCsv.schema: {self.schema!r} is not a Schema or None")
+        if (
+            not isinstance(self.delimiter, str)
+            or len(self.delimiter) != 1
+            or self.delimiter in _FORBIDDEN_DELIMITERS
+        ):
+            raise ValueError(
+                f"IntoCsv.delimiter: {self.delimiter!r} is not one character other than a "
+                "double quote or a line break"
+            )
+
+    def file_for(self, worker_index: int, worker_count: int) -> Path:
+        """The file worker ``worker_index`` of ``worker_count`` writes."""
+        path = Path(self.path)
+        if worker_count == 1:
+            return path
+        return path.with_name(f"{path.stem}-w{worker_index}{path.suffix}")
+
+    def build_partition(self, worker_index: int, worker_count: int) -> _CsvPartition:
+        """Open this worker's file (creating its directory); check or write the header if the
+        schema is given, else on the first batch."""
+        return _CsvPartition(self.file_for(worker_index, worker_count), self.schema, self.delimiter)
+
+
+class _CsvPartition(StatelessSinkPartition[dict[str, Any]]):
+    """One worker's CSV file; see the module docstring for the format."""
+
+    def __init__(self, path: Path, schema: Schema | None, delimiter: str) -> None:
+        self._path = path
+        self._delimiter = delimiter
+        self._lock = SchemaLock(schema, f"CSV file {str(path)!r}")
+        self._file: io.TextIOWrapper | None = None
+        self._closed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkWriteError(f"cannot create the directory of {str(path)!r}: {exc}") from exc
+        if schema is not None:
+            self._open(schema)
+
+    def _open(self, schema: Schema) -> None:
+        expected = list(schema.names)
+        try:
+            if self._path.exists() and self._path.stat().st_size > 0:
+                self._check_header(expected)
+                self._file = open(self._path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+                if not self._ends_with_newline():
+                    # A crash mid-line left a partial row; keep ours off that line.
+                    self._file.write("\r\n")
+            else:
+                self._file = open(self._path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+                self._file.write(self._render([expected]))
+            self._file.flush()
+        except OSError as exc:
+            raise SinkWriteError(f"cannot open CSV file {str(self._path)!r}: {exc}") from exc
+
+    def _check_header(self, expected: list[str]) -> None:
+        with open(self._path, encoding="utf-8", newline="") as existing:
+            found = next(csv.reader(existing, delimiter=self._delimiter), [])
+        if found != expected:
+            column = next(i for i, (e, f) in enumerate(zip_longest(expected, found)) if e != f)
+            raise SinkSchemaError(
+                f"CSV file {str(self._path)!r} has an incompatible header: column {column + 1} "
+                f"differs (expected header {expected!r}, found {found!r})"
+            )
+
+    def _ends_with_newline(self) -> bool:
+        with open(self._path, "rb") as raw:
+            raw.seek(-1, io.SEEK_END)
+            return raw.read(1) == b"\n"
+
+    def _render(self, lines: list[list[str]]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter=self._delimiter).writerows(lines)
+        return buffer.getvalue()
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` and flush; the batch is rendered first so a bad value writes
+        nothing."""
+        if self._closed:
+            raise SinkError(f"CSV file {str(self._path)!r}: write_batch after close")
+        if not rows:
+            return
+        values = self._lock.project(rows)
+        text = self._render([[_cell(v) for v in row] for row in values])
+        if self._file is None:
+            self._open(self._lock.lock(rows))
+        assert self._file is not None
+        try:
+            self._file.write(text)
+            self._file.flush()
+        except OSError as exc:
+            raise SinkWriteError(f"cannot write CSV file {str(self._path)!r}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._file is not None:
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                raise SinkWriteError(f"cannot close CSV file {str(self._path)!r}: {exc}") from exc

@@ -1,0 +1,276 @@
+"""SQLite sink (stdlib sqlite3): idempotent, WAL-journaled, safe for several workers per file.
+
+The table is created (IF NOT EXISTS) from the schema as soon as the schema is known: at build
+when it is given, else at the first batch. Types: float -> REAL, int -> INTEGER, bool ->
+INTEGER (0/1), text -> TEXT, timestamp -> TEXT holding ISO 8601 UTC with microseconds
+(``2026-11-22T05:01:54.123456+00:00``); non-nullable and key columns are NOT NULL; the key is
+the PRIMARY KEY. An existing table is checked with ``PRAGMA table_info``.
+
+Each batch is one ``BEGIN IMMEDIATE`` transaction of ``INSERT OR IGNORE`` rows, so a replayed
+batch adds nothing and writers sharing the file queue for the lock (up to ``busy_timeout_s``)
+instead of failing with "database is locked". A failing batch is rolled back whole.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import StatelessSinkPartition
+
+from sinks.base import (
+    ColumnType,
+    IntoSink,
+    Schema,
+    SchemaLock,
+    SinkError,
+    SinkSchemaError,
+    SinkWriteError,
+    check_identifier,
+    format_timestamp,
+)
+
+__all__ = ["IntoSqlite"]
+
+_SQL_TYPES: dict[ColumnType, str] = {
+    "float": "REAL",
+    "int": "INTEGER",
+    "bool": "INTEGER",
+    "text": "TEXT",
+    "timestamp": "TEXT",
+}
+
+# Column affinities (https://www.sqlite.org/datatype3.html#affinity) that keep each type's
+# values as written; "BLOB" is the no-affinity of an untyped column. NUMERIC would turn text
+# like "42" into a number, REAL would turn ints into floats, INTEGER would turn 2.0 into 2.
+_ACCEPTED: dict[ColumnType, frozenset[str]] = {
+    "float": frozenset({"REAL", "NUMERIC", "BLOB"}),
+    "int": frozenset({"INTEGER", "NUMERIC", "BLOB"}),
+    "bool": frozenset({"INTEGER", "NUMERIC", "BLOB"}),
+    "text": frozenset({"TEXT", "BLOB"}),
+    "timestamp": frozenset({"TEXT", "BLOB"}),
+}
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's rules for the affinity of a declared column type, in their order."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return "INTEGER"
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in upper or not upper:
+        return "BLOB"
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes; the named constants need Python 3.11
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _quote(name: str) -> str:
+    # Names are checked identifiers; quoting only guards against reserved words.
+    return f'"{name}"'
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return value
+
+
+@dataclass(frozen=True)
+class IntoSqlite(IntoSink):
+    """Write rows to table ``table`` of the SQLite database at ``path``.
+
+    ``schema``: the columns (and key) of the table; None locks them from the first non-empty
+    batch (no key, so no deduplication). ``busy_timeout_s``: how long a writer waits for the
+    write lock held by another worker or process.
+    """
+
+    path: str | Path
+    table: str = "samples"
+    schema: Schema | None = None
+    busy_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, Path)) or str(self.path) in ("", "."):
+            raise ValueError(f"IntoSqlite.path: {self.path!r} is not a file path")
+        object.__setattr__(self, "path", Path(self.path))
+        check_identifier(self.table, "IntoSqlite.table")
+        if self.schema is not None and not isinstance(self.schema, Schema):
+            raise ValueError(f"IntoSqlite.schema: {self.schema!r} is not a Schema or None")
+        timeout = self.busy_timeout_s
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout < 0
+        ):
+            raise ValueError(
+                f"IntoSqlite.busy_timeout_s: {timeout!r} is not a finite number of seconds >= 0"
+            )
+
+    def build_partition(self, worker_index: int, worker_count: int) -> _SqlitePartition:
+        """Open a connection (creating the directory), set WAL, and create or check the
+        table if the schema is given. Every worker shares the one database file."""
+        return _SqlitePartition(Path(self.path), self.table, self.schema, self.busy_timeout_s)
+
+
+class _SqlitePartition(StatelessSinkPartition[dict[str, Any]]):
+    """One worker's connection; used only from the thread that built it."""
+
+    def __init__(
+        self, path: Path, table: str, schema: Schema | None, busy_timeout_s: float
+    ) -> None:
+        self._path = path
+        self._table = table
+        self._where = f"SQLite table {table!r} in {str(path)!r}"
+        self._lock = SchemaLock(schema, self._where)
+        self._insert: str | None = None
+        self._closed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are opened explicitly with BEGIN IMMEDIATE.
+            self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise SinkWriteError(f"cannot open SQLite database {str(path)!r}: {exc}") from exc
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._set_wal(busy_timeout_s)
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            if schema is not None:
+                self._prepare(schema)
+        except BaseException as exc:
+            self._conn.close()
+            self._closed = True
+            if isinstance(exc, sqlite3.Error):
+                raise SinkWriteError(f"cannot set up {self._where}: {exc}") from exc
+            raise
+
+    def _set_wal(self, busy_timeout_s: float) -> None:
+        deadline = time.monotonic() + busy_timeout_s
+        delay = 0.001
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL fails at once, without the busy handler, while
+                # another worker's connection is switching it: retry until the busy timeout.
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _prepare(self, schema: Schema) -> None:
+        """Create the table if missing, check it, and build the INSERT."""
+        columns = []
+        for column in schema.columns:
+            spec = f"{_quote(column.name)} {_SQL_TYPES[column.type]}"
+            if schema.required(column):
+                spec += " NOT NULL"
+            columns.append(spec)
+        if schema.key:
+            columns.append(f"PRIMARY KEY ({', '.join(_quote(k) for k in schema.key)})")
+        # Under the write lock: a deferred transaction would fail at once (SQLITE_BUSY, no
+        # busy handler) when another worker creates the table between our read and write.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_quote(self._table)} ({', '.join(columns)})"
+            )
+            self._check_table(schema)
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._conn.execute("COMMIT")
+        names = ", ".join(_quote(n) for n in schema.names)
+        marks = ", ".join("?" for _ in schema.columns)
+        self._insert = f"INSERT OR IGNORE INTO {_quote(self._table)} ({names}) VALUES ({marks})"
+
+    def _check_table(self, schema: Schema) -> None:
+        """Raise SinkSchemaError unless the existing table can take the schema's rows."""
+        info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})").fetchall()
+        # table_info rows: (cid, name, type, notnull, dflt_value, pk)
+        found = {row[1].lower(): row for row in info}
+        for column in schema.columns:
+            row = found.get(column.name.lower())
+            expected = _SQL_TYPES[column.type]
+            if row is None:
+                raise SinkSchemaError(
+                    f"{self._where}: column {column.name!r} is missing "
+                    f"(expected {expected}, found no such column)"
+                )
+            if _affinity(row[2]) not in _ACCEPTED[column.type]:
+                raise SinkSchemaError(
+                    f"{self._where}: column {column.name!r} cannot hold {column.type} values "
+                    f"(expected {expected}, found {row[2] or 'no type'!r})"
+                )
+        wanted = {n.lower() for n in schema.names}
+        for name, row in found.items():
+            # INSERT OR IGNORE would silently drop every row missing such a column.
+            if name not in wanted and row[3] and row[4] is None:
+                raise SinkSchemaError(
+                    f"{self._where}: column {row[1]!r} is NOT NULL without a default but is "
+                    f"not in the schema (expected it nullable or absent, found NOT NULL)"
+                )
+        if schema.key:
+            pk = [row[1].lower() for row in sorted(info, key=lambda r: r[5]) if row[5]]
+            if pk != [k.lower() for k in schema.key]:
+                raise SinkSchemaError(
+                    f"{self._where}: the primary key differs, so replays would duplicate rows "
+                    f"(expected PRIMARY KEY {schema.key!r}, found {tuple(pk)!r})"
+                )
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction; rows whose key exists are ignored."""
+        if self._closed:
+            raise SinkError(f"{self._where}: write_batch after close")
+        if not rows:
+            return
+        params = [tuple(_param(v) for v in row) for row in self._lock.project(rows)]
+        try:
+            if self._insert is None:
+                self._prepare(self._lock.lock(rows))
+            assert self._insert is not None
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(self._insert, params)
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            if isinstance(exc, SinkError):
+                raise
+            if isinstance(exc, Exception):
+                raise SinkWriteError(
+                    f"{self._where}: writing {len(rows)} rows failed: {exc}"
+                ) from exc
+            raise
+
+    def close(self) -> None:
+        """Checkpoint and truncate the WAL, then close; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise SinkWriteError(f"{self._where}: WAL checkpoint at close failed: {exc}") from exc
+        finally:
+            self._conn.close()
