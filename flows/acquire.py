@@ -54,7 +54,7 @@ def to_rows(samples: Stream[Sample]) -> Stream[dict[str, Any]]:
 def write(rows: Stream[dict[str, Any]], sinks: Iterable[IntoSink], *, name: str = "rows") -> None:
     """Write ``rows`` to every sink; sinks without a schema get the acquisition row schema."""
     for i, sink in enumerate(sinks):
-        if getattr(sink, "schema", None) is None:
+        if hasattr(sink, "schema") and sink.schema is None:
             sink = dataclasses.replace(sink, schema=SAMPLE_SCHEMA)
         op.output(f"{name}_{i}_{type(sink).__name__}", rows, sink)
 

@@ -108,6 +108,9 @@ def test_slow_bus_does_not_block_the_healthy_one() -> None:
         assert 0 <= drift < 0.050, f"tick {s.tick} started {drift * 1000:.1f} ms late"
     slow_samples = [s for s in samples if s.bus == "slow"]
     assert slow_samples and all(s.error is None for s in slow_samples)
+    # Each slow tick takes 2 s: the next one starts at the first free slot, 3 s later.
+    first = min(s.tick for s in fast)
+    assert [s.tick for s in slow_samples] == [first, first + 3]
     assert all((s.received_at - s.requested_at).total_seconds() >= 1.9 for s in slow_samples)
 
 
