@@ -26,6 +26,7 @@ __all__ = [
     "Column",
     "ColumnType",
     "IntoSink",
+    "LockedPartition",
     "Schema",
     "SchemaLock",
     "SinkDependencyError",
@@ -241,6 +242,18 @@ class SchemaLock:
                 name,
                 self._schema.names if self._schema else (),
             )
+
+
+class LockedPartition(StatelessSinkPartition[dict[str, Any]]):
+    """Base of the backends' partitions: rows go through ``self._lock``, a :class:`SchemaLock`."""
+
+    _lock: SchemaLock
+
+    @property
+    def columns(self) -> tuple[str, ...] | None:
+        """The column names written, in order; None until the schema is locked."""
+        schema = self._lock.schema
+        return schema.names if schema is not None else None
 
 
 @runtime_checkable

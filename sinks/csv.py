@@ -18,10 +18,9 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from bytewax.outputs import StatelessSinkPartition
-
 from sinks.base import (
     IntoSink,
+    LockedPartition,
     Schema,
     SchemaLock,
     SinkError,
@@ -89,7 +88,7 @@ class IntoCsv(IntoSink):
         return _CsvPartition(self.file_for(worker_index, worker_count), self.schema, self.delimiter)
 
 
-class _CsvPartition(StatelessSinkPartition[dict[str, Any]]):
+class _CsvPartition(LockedPartition):
     """One worker's CSV file; see the module docstring for the format."""
 
     def __init__(self, path: Path, schema: Schema | None, delimiter: str) -> None:

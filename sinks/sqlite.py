@@ -21,11 +21,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bytewax.outputs import StatelessSinkPartition
-
 from sinks.base import (
     ColumnType,
     IntoSink,
+    LockedPartition,
     Schema,
     SchemaLock,
     SinkError,
@@ -132,7 +131,7 @@ class IntoSqlite(IntoSink):
         return _SqlitePartition(Path(self.path), self.table, self.schema, self.busy_timeout_s)
 
 
-class _SqlitePartition(StatelessSinkPartition[dict[str, Any]]):
+class _SqlitePartition(LockedPartition):
     """One worker's connection; used only from the thread that built it."""
 
     def __init__(

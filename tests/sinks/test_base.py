@@ -222,3 +222,15 @@ def test_importing_sinks_loads_no_heavy_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_partitions_expose_their_columns(tmp_path) -> None:
+    from sinks.csv import IntoCsv
+    from sinks.sqlite import IntoSqlite
+
+    for sink in (IntoCsv(path=tmp_path / "c.csv"), IntoSqlite(path=tmp_path / "s.db")):
+        part = sink.build_partition(0, 1)
+        assert part.columns is None
+        part.write_batch([{"b": 1, "a": "x"}])
+        assert part.columns == ("b", "a")
+        part.close()
