@@ -17,6 +17,7 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -35,8 +36,10 @@ __all__ = [
     "SinkSchemaError",
     "SinkWriteError",
     "check_identifier",
+    "check_path",
     "format_timestamp",
     "infer_schema",
+    "worker_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -182,6 +185,21 @@ def format_timestamp(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise SinkError(f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware")
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
+    """The file a worker of a file sink writes: ``path`` itself with one worker, else
+    ``<stem>-w<index><suffix>`` beside it, so workers never clobber each other."""
+    if worker_count == 1:
+        return path
+    return path.with_name(f"{path.stem}-w{worker_index}{path.suffix}")
+
+
+def check_path(path: object, what: str) -> Path:
+    """``path`` as a Path; ValueError naming ``what`` unless it is a non-empty str or Path."""
+    if not isinstance(path, (str, Path)) or str(path) in ("", "."):
+        raise ValueError(f"{what}: {path!r} is not a file path")
+    return Path(path)
 
 
 class SchemaLock:

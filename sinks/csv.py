@@ -26,7 +26,9 @@ from sinks.base import (
     SinkError,
     SinkSchemaError,
     SinkWriteError,
+    check_path,
     format_timestamp,
+    worker_file,
 )
 
 __all__ = ["IntoCsv"]
@@ -60,9 +62,7 @@ class IntoCsv(IntoSink):
     delimiter: str = ","
 
     def __post_init__(self) -> None:
-        if not isinstance(self.path, (str, Path)) or str(self.path) in ("", "."):
-            raise ValueError(f"IntoCsv.path: {self.path!r} is not a file path")
-        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "path", check_path(self.path, "IntoCsv.path"))
         if self.schema is not None and not isinstance(self.schema, Schema):
             raise ValueError(f"IntoCsv.schema: {self.schema!r} is not a Schema or None")
         if (
@@ -77,10 +77,7 @@ class IntoCsv(IntoSink):
 
     def file_for(self, worker_index: int, worker_count: int) -> Path:
         """The file worker ``worker_index`` of ``worker_count`` writes."""
-        path = Path(self.path)
-        if worker_count == 1:
-            return path
-        return path.with_name(f"{path.stem}-w{worker_index}{path.suffix}")
+        return worker_file(Path(self.path), worker_index, worker_count)
 
     def build_partition(self, worker_index: int, worker_count: int) -> _CsvPartition:
         """Open this worker's file (creating its directory); check or write the header if the

@@ -31,6 +31,7 @@ from sinks.base import (
     SinkSchemaError,
     SinkWriteError,
     check_identifier,
+    check_path,
     format_timestamp,
 )
 
@@ -108,9 +109,7 @@ class IntoSqlite(IntoSink):
     busy_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.path, (str, Path)) or str(self.path) in ("", "."):
-            raise ValueError(f"IntoSqlite.path: {self.path!r} is not a file path")
-        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "path", check_path(self.path, "IntoSqlite.path"))
         check_identifier(self.table, "IntoSqlite.table")
         if self.schema is not None and not isinstance(self.schema, Schema):
             raise ValueError(f"IntoSqlite.schema: {self.schema!r} is not a Schema or None")

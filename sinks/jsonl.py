@@ -1,0 +1,120 @@
+"""JSON Lines sink: one JSON object per row and line, appended, flushed after every batch.
+
+With one worker the file is ``path`` itself; with several, worker ``i`` writes
+``<stem>-w<i><suffix>`` beside it. Keys come in the schema's column order; None is ``null``,
+timestamps are ISO 8601 UTC strings with microseconds, and non-finite floats (NaN, inf),
+which JSON cannot hold, are written as ``null``. Text is UTF-8 as is (``ensure_ascii=False``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sinks.base import (
+    IntoSink,
+    LockedPartition,
+    Schema,
+    SchemaLock,
+    SinkError,
+    SinkWriteError,
+    check_path,
+    format_timestamp,
+    worker_file,
+)
+
+__all__ = ["IntoJsonl"]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class IntoJsonl(IntoSink):
+    """Append rows to JSON Lines files, one per worker.
+
+    ``path``: the file (one worker) or the pattern of the per-worker files.
+    ``schema``: the columns to write; None locks them from the first non-empty batch.
+    """
+
+    path: str | Path
+    schema: Schema | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", check_path(self.path, "IntoJsonl.path"))
+        if self.schema is not None and not isinstance(self.schema, Schema):
+            raise ValueError(f"IntoJsonl.schema: {self.schema!r} is not a Schema or None")
+
+    def build_partition(self, worker_index: int, worker_count: int) -> _JsonlPartition:
+        """Open this worker's file for appending (creating its directory)."""
+        return _JsonlPartition(
+            worker_file(Path(self.path), worker_index, worker_count), self.schema
+        )
+
+
+class _JsonlPartition(LockedPartition):
+    """One worker's JSON Lines file."""
+
+    def __init__(self, path: Path, schema: Schema | None) -> None:
+        self._path = path
+        self._where = f"JSONL file {str(path)!r}"
+        self._lock = SchemaLock(schema, self._where)
+        self._closed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: io.TextIOWrapper = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
+            if self._file.tell() > 0 and not self._ends_with_newline():
+                self._file.write("\n")  # a crash mid-line left a partial row; start afresh
+        except OSError as exc:
+            raise SinkWriteError(f"cannot open {self._where}: {exc}") from exc
+
+    def _ends_with_newline(self) -> bool:
+        with open(self._path, "rb") as raw:
+            raw.seek(-1, io.SEEK_END)
+            return raw.read(1) == b"\n"
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` and flush; the batch is rendered first so a bad value writes nothing."""
+        if self._closed:
+            raise SinkError(f"{self._where}: write_batch after close")
+        if not rows:
+            return
+        values = self._lock.project(rows)
+        names = self._lock.lock(rows).names
+        try:
+            text = "".join(
+                json.dumps(
+                    {n: _json_value(v) for n, v in zip(names, row, strict=True)},
+                    ensure_ascii=False,
+                    allow_nan=False,
+                )
+                + "\n"
+                for row in values
+            )
+        except (TypeError, ValueError) as exc:
+            raise SinkError(f"{self._where}: a value cannot be written as JSON: {exc}") from exc
+        try:
+            self._file.write(text)
+            self._file.flush()
+        except OSError as exc:
+            raise SinkWriteError(f"cannot write {self._where}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise SinkWriteError(f"cannot close {self._where}: {exc}") from exc
