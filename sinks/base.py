@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import re
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast, get_args, runtime_checkable
 
@@ -25,6 +26,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 __all__ = [
     "IDENTIFIER",
     "Column",
+    "ColumnFormatter",
     "ColumnType",
     "IntoSink",
     "LockedPartition",
@@ -37,8 +39,10 @@ __all__ = [
     "SinkWriteError",
     "check_identifier",
     "check_path",
+    "format_columns",
     "format_timestamp",
     "infer_schema",
+    "timestamp_column",
     "worker_file",
 ]
 
@@ -182,9 +186,53 @@ def format_timestamp(value: datetime) -> str:
     Aware datetimes in another zone are converted to UTC; naive ones raise SinkError, since
     their instant is unknown.
     """
+    if not isinstance(value, datetime):
+        raise SinkError(f"{value!r} is not a datetime: a timestamp column takes datetimes")
     if value.tzinfo is None or value.utcoffset() is None:
         raise SinkError(f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware")
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+class _IsoCache(dict[datetime, str]):
+    def __missing__(self, value: datetime) -> str:
+        text = self[value] = format_timestamp(value)
+        return text
+
+
+def timestamp_column(values: Sequence[Any]) -> list[str | None]:
+    """:func:`format_timestamp` over a column.
+
+    The parameters of one Modbus read share their timestamps, so each distinct instant is
+    formatted once (equal instants in other zones hash alike and format alike).
+    """
+    cache = _IsoCache()
+    try:
+        return [None if v is None else cache[v] for v in values]
+    except TypeError:  # unhashable: not a datetime at all
+        return [None if v is None else format_timestamp(v) for v in values]
+
+
+ColumnFormatter = Callable[[Sequence[Any]], list[Any]]
+
+
+def format_columns(
+    schema: Schema,
+    values: list[tuple[Any, ...]],
+    formatters: Mapping[ColumnType, ColumnFormatter],
+) -> list[tuple[Any, ...]]:
+    """Rewrite the columns whose type has a formatter: ``formatters[type](column_values)``.
+
+    Works column by column (transpose, convert, transpose back): a Python call per cell
+    would cost several times more than the write itself.
+    """
+    types = [c.type for c in schema.columns]
+    targets = [(i, formatters[t]) for i, t in enumerate(types) if t in formatters]
+    if not targets or not values:
+        return values
+    columns: list[Sequence[Any]] = list(zip(*values, strict=True))
+    for i, fmt in targets:
+        columns[i] = fmt(columns[i])
+    return list(zip(*columns, strict=True))
 
 
 def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
@@ -235,20 +283,31 @@ class SchemaLock:
         """Values of each row in the schema's column order (locking the schema if needed)."""
         schema = self.lock(rows)
         names = schema.names
-        known = frozenset(names)
-        required = [(i, c.name) for i, c in enumerate(schema.columns) if schema.required(c)]
-        out = []
-        for row in rows:
-            if not known.issuperset(row):
-                self._warn_unknown(row.keys() - known)
-            values = tuple(row.get(name) for name in names)
-            for i, name in required:
-                if values[i] is None:
+        width = len(names)
+        complete = True
+        try:
+            # Fast path: every row has every column (acquisition rows do).
+            getter = itemgetter(*names)
+            out = [getter(row) for row in rows] if width > 1 else [(getter(r),) for r in rows]
+        except KeyError:
+            complete = False
+            out = [tuple(row.get(name) for name in names) for row in rows]
+        # With every column in every row, only a longer row has unknown keys.
+        if not complete or any(len(row) > width for row in rows):
+            known = frozenset(names)
+            for row in rows:
+                if not known.issuperset(row):
+                    self._warn_unknown(row.keys() - known)
+        required = [i for i, c in enumerate(schema.columns) if schema.required(c)]
+        if required:
+            pick = itemgetter(*required) if len(required) > 1 else lambda r: (r[required[0]],)
+            for values, row in zip(out, rows, strict=True):
+                if None in pick(values):
+                    name = next(names[i] for i in required if values[i] is None)
                     raise SinkError(
                         f"{self._target}: column {name!r} takes no NULL (not nullable or part "
                         f"of the key) but a row has none: {dict(row)!r}"
                     )
-            out.append(values)
         return out
 
     def _warn_unknown(self, names: set[str]) -> None:

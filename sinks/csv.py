@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from sinks.base import (
+    ColumnFormatter,
+    ColumnType,
     IntoSink,
     LockedPartition,
     Schema,
@@ -27,7 +29,8 @@ from sinks.base import (
     SinkSchemaError,
     SinkWriteError,
     check_path,
-    format_timestamp,
+    format_columns,
+    timestamp_column,
     worker_file,
 )
 
@@ -36,16 +39,15 @@ __all__ = ["IntoCsv"]
 _FORBIDDEN_DELIMITERS = frozenset('"\r\n')
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    return str(value)
+def _bool_column(values: Sequence[Any]) -> list[str | None]:
+    return [None if v is None else "true" if v else "false" for v in values]
+
+
+# The csv module already writes None as an empty field and floats with repr().
+_FORMATTERS: dict[ColumnType, ColumnFormatter] = {
+    "timestamp": timestamp_column,
+    "bool": _bool_column,
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class _CsvPartition(LockedPartition):
             raw.seek(-1, io.SEEK_END)
             return raw.read(1) == b"\n"
 
-    def _render(self, lines: list[list[str]]) -> str:
+    def _render(self, lines: Sequence[Sequence[Any]]) -> str:
         buffer = io.StringIO()
         csv.writer(buffer, delimiter=self._delimiter).writerows(lines)
         return buffer.getvalue()
@@ -145,9 +147,10 @@ class _CsvPartition(LockedPartition):
         if not rows:
             return
         values = self._lock.project(rows)
-        text = self._render([[_cell(v) for v in row] for row in values])
+        schema = self._lock.lock(rows)
+        text = self._render(format_columns(schema, values, _FORMATTERS))
         if self._file is None:
-            self._open(self._lock.lock(rows))
+            self._open(schema)
         assert self._file is not None
         try:
             self._file.write(text)

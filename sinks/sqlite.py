@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sinks.base import (
+    ColumnFormatter,
     ColumnType,
     IntoSink,
     LockedPartition,
@@ -32,7 +33,8 @@ from sinks.base import (
     SinkWriteError,
     check_identifier,
     check_path,
-    format_timestamp,
+    format_columns,
+    timestamp_column,
 )
 
 __all__ = ["IntoSqlite"]
@@ -86,12 +88,14 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-def _param(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    return value
+def _bool_column(values: Sequence[Any]) -> list[int | None]:
+    return [None if v is None else int(v) for v in values]
+
+
+_FORMATTERS: dict[ColumnType, ColumnFormatter] = {
+    "timestamp": timestamp_column,
+    "bool": _bool_column,
+}
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,7 @@ class _SqlitePartition(LockedPartition):
             raise SinkError(f"{self._where}: write_batch after close")
         if not rows:
             return
-        params = [tuple(_param(v) for v in row) for row in self._lock.project(rows)]
+        params = format_columns(self._lock.lock(rows), self._lock.project(rows), _FORMATTERS)
         try:
             if self._insert is None:
                 self._prepare(self._lock.lock(rows))

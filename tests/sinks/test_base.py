@@ -234,3 +234,26 @@ def test_partitions_expose_their_columns(tmp_path) -> None:
         part.write_batch([{"b": 1, "a": "x"}])
         assert part.columns == ("b", "a")
         part.close()
+
+
+def test_timestamp_column_formats_each_instant_in_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    import pytest
+
+    from sinks.base import SinkError, timestamp_column
+
+    utc = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    zoned = utc.astimezone(timezone(timedelta(hours=-5)))
+    assert timestamp_column([utc, None, zoned, utc]) == [
+        "2026-01-02T03:04:05.000006+00:00",
+        None,
+        "2026-01-02T03:04:05.000006+00:00",
+        "2026-01-02T03:04:05.000006+00:00",
+    ]
+    with pytest.raises(SinkError, match="naive"):
+        timestamp_column([datetime(2026, 1, 1)])
+    with pytest.raises(SinkError, match="is not a datetime"):
+        timestamp_column(["2026-01-01"])
+    with pytest.raises(SinkError, match="is not a datetime"):
+        timestamp_column([[1]])
