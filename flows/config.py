@@ -32,7 +32,13 @@ __all__ = ["SINK_KINDS", "Acquisition", "Config", "ConfigError", "load_config", 
 DEFAULT_PATH = "acquire.toml"
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 # kind -> (module, class); imported only when a config names the kind.
-SINK_KINDS = {"csv": ("sinks.csv", "IntoCsv"), "sqlite": ("sinks.sqlite", "IntoSqlite")}
+SINK_KINDS = {
+    "csv": ("sinks.csv", "IntoCsv"),
+    "jsonl": ("sinks.jsonl", "IntoJsonl"),
+    "sqlite": ("sinks.sqlite", "IntoSqlite"),
+    "parquet": ("sinks.parquet", "IntoParquet"),
+    "postgres": ("sinks.postgres", "IntoPostgres"),
+}
 
 
 class ConfigError(ValueError):
