@@ -109,7 +109,11 @@ BROKEN = [
     ),
     ('profile = "watlow_pm"', 'profile = "watlow_pn"', None),
     ('parameters = ["process_value"]', 'parameters = ["pv"]', None),
-    ('kind = "csv"', 'kind = "excel"', "sink[0].kind: 'excel' is not a sink kind (csv, jsonl, sqlite, parquet, postgres)"),
+    (
+        'kind = "csv"',
+        'kind = "excel"',
+        "sink[0].kind: 'excel' is not a sink kind (csv, jsonl, sqlite, parquet, postgres)",
+    ),
     ('path = "out/x.csv"', 'path = "out/x.csv"\nfile = "y"', None),
     ("timeout_s = 0.2", "timeout_s = 0", "bus[0].timeout_s: 0 must be > 0"),
     (
