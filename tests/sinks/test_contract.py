@@ -16,6 +16,7 @@ from sinks.base import Column, IntoSink, Schema, SinkError
 from sinks.csv import IntoCsv
 from sinks.jsonl import IntoJsonl
 from sinks.memory import IntoMemory
+from sinks.parquet import IntoParquet
 from sinks.sqlite import IntoSqlite
 
 SCHEMA = Schema(
@@ -80,6 +81,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [typed(json.loads(line)) for line in f]
 
 
+def read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path, format="parquet").to_table().to_pylist()
+
+
 Case = tuple[Callable[[Path], IntoSink], Callable[[IntoSink, Path], list[dict[str, Any]]]]
 CASES: dict[str, Case] = {
     "csv": (lambda d: IntoCsv(path=d / "s.csv", schema=SCHEMA), lambda s, d: read_csv(d / "s.csv")),
@@ -92,6 +99,10 @@ CASES: dict[str, Case] = {
         lambda s, d: read_jsonl(d / "s.jsonl"),
     ),
     "memory": (lambda d: IntoMemory(schema=SCHEMA), lambda s, d: list(s.rows)),
+    "parquet": (
+        lambda d: IntoParquet(path=d / "ds", schema=SCHEMA),
+        lambda s, d: read_parquet(d / "ds"),
+    ),
 }
 
 

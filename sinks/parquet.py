@@ -1,0 +1,338 @@
+"""Parquet sink (pyarrow, optional): a dataset directory of typed part files per worker.
+
+``path`` is a directory, read whole with ``pyarrow.dataset.dataset(path, format="parquet")``.
+Worker ``i`` writes ``part-w<i>-<sequence>.parquet`` (``part-w0-000000.parquet``, ...); the
+sequence continues after the highest part of that worker already there, so a restart never
+overwrites a part. A part is written under a hidden name (``.part-w0-000000.parquet.tmp``,
+which dataset discovery skips) and renamed into place once its footer is written and synced:
+every visible part is complete, and a crash loses at most the open part of each worker.
+
+A part is closed when it holds ``rows_per_part`` rows (a batch is split across parts so that
+no part holds more) or, checked at each write, when it has been open ``part_age_s`` seconds.
+Each write appends one row group per part it touches, so rows are not held in memory.
+
+Types: timestamp -> ``timestamp[us, tz=UTC]`` (aware datetimes converted to UTC, naive ones
+rejected), float -> float64 (ints widened), int -> int64, text -> string, bool -> bool;
+non-nullable and key columns are not nullable. A text column stores other scalars as the CSV
+sink writes them (``true``/``false``, ``repr`` of floats, ISO 8601 UTC), so a column inferred
+as text from mixed kinds takes its own batch. Any other misfit, e.g. a float in an int
+column, rejects the whole batch with SinkError naming the column, before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from operator import attrgetter
+from pathlib import Path
+from types import ModuleType, NoneType
+from typing import TYPE_CHECKING, Any
+
+from sinks.base import (
+    ColumnType,
+    IntoSink,
+    LockedPartition,
+    Schema,
+    SchemaLock,
+    SinkDependencyError,
+    SinkError,
+    SinkWriteError,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+__all__ = ["IntoParquet"]
+
+_CODECS = ("none", "snappy", "gzip", "brotli", "lz4", "zstd")
+_CHUNK = 512  # rows projected at a time; see _columns
+_INSTALL_HINT = 'pip install ".[parquet]"'
+# bool is an int subclass, but infer_schema keeps bools and numbers apart, and so do we.
+_PLAIN: dict[ColumnType, tuple[type, ...]] = {"float": (int, float), "int": (int,), "bool": (bool,)}
+_EXACT: dict[ColumnType, frozenset[type]] = {
+    kind: frozenset({exact, NoneType})
+    for kind, exact in (("float", float), ("int", int), ("bool", bool), ("text", str))
+} | {"timestamp": frozenset({datetime, NoneType})}
+_TZINFO = attrgetter("tzinfo")
+
+
+def _import_pyarrow() -> tuple[ModuleType, ModuleType]:
+    try:
+        import pyarrow
+        import pyarrow.fs
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise SinkDependencyError(
+            f"the Parquet sink needs pyarrow, which is not installed: {_INSTALL_HINT}"
+        ) from exc
+    return pyarrow, pyarrow.parquet
+
+
+def _utc(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{value!r} ({type(value).__name__}) is not a timestamp")
+    # The rule of format_timestamp: a naive datetime's instant is unknown.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware")
+    return value.astimezone(timezone.utc)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        return _utc(value).isoformat(timespec="microseconds")
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not text")
+
+
+def _cells(kind: ColumnType, values: Sequence[Any]) -> Sequence[Any]:
+    """One column's values ready for ``pa.array``; TypeError or ValueError on a misfit."""
+    # The common case, kept cheap: exact types that pa.array converts as they are.
+    if set(map(type, values)) <= _EXACT[kind] and (
+        kind != "timestamp" or set(map(_TZINFO, filter(None, values))) <= {timezone.utc}
+    ):
+        return values
+    if kind == "timestamp":
+        return [None if v is None else _utc(v) for v in values]
+    if kind == "text":
+        return [None if v is None else _text(v) for v in values]
+    allowed = _PLAIN[kind]
+    for v in values:
+        if v is not None and (
+            not isinstance(v, allowed) or isinstance(v, bool) != (kind == "bool")
+        ):
+            raise TypeError(f"{v!r} ({type(v).__name__}) is not a {kind} value")
+    return values
+
+
+def _arrow_schema(lib: ModuleType, schema: Schema) -> pa.Schema:
+    types = {
+        "timestamp": lib.timestamp("us", tz="UTC"),
+        "float": lib.float64(),
+        "int": lib.int64(),
+        "text": lib.string(),
+        "bool": lib.bool_(),
+    }
+    required = schema.required
+    return lib.schema([lib.field(c.name, types[c.type], not required(c)) for c in schema.columns])
+
+
+def _sync(path: Path) -> None:
+    if os.name != "posix":  # Windows can neither fsync a read-only handle nor open a directory
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class IntoParquet(IntoSink):
+    """Write rows to the Parquet dataset directory ``path``, part files per worker.
+
+    ``schema``: the columns to write; None locks them from the first non-empty batch.
+    ``rows_per_part``: the most rows in one part file (an int >= 1).
+    ``part_age_s``: seconds after which the open part is closed at the next write (> 0;
+    ``math.inf`` closes parts by row count only).
+    ``compression``: one of none, snappy, gzip, brotli, lz4, zstd; ``compression_level`` an int
+    for the codecs that take one (checked when a partition is built), or None for the default.
+    ``use_dictionary``: dictionary-encode columns (Parquet falls back to plain per column
+    when the dictionary grows too large).
+    """
+
+    path: str | Path
+    schema: Schema | None = None
+    rows_per_part: int = 1_000_000
+    part_age_s: float = 300.0
+    compression: str = "zstd"
+    compression_level: int | None = None
+    use_dictionary: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, Path)) or str(self.path) == "":
+            raise ValueError(f"IntoParquet.path: {self.path!r} is not a directory path")
+        object.__setattr__(self, "path", Path(self.path))
+        if self.schema is not None and not isinstance(self.schema, Schema):
+            raise ValueError(f"IntoParquet.schema: {self.schema!r} is not a Schema or None")
+        rows = self.rows_per_part
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"IntoParquet.rows_per_part: {rows!r} is not an int >= 1")
+        age = self.part_age_s
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0:
+            raise ValueError(f"IntoParquet.part_age_s: {age!r} is not a number of seconds > 0")
+        codec = self.compression.lower() if isinstance(self.compression, str) else None
+        if codec not in _CODECS:
+            raise ValueError(
+                f"IntoParquet.compression: {self.compression!r} is not one of {', '.join(_CODECS)}"
+            )
+        object.__setattr__(self, "compression", codec)
+        level = self.compression_level
+        if level is not None and (
+            isinstance(level, bool) or not isinstance(level, int) or codec == "none"
+        ):
+            raise ValueError(
+                f"IntoParquet.compression_level: {level!r} is not None or an int for a codec"
+            )
+        if not isinstance(self.use_dictionary, bool):
+            raise ValueError(f"IntoParquet.use_dictionary: {self.use_dictionary!r} is not a bool")
+
+    def build_partition(self, worker_index: int, worker_count: int) -> _ParquetPartition:
+        """Import pyarrow (SinkDependencyError with the install hint if it is missing), check
+        the codec, create the directory and find this worker's next part number. A part file
+        is only created by the first write into it."""
+        lib, parquet = _import_pyarrow()
+        if self.compression != "none":
+            if not lib.Codec.is_available(self.compression):
+                raise SinkDependencyError(
+                    f"IntoParquet.compression: this pyarrow has no {self.compression} codec"
+                )
+            try:
+                lib.Codec(self.compression, compression_level=self.compression_level)
+            except lib.ArrowException as exc:
+                raise ValueError(f"IntoParquet.compression_level: {exc}") from exc
+        return _ParquetPartition(self, worker_index, lib, parquet)
+
+
+class _ParquetPartition(LockedPartition):
+    """One worker's part files; see the module docstring for the layout and the types."""
+
+    def __init__(
+        self, sink: IntoParquet, worker_index: int, lib: ModuleType, parquet: ModuleType
+    ) -> None:
+        self._sink = sink
+        self._dir = Path(sink.path)
+        self._worker = worker_index
+        self._pa = lib
+        self._pq = parquet
+        self._where = f"Parquet dataset {str(self._dir)!r} (worker {worker_index})"
+        self._lock = SchemaLock(sink.schema, self._where)
+        self._arrow: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._part_rows = 0
+        self._opened_at = 0.0
+        self._closed = False
+        mine = re.compile(rf"part-w{worker_index}-(\d+)\.parquet")
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            found = [mine.fullmatch(p.name) for p in self._dir.iterdir()]
+        except OSError as exc:
+            raise SinkWriteError(f"cannot open {self._where}: {exc}") from exc
+        self._seq = max((int(m.group(1)) + 1 for m in found if m), default=0)
+
+    def _part(self, hidden: bool = False) -> Path:
+        name = f"part-w{self._worker}-{self._seq:06d}.parquet"
+        return self._dir / (f".{name}.tmp" if hidden else name)
+
+    def _columns(self, rows: list[dict[str, Any]], width: int) -> list[list[Any]]:
+        """The batch's values column by column, through ``SchemaLock.project``."""
+        columns: list[list[Any]] = [[] for _ in range(width)]
+        # Projected a chunk at a time, each chunk's row tuples freed before the next: holding
+        # a whole batch of them sets off CPython's cyclic GC, whose full collections walk the
+        # caller's whole heap (a quarter of the time in bench/sinks.py).
+        for start in range(0, len(rows), _CHUNK):
+            values = self._lock.project(rows[start : start + _CHUNK])
+            for column, cells in zip(columns, zip(*values, strict=True), strict=True):
+                column.extend(cells)
+        return columns
+
+    def _table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """The batch as one Arrow table; SinkError naming the column if a value misfits."""
+        schema = self._lock.lock(rows)
+        if self._arrow is None:
+            self._arrow = _arrow_schema(self._pa, schema)
+        columns = self._columns(rows, len(schema.columns))
+        lib, arrays = self._pa, []
+        for column, field, cells in zip(schema.columns, self._arrow, columns, strict=True):
+            try:
+                arrays.append(lib.array(_cells(column.type, cells), type=field.type))
+            except (lib.ArrowException, TypeError, ValueError, OverflowError) as exc:
+                raise SinkError(
+                    f"{self._where}: column {column.name!r} ({column.type}) cannot take a value "
+                    f"of the batch, so none of it was written: {exc}"
+                ) from exc
+        return lib.Table.from_arrays(arrays, schema=self._arrow)
+
+    def _open_part(self) -> None:
+        while self._part().exists():  # written by another process since we looked
+            self._seq += 1
+        self._writer = self._pq.ParquetWriter(
+            str(self._part(hidden=True)),
+            self._arrow,
+            filesystem=self._pa.fs.LocalFileSystem(),
+            compression=self._sink.compression,
+            compression_level=self._sink.compression_level,
+            use_dictionary=self._sink.use_dictionary,
+        )
+        self._part_rows = 0
+        self._opened_at = time.monotonic()
+
+    def _close_part(self) -> None:
+        """Write the footer, sync, and rename the open part into place."""
+        writer, self._writer = self._writer, None
+        hidden, visible = self._part(hidden=True), self._part()
+        self._seq += 1
+        assert writer is not None
+        writer.close()
+        _sync(hidden)  # data before name: a power cut must not leave a visible empty part
+        os.replace(hidden, visible)
+        _sync(self._dir)
+
+    def _drop_part(self) -> None:
+        """After a failed write: give up the open part, whose state is unknown. It stays
+        under its hidden name and the next write starts a new part."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._seq += 1
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` as one row group (per part touched), rolling parts by age and by
+        row count; a bad value rejects the whole batch before anything is written."""
+        if self._closed:
+            raise SinkError(f"{self._where}: write_batch after close")
+        if not rows:
+            return
+        table = self._table(rows)
+        limit, age = self._sink.rows_per_part, self._sink.part_age_s
+        try:
+            if self._writer is not None and time.monotonic() - self._opened_at >= age:
+                self._close_part()
+            start = 0
+            while start < table.num_rows:
+                if self._writer is None:
+                    self._open_part()
+                assert self._writer is not None
+                take = min(limit - self._part_rows, table.num_rows - start)
+                self._writer.write_table(table.slice(start, take), row_group_size=take)
+                self._part_rows += take
+                start += take
+                if self._part_rows >= limit:
+                    self._close_part()
+        except (OSError, self._pa.ArrowException) as exc:
+            self._drop_part()
+            raise SinkWriteError(f"{self._where}: writing {len(rows)} rows failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the open part, if any, making it visible; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            try:
+                self._close_part()
+            except (OSError, self._pa.ArrowException) as exc:
+                raise SinkWriteError(f"{self._where}: closing the open part failed: {exc}") from exc
