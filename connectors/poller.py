@@ -24,7 +24,7 @@ from pymodbus.exceptions import ModbusException
 
 from connectors.registers import Parameter, Read, decode_read, plan_reads
 from connectors.sample import Sample
-from connectors.simulator import SimulatedDevice
+from connectors.simulator import InProcessClient, SimulatedDevice
 from connectors.transport import BusUrl, open_client
 
 __all__ = ["Bus", "BusPoller", "Device", "exception_text"]
@@ -107,7 +107,7 @@ class BusPoller:
         self.period = 1.0 / rate_hz
         self.emit = emit
         self.clock = clock
-        self.client: ModbusBaseClient | None = None
+        self.client: ModbusBaseClient | InProcessClient | None = None
         self.url = bus.url
         self.tick_started = 0.0
         self.tick_running = False

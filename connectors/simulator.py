@@ -30,16 +30,19 @@ from dataclasses import dataclass
 from functools import partial
 
 from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import NoSuchIdException
+from pymodbus.exceptions import ModbusIOException, NoSuchIdException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 
 from connectors.registers import Profile, encode, load_profile
 
-__all__ = ["BusSimulator", "SimulatedDevice", "device_values"]
+__all__ = ["BusSimulator", "InProcessClient", "SimulatedDevice", "device_values"]
 
-KINDS = ("tcp", "rtu", "rtu+tcp")
+KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,11 +182,51 @@ def _open_pty() -> tuple[int, int, str]:
     return master, slave, os.ttyname(slave)
 
 
+class InProcessClient:
+    """The part of a pymodbus async client the poller uses, served in process.
+
+    Requests are real pymodbus request PDUs run against the simulator's datastore exactly as
+    its server runs them, minus framing and I/O, so the dataflow can be measured without
+    Modbus overhead (the ``sim://`` bus kind). A dead device costs ``timeout`` and raises
+    the same ModbusIOException a real client raises.
+    """
+
+    connected = True
+
+    def __init__(self, core: SimCore, timeout: float) -> None:
+        self._core = core
+        self._timeout = timeout
+
+    async def connect(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    async def read_holding_registers(
+        self, address: int, *, count: int = 1, device_id: int = 1
+    ) -> ModbusPDU:
+        return await self._execute(ReadHoldingRegistersRequest(device_id, 0, address, count))
+
+    async def read_input_registers(
+        self, address: int, *, count: int = 1, device_id: int = 1
+    ) -> ModbusPDU:
+        return await self._execute(ReadInputRegistersRequest(device_id, 0, address, count))
+
+    async def _execute(self, request: ModbusPDU) -> ModbusPDU:
+        try:
+            return await request.datastore_update(self._core, request.dev_id)
+        except NoSuchIdException:
+            await asyncio.sleep(self._timeout)
+            raise ModbusIOException("No response received (simulated)") from None
+
+
 class BusSimulator:
     """A simulated bus: devices at unit ids behind one real pymodbus server.
 
     ``kind`` is ``tcp`` (Modbus TCP), ``rtu+tcp`` (RTU framing over TCP) or
-    ``rtu`` (Modbus RTU on a pseudo-terminal). For ``rtu`` two pty pairs are
+    ``rtu`` (Modbus RTU on a pseudo-terminal), or ``sim`` (no server: :meth:`client` gives
+    an :class:`InProcessClient` on the same registers). For ``rtu`` two pty pairs are
     joined by a null-modem pump in this process: the server owns one slave
     end, the client opens the other, and both sides are real serial ports.
     Start and stop it on one running event loop.
@@ -215,12 +258,23 @@ class BusSimulator:
         """The state of the simulated device at ``address``."""
         return self.devices[address]
 
-    async def start(self) -> str:
-        """Start serving; returns the bus URL a client connects to."""
+    def _context(self) -> list[SimDevice]:
         context = [d.sim_device() for d in self.devices.values()]
         # Unit ids nobody simulates stay silent, as on a real bus.
         everything = SimData(0, count=65536, values=0, datatype=DataType.REGISTERS)
         context.append(SimDevice(id=0, simdata=[everything], action=_silent))
+        return context
+
+    def client(self, timeout: float) -> InProcessClient:
+        """A client reading this bus's registers in process (any kind; ``sim`` has no other)."""
+        return InProcessClient(SimCore(self._context()), timeout)
+
+    async def start(self) -> str:
+        """Start serving; returns the bus URL a client connects to."""
+        if self.kind == "sim":
+            self.url = "sim://local"
+            return self.url
+        context = self._context()
         loop = asyncio.get_running_loop()
         if self.kind == "rtu":
             server_master, server_slave, server_path = _open_pty()

@@ -64,6 +64,8 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
                 baudrate=url.baudrate,
             )
             self._poller.url = parse_bus_url(await simulator.start())
+            if url.scheme == "sim":
+                self._poller.client = simulator.client(self._bus.timeout_s)
         try:
             await self._poller.run(self._state["next_tick"], self._state["end_tick"])
         finally:

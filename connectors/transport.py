@@ -5,6 +5,7 @@ This is the only module that builds pymodbus clients. Supported URLs::
     tcp://HOST[:PORT]                       Modbus TCP (port 502 by default)
     rtu+tcp://HOST[:PORT]                   Modbus RTU framing through a TCP gateway
     rtu:///dev/ttyUSB0?baudrate=19200&parity=N&stopbits=1&bytesize=8
+    sim://                                  simulated in process, no Modbus I/O (simulate = true)
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from pymodbus.framer import FramerType
 
 __all__ = ["PROTOCOLS", "BusUrl", "open_client", "parse_bus_url"]
 
-PROTOCOLS = {"tcp": "modbus-tcp", "rtu": "modbus-rtu", "rtu+tcp": "modbus-rtu-over-tcp"}
+PROTOCOLS = {
+    "tcp": "modbus-tcp",
+    "rtu": "modbus-rtu",
+    "rtu+tcp": "modbus-rtu-over-tcp",
+    "sim": "modbus-sim",
+}
 _SERIAL_OPTIONS = {"baudrate", "parity", "stopbits", "bytesize"}
 
 
@@ -46,6 +52,8 @@ class BusUrl:
                 f"rtu://{self.path}?baudrate={self.baudrate}&parity={self.parity}"
                 f"&stopbits={self.stopbits}&bytesize={self.bytesize}"
             )
+        if self.scheme == "sim":
+            return f"sim://{self.host}"
         return f"{self.scheme}://{self.host}:{self.port}"
 
 
@@ -54,7 +62,9 @@ def parse_bus_url(url: str) -> BusUrl:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in PROTOCOLS:
-        raise ValueError(f"{url!r} is not a bus URL (tcp://, rtu+tcp:// or rtu://)")
+        raise ValueError(f"{url!r} is not a bus URL (tcp://, rtu+tcp://, rtu:// or sim://)")
+    if scheme == "sim":
+        return BusUrl(scheme="sim", host=parts.netloc or "local", port=0)
     if scheme == "rtu":
         path = parts.netloc + parts.path if parts.netloc else parts.path
         if not path:
@@ -94,6 +104,8 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
     pymodbus's own reconnect loop is off (``reconnect_delay=0``): the poller
     decides when to reconnect, so an outage becomes error rows, not a stall.
     """
+    if bus.scheme == "sim":
+        raise ValueError("a sim:// bus has no Modbus client: it is served by its simulator")
     common = {"timeout": timeout, "retries": retries, "reconnect_delay": 0, "name": str(bus)}
     if bus.scheme == "rtu":
         return AsyncModbusSerialClient(

@@ -190,6 +190,8 @@ def _bus(t: _Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
     except ValueError as exc:
         raise t.error(str(exc), "url") from None
     simulate = t.get("simulate", bool, default=False)
+    if url.scheme == "sim" and not simulate:
+        raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
     devices, sims = [], []
     addresses: dict[int, str] = {}
     for dt in t.tables("device"):

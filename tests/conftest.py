@@ -15,7 +15,12 @@ from connectors.simulator import SimulatedDevice
 from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
 
-SIM_URLS = {"tcp": "tcp://127.0.0.1:0", "rtu": "rtu://pty", "rtu+tcp": "rtu+tcp://127.0.0.1:0"}
+SIM_URLS = {
+    "tcp": "tcp://127.0.0.1:0",
+    "rtu": "rtu://pty",
+    "rtu+tcp": "rtu+tcp://127.0.0.1:0",
+    "sim": "sim://",
+}
 
 
 def sim_bus(

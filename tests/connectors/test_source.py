@@ -21,7 +21,7 @@ from tests.conftest import run_source, sim_bus
 PM, SX = load_profile("watlow_pm"), load_profile("servomex_4100")
 
 
-@pytest.mark.parametrize("kind", ["tcp", "rtu", "rtu+tcp"])
+@pytest.mark.parametrize("kind", ["tcp", "rtu", "rtu+tcp", "sim"])
 def test_every_device_and_parameter_once_per_tick(kind: str) -> None:
     devices = [
         SimulatedDevice(address=1, profile="watlow_pm", set_point=80.0),
@@ -37,7 +37,12 @@ def test_every_device_and_parameter_once_per_tick(kind: str) -> None:
     assert set(counts) == expected
     assert set(counts.values()) == {1}
     assert [s for s in samples if s.error is not None] == []
-    protocol = {"tcp": "modbus-tcp", "rtu": "modbus-rtu", "rtu+tcp": "modbus-rtu-over-tcp"}[kind]
+    protocol = {
+        "tcp": "modbus-tcp",
+        "rtu": "modbus-rtu",
+        "rtu+tcp": "modbus-rtu-over-tcp",
+        "sim": "modbus-sim",
+    }[kind]
     assert {s.protocol for s in samples} == {protocol}
     by = {(s.device, s.parameter): s.value for s in samples if s.tick == ticks[-1]}
     assert 15.0 < by["b-1", "process_value"] < 80.5
@@ -53,7 +58,7 @@ def test_every_device_and_parameter_once_per_tick(kind: str) -> None:
         assert s.bus == "b" and s.instance == 1
 
 
-@pytest.mark.parametrize("kind", ["tcp", "rtu"])
+@pytest.mark.parametrize("kind", ["tcp", "rtu", "sim"])
 def test_dead_device_does_not_stop_the_others(kind: str) -> None:
     devices = [
         SimulatedDevice(address=1, profile="watlow_pm"),
@@ -75,12 +80,13 @@ def test_dead_device_does_not_stop_the_others(kind: str) -> None:
     assert all(0.15 < x < 0.6 for x in latency)
 
 
-def test_exception_code_becomes_error_rows() -> None:
+@pytest.mark.parametrize("kind", ["tcp", "sim"])
+def test_exception_code_becomes_error_rows(kind: str) -> None:
     devices = [
         SimulatedDevice(address=1, profile="watlow_pm", exception_code=2),
         SimulatedDevice(address=2, profile="watlow_pm"),
     ]
-    samples = run_source([sim_bus("e", "tcp", devices)], rate_hz=4, duration_s=0.5)
+    samples = run_source([sim_bus("e", kind, devices)], rate_hz=4, duration_s=0.5)
     bad = [s for s in samples if s.device == "e-1"]
     assert bad and {s.error for s in bad} == {"illegal data address (2)"}
     assert all(s.error is None for s in samples if s.device == "e-2")

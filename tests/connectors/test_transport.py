@@ -26,6 +26,7 @@ from connectors.transport import BusUrl, open_client, parse_bus_url
             "modbus-rtu",
         ),
         ("rtu://COM3", BusUrl(scheme="rtu", path="COM3"), "modbus-rtu"),
+        ("sim://", BusUrl(scheme="sim", host="local", port=0), "modbus-sim"),
     ],
 )
 def test_parse(url: str, expected: BusUrl, protocol: str) -> None:

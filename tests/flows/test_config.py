@@ -94,7 +94,7 @@ BROKEN = [
     (
         'url = "tcp://10.0.0.5:502"',
         'url = "http://x"',
-        "bus[0].url: 'http://x' is not a bus URL (tcp://, rtu+tcp:// or rtu://)",
+        "bus[0].url: 'http://x' is not a bus URL (tcp://, rtu+tcp://, rtu:// or sim://)",
     ),
     (
         'url = "tcp://10.0.0.5:502"',
@@ -120,6 +120,11 @@ BROKEN = [
         'name = "gw"',
         'name = "g w"',
         "bus[0].name: 'g w' is not a name (letters, digits, _ . -; up to 63)",
+    ),
+    (
+        'url = "tcp://10.0.0.5:502"',
+        'url = "sim://"',
+        "bus[0].url: a sim:// bus is simulated in process: set simulate = true",
     ),
     (
         "[acquisition]",
