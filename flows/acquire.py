@@ -7,7 +7,7 @@ finishes its tick in progress, the sinks are closed and the summary printed;
 a second signal aborts.
 
 The steps are plain functions on Bytewax streams, so they compose into
-bigger dataflows: ``acquire`` -> ``to_rows`` -> ``write``.
+bigger dataflows: ``acquire`` -> ``to_rows`` -> ``windows`` -> ``write``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -25,12 +26,13 @@ from bytewax.dataflow import Dataflow, Stream
 
 from connectors.sample import Sample
 from connectors.source import ControllerSource
-from flows.config import Config, ConfigError, load_config
+from flows.config import Config, ConfigError, Windows, load_config
 from flows.rows import SAMPLE_SCHEMA, to_row
 from flows.summary import IntoSummary
-from sinks.base import IntoSink
+from flows.windows import WINDOW_SCHEMA, WindowStreams, window_stats
+from sinks.base import IntoSink, Schema
 
-__all__ = ["acquire", "build_flow", "stop_on_signals", "to_rows", "write"]
+__all__ = ["acquire", "build_flow", "stop_on_signals", "to_rows", "windows", "write"]
 
 
 def acquire(
@@ -51,20 +53,47 @@ def to_rows(samples: Stream[Sample]) -> Stream[dict[str, Any]]:
     return op.map("to_row", samples, to_row)
 
 
-def write(rows: Stream[dict[str, Any]], sinks: Iterable[IntoSink], *, name: str = "rows") -> None:
-    """Write ``rows`` to every sink; sinks without a schema get the acquisition row schema."""
+def write(
+    rows: Stream[dict[str, Any]],
+    sinks: Iterable[IntoSink],
+    *,
+    schema: Schema | None = SAMPLE_SCHEMA,
+    name: str = "rows",
+) -> None:
+    """Write ``rows`` to every sink; a sink without its own schema gets ``schema`` (by default
+    the acquisition row schema; None locks it from the first rows)."""
     for i, sink in enumerate(sinks):
-        if hasattr(sink, "schema") and sink.schema is None:
-            sink = dataclasses.replace(sink, schema=SAMPLE_SCHEMA)
+        if hasattr(sink, "schema") and sink.schema is None and schema is not None:
+            sink = dataclasses.replace(sink, schema=schema)
         op.output(f"{name}_{i}_{type(sink).__name__}", rows, sink)
 
 
+def windows(rows: Stream[dict[str, Any]], config: Windows) -> WindowStreams:
+    """Window statistics of acquisition rows as configured (see flows.windows.window_stats)."""
+    return window_stats(
+        "windows",
+        rows,
+        length=timedelta(seconds=config.length_s),
+        lateness=timedelta(seconds=config.lateness_s),
+    )
+
+
 def build_flow(config: Config, *, stop: threading.Event | None = None) -> Dataflow:
-    """The whole acquisition flow for ``config``: source -> rows -> every sink, plus the summary."""
+    """The whole acquisition flow for ``config``: source -> rows -> sinks; with windows,
+    rows -> window rows -> window sinks and late rows -> late sinks; and the run summary."""
     flow = Dataflow("acquire")
     samples = acquire(flow, config, stop=stop)
-    write(to_rows(samples), config.sinks)
-    op.output("summary", samples, IntoSummary())
+    rows = to_rows(samples)
+    write(rows, config.sinks)
+    summary: Stream[Any] = samples
+    if config.windows is not None:
+        stats = windows(rows, config.windows)
+        write(stats.rows, config.window_sinks, schema=WINDOW_SCHEMA, name="windows")
+        write(stats.late, config.late_sinks, name="late")
+        tagged_windows = op.map("tag_windows", stats.rows, lambda r: ("windows", r))
+        tagged_late = op.map("tag_late", stats.late, lambda r: ("late", r))
+        summary = op.merge("summary_items", samples, tagged_windows, tagged_late)
+    op.output("summary", summary, IntoSummary())
     return flow
 
 

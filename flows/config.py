@@ -27,7 +27,15 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["SINK_KINDS", "Acquisition", "Config", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "SINK_KINDS",
+    "Acquisition",
+    "Config",
+    "ConfigError",
+    "Windows",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_PATH = "acquire.toml"
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
@@ -54,12 +62,30 @@ class Acquisition:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Windows:
+    """Tumbling event-time windows: their length and how late a row may still join one."""
+
+    length_s: float
+    lateness_s: float = 1.0
+
+
+STREAMS = ("samples", "windows", "late")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
-    """A whole validated config: acquisition schedule, buses with devices, sinks."""
+    """A whole validated config: acquisition schedule, buses with devices, windows, sinks.
+
+    ``sinks`` take the raw rows, ``window_sinks`` the window rows and ``late_sinks`` the raw
+    rows that arrived too late for their window (they are in ``sinks`` too).
+    """
 
     acquisition: Acquisition
     buses: tuple[Bus, ...]
     sinks: tuple[IntoSink, ...]
+    windows: Windows | None = None
+    window_sinks: tuple[IntoSink, ...] = ()
+    late_sinks: tuple[IntoSink, ...] = ()
     source: str = "<config>"
 
 
@@ -224,8 +250,13 @@ def _bus(t: _Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
     return bus
 
 
-def _sink(t: _Table, base_dir: Path) -> IntoSink:
+def _sink(t: _Table, base_dir: Path, windows: Windows | None) -> tuple[str, IntoSink]:
     kind = t.get("kind", str)
+    stream = t.get(
+        "stream", str, "samples", lambda v: None if v in STREAMS else "is not " + ", ".join(STREAMS)
+    )
+    if stream != "samples" and windows is None:
+        raise t.error(f"{stream!r} needs a [windows] table", "stream")
     if kind not in SINK_KINDS:
         raise t.error(f"{kind!r} is not a sink kind ({', '.join(SINK_KINDS)})", "kind")
     module, cls_name = SINK_KINDS[kind]
@@ -233,16 +264,16 @@ def _sink(t: _Table, base_dir: Path) -> IntoSink:
     settable = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "schema"}
     settings = {}
     for key, value in t.data.items():
-        if key == "kind":
+        if key in ("kind", "stream"):
             continue
         if key not in settable:
-            known = ", ".join(sorted(settable | {"kind"}))
+            known = ", ".join(sorted(settable | {"kind", "stream"}))
             raise t.error(f"unknown key for a {kind} sink (known keys: {known})", key)
         if key == "path" and isinstance(value, str):
             value = base_dir / value
         settings[key] = value
     try:
-        return cls(**settings)
+        return stream, cls(**settings)
     except (TypeError, ValueError) as exc:
         raise t.error(str(exc), None) from None
 
@@ -266,9 +297,25 @@ def parse_config(
     for i, n in enumerate(names):
         if n in names[:i]:
             raise top.error(f"{n!r} is already the name of another bus", f"bus[{i}].name")
-    sinks = tuple(_sink(st, base_dir) for st in top.tables("sink"))
+    windows = None
+    if "windows" in top.data:
+        wt = _Table(top.get("windows", dict), "windows", source)
+        windows = Windows(
+            length_s=wt.get("length_s", (int, float), check=_positive),
+            lateness_s=wt.get("lateness_s", (int, float), 1.0, lambda v: None if v >= 0 else "< 0"),
+        )
+        wt.done()
+    sinks = [_sink(st, base_dir, windows) for st in top.tables("sink")]
     top.done()
-    return Config(acquisition=acquisition, buses=tuple(buses), sinks=sinks, source=source)
+    return Config(
+        acquisition=acquisition,
+        buses=tuple(buses),
+        sinks=tuple(sink for stream, sink in sinks if stream == "samples"),
+        windows=windows,
+        window_sinks=tuple(sink for stream, sink in sinks if stream == "windows"),
+        late_sinks=tuple(sink for stream, sink in sinks if stream == "late"),
+        source=source,
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
