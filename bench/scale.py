@@ -1,0 +1,151 @@
+"""How many buses one process polls at 1 Hz without a late tick, and what two processes add.
+
+Each bus is a ``sim://`` bus (the simulator's registers in process, no Modbus I/O) with 8
+Watlow PM devices x 4 parameters, polled at 1 Hz through the real flow
+(``python -m bytewax.run flows.acquire``, rows counted by the run summary). For 1 process and
+for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run of
+``--seconds`` has a late tick; the largest clean count gives rows/s. Then 256 idle buses at
+0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core.
+The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the idle CPU
+(target < 5 %).
+
+    python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
+                          [--idle-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = '["process_value", "active_set_point", "heat_power", "cool_power"]'
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def config(path: Path, buses: int, rate_hz: float, seconds: float) -> Path:
+    parts = [f"[acquisition]\nrate_hz = {rate_hz}\nduration_s = {seconds}\n"]
+    for b in range(buses):
+        parts.append(f'[[bus]]\nname = "b{b}"\nurl = "sim://"\nsimulate = true\n')
+        for d in range(1, 9):
+            parts.append(
+                f'  [[bus.device]]\n  name = "b{b}-pm{d}"\n  profile = "watlow_pm"\n'
+                f"  address = {d}\n  parameters = {PARAMS}\n"
+            )
+    path.write_text("\n".join(parts))
+    return path
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run(cfg: Path, processes: int) -> tuple[int, int]:
+    """Run the flow on ``processes`` processes; returns (rows, late ticks)."""
+    env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
+    base = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
+    if processes == 1:
+        commands = [base]
+    else:
+        addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
+        commands = [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
+    procs = [
+        subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for c in commands
+    ]
+    out = "".join(p.communicate()[0] for p in procs)
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"flow failed: {[p.returncode for p in procs]}")
+    rows = sum(int(n) for n in re.findall(r"total: (\d+) rows", out))
+    late = sum(int(n) for n in re.findall(r"ticks, (\d+) late", out))
+    return rows, late
+
+
+def largest_clean(
+    work: Path, processes: int, start: int, most: int, seconds: float, refine: int
+) -> tuple[int, float]:
+    """Double the bus count until a run has late ticks (or passes ``most``), then bisect
+    ``refine`` times between the last clean and the first late count; (buses, rows/s) of
+    the largest clean run."""
+
+    def clean(buses: int) -> float | None:
+        rows, late = run(
+            config(work / f"p{processes}-{buses}.toml", buses, 1.0, seconds), processes
+        )
+        print(f"  {processes} process(es), {buses:>4} buses: {rows:>8} rows, {late} late ticks")
+        return None if late else rows / seconds
+
+    best, buses, failed = (0, 0.0), start, 0
+    while buses <= most:
+        rate = clean(buses)
+        if rate is None:
+            failed = buses
+            break
+        best, buses = (buses, rate), buses * 2
+    for _ in range(refine if failed else 0):
+        middle = (best[0] + failed) // 2
+        if middle in (best[0], failed):
+            break
+        rate = clean(middle)
+        if rate is None:
+            failed = middle
+        else:
+            best = (middle, rate)
+    return best
+
+
+def idle_cpu(work: Path, seconds: float) -> float:
+    """Share of one core used by 256 buses at 0.1 Hz, measured after a 10 s warm-up."""
+    cfg = config(work / "idle.toml", 256, 0.1, seconds + 15)
+    env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "flows.acquire"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    time.sleep(10)
+    c0, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = cpu(), time.monotonic()
+    proc.wait()
+    return (c1 - c0) / (t1 - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--start", type=int, default=32)
+    parser.add_argument("--most", type=int, default=8192, help="largest bus count to try")
+    parser.add_argument("--refine", type=int, default=2, help="bisection steps after doubling")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine)
+        two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine)
+        idle = idle_cpu(work, args.idle_seconds)
+    print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
+    print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
+    print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core")
+    ratio = two[1] / one[1] if one[1] else float("nan")
+    print(f"ratio 2-process/1-process rows/s: {ratio:.2f}; idle CPU {idle:.1%} of one core")
+
+
+if __name__ == "__main__":
+    main()
