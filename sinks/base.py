@@ -212,7 +212,7 @@ def timestamp_column(values: Sequence[Any]) -> list[str | None]:
         return [None if v is None else format_timestamp(v) for v in values]
 
 
-ColumnFormatter = Callable[[Sequence[Any]], list[Any]]
+ColumnFormatter = Callable[[Sequence[Any]], Sequence[Any]]
 
 
 def format_columns(
@@ -223,16 +223,20 @@ def format_columns(
     """Rewrite the columns whose type has a formatter: ``formatters[type](column_values)``.
 
     Works column by column (transpose, convert, transpose back): a Python call per cell
-    would cost several times more than the write itself.
+    would cost several times more than the write itself. A formatter that returns its
+    column itself leaves it as is; when every one does, ``values`` come back untouched.
     """
     types = [c.type for c in schema.columns]
     targets = [(i, formatters[t]) for i, t in enumerate(types) if t in formatters]
     if not targets or not values:
         return values
     columns: list[Sequence[Any]] = list(zip(*values, strict=True))
+    changed = False
     for i, fmt in targets:
-        columns[i] = fmt(columns[i])
-    return list(zip(*columns, strict=True))
+        column = fmt(columns[i])
+        if column is not columns[i]:
+            columns[i], changed = column, True
+    return list(zip(*columns, strict=True)) if changed else values
 
 
 def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
