@@ -62,12 +62,18 @@ def run(cfg: Path, processes: int) -> tuple[int, int]:
     else:
         addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
         commands = [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
-    procs = [
-        subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for c in commands
-    ]
-    out = "".join(p.communicate()[0] for p in procs)
-    if any(p.returncode for p in procs):
-        raise SystemExit(f"flow failed: {[p.returncode for p in procs]}")
+    # Each process writes to its own file: reading pipes one after another would let a
+    # process block on a full pipe at its summary while its peer waits for it to finish.
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [Path(tmp) / f"out-{i}.txt" for i in range(len(commands))]
+        procs = []
+        for command, out_path in zip(commands, outs, strict=True):
+            with out_path.open("w") as out_file:
+                procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out_file))
+        codes = [p.wait() for p in procs]
+        out = "".join(path.read_text() for path in outs)
+    if any(codes):
+        raise SystemExit(f"flow failed: {codes}")
     rows = sum(int(n) for n in re.findall(r"total: (\d+) rows", out))
     late = sum(int(n) for n in re.findall(r"ticks, (\d+) late", out))
     return rows, late

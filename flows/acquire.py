@@ -32,7 +32,15 @@ from flows.summary import IntoSummary
 from flows.windows import WINDOW_SCHEMA, WindowStreams, window_stats
 from sinks.base import IntoSink, Schema
 
-__all__ = ["acquire", "build_flow", "stop_on_signals", "to_rows", "windows", "write"]
+__all__ = [
+    "acquire",
+    "build_flow",
+    "command_line_config",
+    "stop_on_signals",
+    "to_rows",
+    "windows",
+    "write",
+]
 
 
 def acquire(
@@ -113,14 +121,20 @@ def stop_on_signals(stop: threading.Event) -> None:
         signal.signal(signal.SIGTERM, handle)
 
 
-def __getattr__(name: str) -> Dataflow:
-    if name != "flow":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def command_line_config() -> Config:
+    """The config of a command-line run (``$ACQUIRE_CONFIG`` or ``./acquire.toml``); a bad
+    one ends the process with its one-line error and exit code 2."""
     try:
-        config = load_config()
+        return load_config()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def __getattr__(name: str) -> Dataflow:
+    if name != "flow":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    config = command_line_config()
     stop = threading.Event()
     stop_on_signals(stop)
     flow = build_flow(config, stop=stop)

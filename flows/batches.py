@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import os
-import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +25,8 @@ from bytewax.connectors.files import CSVSource
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
-from flows.acquire import acquire, to_rows, write
-from flows.config import Config, ConfigError, load_config
+from flows.acquire import acquire, command_line_config, stop_on_signals, to_rows, write
+from flows.config import Config
 from flows.rows import SAMPLE_SCHEMA
 from sinks.base import Column, Schema
 
@@ -96,12 +96,15 @@ def _label(item: BatchLabel | dict[str, str]) -> BatchLabel:
 
 
 def build_batch_flow(
-    config: Config, labels: Source[BatchLabel] | Source[dict[str, str]]
+    config: Config,
+    labels: Source[BatchLabel] | Source[dict[str, str]],
+    *,
+    stop: threading.Event | None = None,
 ) -> Dataflow:
     """Acquisition rows tagged with the batch labels of ``labels`` (BatchLabels, or CSV lines
     as CSVSource gives them), written to the config's sinks with the ``batch`` column."""
     flow = Dataflow("acquire_batches")
-    rows = to_rows(acquire(flow, config))
+    rows = to_rows(acquire(flow, config, stop=stop))
     label_stream = op.map("parse_label", op.input("batch_labels", flow, labels), _label)
     write(tag_with_batches(rows, label_stream), config.sinks, schema=TAGGED_SCHEMA)
     return flow
@@ -110,11 +113,10 @@ def build_batch_flow(
 def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(2) from None
-    flow = build_batch_flow(config, CSVSource(os.environ.get("ACQUIRE_BATCHES", "batches.csv")))
+    config = command_line_config()
+    stop = threading.Event()
+    stop_on_signals(stop)
+    labels = CSVSource(os.environ.get("ACQUIRE_BATCHES", "batches.csv"))
+    flow = build_batch_flow(config, labels, stop=stop)
     globals()["flow"] = flow
     return flow
