@@ -60,7 +60,7 @@ def test_config_examples_parse(text: str, tmp_path: Path) -> None:
 
 def test_every_command_is_covered() -> None:
     lines = commands()
-    assert lines[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && ")
+    assert lines[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[parquet]' && ")
     assert lines[1].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && ")
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
     # and .ci/run).
