@@ -47,6 +47,12 @@ SINK_KINDS = {
     "parquet": ("sinks.parquet", "IntoParquet"),
     "postgres": ("sinks.postgres", "IntoPostgres"),
 }
+# kind -> (the packages of its optional extra, the extra); checked with the config, so a
+# missing one is a one-line error before anything runs, not a traceback once it has.
+SINK_EXTRAS = {
+    "parquet": (("pyarrow",), "parquet"),
+    "postgres": (("asyncpg", "sqlalchemy"), "postgres"),
+}
 
 
 class ConfigError(ValueError):
@@ -259,6 +265,16 @@ def _sink(t: _Table, base_dir: Path, windows: Windows | None) -> tuple[str, Into
         raise t.error(f"{stream!r} needs a [windows] table", "stream")
     if kind not in SINK_KINDS:
         raise t.error(f"{kind!r} is not a sink kind ({', '.join(SINK_KINDS)})", "kind")
+    packages, extra = SINK_EXTRAS.get(kind, ((), ""))
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise t.error(
+                f"a {kind} sink needs {package}, which is not installed: "
+                f"pip install -e '.[{extra}]'",
+                "kind",
+            ) from None
     module, cls_name = SINK_KINDS[kind]
     cls = getattr(importlib.import_module(module), cls_name)
     settable = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "schema"}

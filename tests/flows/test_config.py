@@ -209,3 +209,22 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 def test_no_bus_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"defines no bus"):
         load_config(write(tmp_path, "[acquisition]\nrate_hz = 1\n"))
+
+
+def test_missing_sink_extra_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, GOOD.replace('kind = "csv"', 'kind = "parquet"').replace("x.csv", "ds"))
+    script = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        "from flows.config import ConfigError, load_config\n"
+        f"try:\n    load_config({str(path)!r})\nexcept ConfigError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.stdout == (
+        f"{path}: sink[0].kind: a parquet sink needs pyarrow, which is not installed: "
+        "pip install -e '.[parquet]'\n"
+    )
