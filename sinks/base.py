@@ -11,6 +11,7 @@ bytewax ``DynamicSink`` itself, can be handed straight to ``bytewax.operators.ou
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from abc import abstractmethod
@@ -39,6 +40,7 @@ __all__ = [
     "SinkWriteError",
     "check_identifier",
     "check_path",
+    "ends_with_newline",
     "format_columns",
     "format_timestamp",
     "infer_schema",
@@ -245,6 +247,14 @@ def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
     if worker_count == 1:
         return path
     return path.with_name(f"{path.stem}-w{worker_index}{path.suffix}")
+
+
+def ends_with_newline(path: Path) -> bool:
+    """Whether the non-empty file at ``path`` ends with a line break (a crash mid-line
+    leaves it without one)."""
+    with open(path, "rb") as raw:
+        raw.seek(-1, io.SEEK_END)
+        return raw.read(1) == b"\n"
 
 
 def check_path(path: object, what: str) -> Path:

@@ -29,6 +29,7 @@ from sinks.base import (
     SinkSchemaError,
     SinkWriteError,
     check_path,
+    ends_with_newline,
     format_columns,
     timestamp_column,
     worker_file,
@@ -109,7 +110,7 @@ class _CsvPartition(LockedPartition):
             if self._path.exists() and self._path.stat().st_size > 0:
                 self._check_header(expected)
                 self._file = open(self._path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-                if not self._ends_with_newline():
+                if not ends_with_newline(self._path):
                     # A crash mid-line left a partial row; keep ours off that line.
                     self._file.write("\r\n")
             else:
@@ -128,11 +129,6 @@ class _CsvPartition(LockedPartition):
                 f"CSV file {str(self._path)!r} has an incompatible header: column {column + 1} "
                 f"differs (expected header {expected!r}, found {found!r})"
             )
-
-    def _ends_with_newline(self) -> bool:
-        with open(self._path, "rb") as raw:
-            raw.seek(-1, io.SEEK_END)
-            return raw.read(1) == b"\n"
 
     def _render(self, lines: Sequence[Sequence[Any]]) -> str:
         buffer = io.StringIO()

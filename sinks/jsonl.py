@@ -26,6 +26,7 @@ from sinks.base import (
     SinkError,
     SinkWriteError,
     check_path,
+    ends_with_newline,
     timestamp_column,
     worker_file,
 )
@@ -93,15 +94,10 @@ class _JsonlPartition(LockedPartition):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file: io.TextIOWrapper = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
-            if self._file.tell() > 0 and not self._ends_with_newline():
+            if self._file.tell() > 0 and not ends_with_newline(self._path):
                 self._file.write("\n")  # a crash mid-line left a partial row; start afresh
         except OSError as exc:
             raise SinkWriteError(f"cannot open {self._where}: {exc}") from exc
-
-    def _ends_with_newline(self) -> bool:
-        with open(self._path, "rb") as raw:
-            raw.seek(-1, io.SEEK_END)
-            return raw.read(1) == b"\n"
 
     @staticmethod
     def _render(schema: Schema, values: list[tuple[Any, ...]]) -> str:
