@@ -14,35 +14,9 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
-from sinks.base import Column, Schema, SinkError, SinkPartition, SinkSchemaError, SinkWriteError
+from sinks.base import SinkError, SinkPartition, SinkSchemaError, SinkWriteError
 from sinks.sqlite import IntoSqlite
-
-T0 = datetime(2026, 11, 22, 5, 1, 54, 123456, tzinfo=timezone.utc)
-SCHEMA = Schema(
-    (
-        Column("device", "text", nullable=False),
-        Column("parameter", "text", nullable=False),
-        Column("instance", "int", nullable=False),
-        Column("requested_at", "timestamp", nullable=False),
-        Column("value", "float"),
-        Column("ok", "bool"),
-        Column("unit", "text"),
-    ),
-    key=("device", "parameter", "instance", "requested_at"),
-)
-
-
-def row(i: int, device: str = "pm1", **extra: Any) -> dict[str, Any]:
-    base = {
-        "device": device,
-        "parameter": "process_value",
-        "instance": 1,
-        "requested_at": T0 + timedelta(seconds=i),
-        "value": 20.0 + i / 10,
-        "ok": i % 2 == 0,
-        "unit": "C",
-    }
-    return {**base, **extra}
+from tests.sinks.keyed import SCHEMA, T0, row
 
 
 def query(path: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -1,0 +1,36 @@
+"""Rows with a four-column natural key, shared by the tests of the idempotent sinks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sinks.base import Column, Schema
+
+T0 = datetime(2026, 11, 22, 5, 1, 54, 123456, tzinfo=timezone.utc)
+SCHEMA = Schema(
+    (
+        Column("device", "text", nullable=False),
+        Column("parameter", "text", nullable=False),
+        Column("instance", "int", nullable=False),
+        Column("requested_at", "timestamp", nullable=False),
+        Column("value", "float"),
+        Column("ok", "bool"),
+        Column("unit", "text"),
+    ),
+    key=("device", "parameter", "instance", "requested_at"),
+)
+
+
+def row(i: int, device: str = "pm1", **extra: Any) -> dict[str, Any]:
+    """Row ``i`` of device ``device``, one second after row ``i - 1``; ``extra`` overrides."""
+    base = {
+        "device": device,
+        "parameter": "process_value",
+        "instance": 1,
+        "requested_at": T0 + timedelta(seconds=i),
+        "value": 20.0 + i / 10,
+        "ok": i % 2 == 0,
+        "unit": "C",
+    }
+    return {**base, **extra}
