@@ -8,7 +8,7 @@ same primary key; ``json.dumps`` per line; ``pyarrow.Table`` + ``pq.write_table`
 ratio project/floor per sink (best of ``--repeat`` alternating runs of each); the last
 line lists the ratios (target: each >= 0.8).
 
-    python bench/sinks.py [--rows 500000] [--batch 10000] [--only csv,sqlite] [--repeat 2]
+    python bench/sinks.py [--rows 500000] [--batch 10000] [--only csv,sqlite] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--only", default=",".join(FLOORS))
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best counts")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best counts")
     args = parser.parse_args()
     batches = make_batches(args.rows, args.batch)
     n = sum(len(b) for b in batches)

@@ -307,21 +307,20 @@ class SchemaLock:
             complete = False
             out = [tuple(row.get(name) for name in names) for row in rows]
         # With every column in every row, only a longer row has unknown keys.
-        if not complete or any(len(row) > width for row in rows):
+        if not complete or max(map(len, rows), default=0) > width:
             known = frozenset(names)
             for row in rows:
                 if not known.issuperset(row):
                     self._warn_unknown(row.keys() - known)
-        required = [i for i, c in enumerate(schema.columns) if schema.required(c)]
-        if required:
-            pick = itemgetter(*required) if len(required) > 1 else lambda r: (r[required[0]],)
-            for values, row in zip(out, rows, strict=True):
-                if None in pick(values):
-                    name = next(names[i] for i in required if values[i] is None)
-                    raise SinkError(
-                        f"{self._target}: column {name!r} takes no NULL (not nullable or part "
-                        f"of the key) but a row has none: {dict(row)!r}"
-                    )
+        for i, column in enumerate(schema.columns):
+            # Column-wise, one C-level scan per required column; the row is looked up only
+            # for the message.
+            if schema.required(column) and None in map(itemgetter(i), out):
+                row = next(r for r, v in zip(rows, out, strict=True) if v[i] is None)
+                raise SinkError(
+                    f"{self._target}: column {column.name!r} takes no NULL (not nullable or "
+                    f"part of the key) but a row has none: {dict(row)!r}"
+                )
         return out
 
     def _warn_unknown(self, names: set[str]) -> None:
