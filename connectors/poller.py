@@ -115,15 +115,22 @@ class BusPoller:
         self.next_start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._stop_requested = False
 
     def request_stop(self) -> None:
-        """Finish the tick in progress, then return from :meth:`run`. Thread-safe."""
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Finish the tick in progress, then return from :meth:`run` (at once if it has not
+        started). Thread-safe."""
+        self._stop_requested = True  # before looking at the loop: run() checks it after
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
 
     async def run(self, first_tick: int, end_tick: int | None) -> None:
         """Poll ticks ``first_tick`` .. ``end_tick - 1`` (forever if None) or until stopped."""
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stop_requested:
+            self._stop.set()
         tick = first_tick
         try:
             while end_tick is None or tick < end_tick:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import math
 import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timezone
-from typing import TypedDict
+from typing import Any, ClassVar, TypedDict
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.poller import Bus, BusPoller
@@ -24,6 +25,8 @@ __all__ = ["BusState", "ControllerSource"]
 # Longest a partition sleeps between looks at its stop event, so Ctrl-C on
 # a slow schedule still ends the run within about a second.
 _MAX_SLEEP_S = 1.0
+# First wait before looking again for samples that are later than expected; it doubles.
+_FIRST_PATIENCE_S = 0.002
 
 
 class BusState(TypedDict):
@@ -33,10 +36,54 @@ class BusState(TypedDict):
     end_tick: int | None
 
 
-class _BusPartition(StatefulSourcePartition[Sample, BusState]):
-    """Runs one bus's poller on its own event-loop thread; ``next_batch`` only drains a queue."""
+class _LoopThread:
+    """One event loop on a daemon thread, shared by every bus partition of the process.
 
-    def __init__(self, bus: Bus, rate_hz: float, state: BusState, stop: threading.Event) -> None:
+    A thread per bus would leave hundreds of threads fighting for the GIL at each tick
+    (and starting them would take seconds); one loop runs all the buses' I/O as tasks.
+    The loop starts with the first partition and stops after the last one closes.
+    """
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _shared: ClassVar[_LoopThread | None] = None
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.users = 0
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="controller-source-loop", daemon=True
+        )
+        self.thread.start()
+
+    @classmethod
+    def submit(cls, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        """Run ``coro`` on the shared loop; call :meth:`release` once it is done with."""
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            cls._shared.users += 1
+            return asyncio.run_coroutine_threadsafe(coro, cls._shared.loop)
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            shared = cls._shared
+            assert shared is not None
+            shared.users -= 1
+            if shared.users:
+                return
+            cls._shared = None
+        shared.loop.call_soon_threadsafe(shared.loop.stop)
+        shared.thread.join()
+        shared.loop.close()
+
+
+class _BusPartition(StatefulSourcePartition[Sample, BusState]):
+    """Runs one bus's poller as a task on the shared loop; ``next_batch`` only drains a queue."""
+
+    def __init__(
+        self, bus: Bus, rate_hz: float, state: BusState, stop: threading.Event, *, fresh: bool
+    ) -> None:
         self._bus = bus
         self._stop = stop
         self._state = state
@@ -45,27 +92,41 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
         self._period = 1.0 / rate_hz
         self._stopping = False
         self._closed = False
-        self._portal_cm = start_blocking_portal()
-        self._portal: BlockingPortal = self._portal_cm.__enter__()
-        self._done = self._portal.start_task_soon(self._run)
+        self._fresh = fresh
+        self._patience = _FIRST_PATIENCE_S
+        self._simulator: BusSimulator | None = None
+        if bus.simulate is not None:
+            url = bus.url
+            self._simulator = BusSimulator(
+                url.scheme,
+                bus.simulate,
+                host=url.host or "127.0.0.1",
+                port=url.port if url.scheme != "rtu" else 0,
+                baudrate=url.baudrate,
+            )
+            if url.scheme == "sim":
+                # Built here, on the worker thread, and not on the loop the running buses share.
+                self._poller.client = self._simulator.client(bus.timeout_s)
+        # Polling starts at the first next_batch, once the worker has built all its partitions.
+        self._done: concurrent.futures.Future[None] | None = None
 
     def _emit(self, tick: int, samples: list[Sample], late: int) -> None:
         self._queue.put((tick, samples, late))
 
     async def _run(self) -> None:
-        simulator = None
-        if self._bus.simulate is not None:
-            url = self._bus.url
-            simulator = BusSimulator(
-                url.scheme,
-                self._bus.simulate,
-                host=url.host or "127.0.0.1",
-                port=url.port if url.scheme != "rtu" else 0,
-                baudrate=url.baudrate,
-            )
+        simulator = self._simulator
+        if simulator is not None:
             self._poller.url = parse_bus_url(await simulator.start())
-            if url.scheme == "sim":
-                self._poller.client = simulator.client(self._bus.timeout_s)
+        if self._fresh:
+            # Setting up may have taken a while: a new run starts with the next slot, so the
+            # start-up does not count as late ticks. A resumed one keeps its schedule.
+            state = self._state
+            shift = max(0, math.floor(time.time() / self._period) + 1 - state["next_tick"])
+            end = state["end_tick"]
+            self._state = {
+                "next_tick": state["next_tick"] + shift,
+                "end_tick": None if end is None else end + shift,
+            }
         try:
             await self._poller.run(self._state["next_tick"], self._state["end_tick"])
         finally:
@@ -76,6 +137,8 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
         if self._stop.is_set() and not self._stopping:
             self._stopping = True
             self._poller.request_stop()
+        if self._done is None:
+            self._done = _LoopThread.submit(self._run())
         batch: list[Sample] = []
         while True:
             try:
@@ -90,16 +153,22 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
         return batch
 
     def next_awake(self) -> datetime | None:
-        if not self._queue.empty() or self._done.done():
+        if self._done is None or not self._queue.empty() or self._done.done():
             return None
         now = time.time()
         poller = self._poller
-        if poller.tick_running:
-            # Samples arrive at the end of the tick: expect it about as long as the last one.
-            expected = poller.tick_started + poller.last_duration * 1.1 + 0.002
-            wake = expected if expected > now else now + self._period / 20
+        due = poller.tick_started if poller.tick_running else poller.next_start
+        if due > now:
+            self._patience = _FIRST_PATIENCE_S
+            wake = due + poller.last_duration + 0.002
+        elif (expected := due + poller.last_duration * 1.1 + 0.002) > now:
+            wake = expected  # samples arrive at the end of the tick: about as long as the last
         else:
-            wake = max(poller.next_start, now) + poller.last_duration + 0.002
+            # Later than expected: the shared loop may still be busy with other buses. Look
+            # again after a wait that doubles, so hundreds of partitions do not keep taking
+            # the GIL from the loop that is polling them.
+            wake = now + self._patience
+            self._patience = min(self._patience * 2, self._period / 10)
         wake = min(wake, now + _MAX_SLEEP_S)
         return datetime.fromtimestamp(wake, timezone.utc)
 
@@ -111,10 +180,12 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
             return
         self._closed = True
         self._poller.request_stop()
+        if self._done is None:
+            return
         try:
             self._done.result()
         finally:
-            self._portal_cm.__exit__(None, None, None)
+            _LoopThread.release()
 
 
 class ControllerSource(FixedPartitionedSource[Sample, BusState]):
@@ -159,7 +230,8 @@ class ControllerSource(FixedPartitionedSource[Sample, BusState]):
         self, step_id: str, for_part: str, resume_state: BusState | None
     ) -> _BusPartition:
         state = resume_state or self._fresh_state()
-        return _BusPartition(self.buses[for_part], self.rate_hz, state, self.stop)
+        bus = self.buses[for_part]
+        return _BusPartition(bus, self.rate_hz, state, self.stop, fresh=resume_state is None)
 
     def _fresh_state(self) -> BusState:
         first = math.floor(time.time() * self.rate_hz) + 1

@@ -81,6 +81,18 @@ def test_dead_device_does_not_stop_the_others(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["tcp", "sim"])
+def test_unit_id_nobody_simulates_stays_silent(kind: str) -> None:
+    bus = sim_bus("u", kind, [SimulatedDevice(address=1, profile="watlow_pm")],
+                  parameters={1: ["process_value"]}, timeout_s=0.2)  # fmt: skip
+    ghost = Device(name="u-9", address=9, parameters=bus.devices[0].parameters)
+    bus = dataclasses.replace(bus, devices=(*bus.devices, ghost))
+    samples = run_source([bus], rate_hz=2, duration_s=1.0)
+    assert {s.device for s in samples} == {"u-1", "u-9"}
+    assert all(s.error is None for s in samples if s.device == "u-1")
+    assert {s.error for s in samples if s.device == "u-9"} == {"timeout: no response"}
+
+
+@pytest.mark.parametrize("kind", ["tcp", "sim"])
 def test_exception_code_becomes_error_rows(kind: str) -> None:
     devices = [
         SimulatedDevice(address=1, profile="watlow_pm", exception_code=2),
