@@ -61,10 +61,14 @@ class Device:
     address: int
     parameters: tuple[Parameter, ...]
     instance: int = 1
+    max_gap: int = 0  # unused registers a merged read may span (see plan_reads)
+    timeout_s: float | None = None  # None: the bus's
+    retries: int | None = None  # None: the bus's
+    pause_s: float = 0.0  # silence before each request to this device
     reads: tuple[Read, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reads", plan_reads(self.parameters))
+        object.__setattr__(self, "reads", plan_reads(self.parameters, max_gap=self.max_gap))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +86,7 @@ class Bus:
     retries: int = 0
     simulate: tuple[SimulatedDevice, ...] | None = None
     host: str | None = None
+    pause_s: float = 0.0  # silence between any two requests on the bus
 
 
 def _now() -> datetime:

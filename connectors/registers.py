@@ -297,23 +297,30 @@ class Read:
     parameters: tuple[Parameter, ...]
 
 
-def _joins(table: str, start: int, end: int, p: Parameter, max_registers: int) -> bool:
-    """Whether ``p`` may extend the read of ``table`` covering registers ``[start, end)``."""
-    # Contiguous or overlapping only: gap filling would relax ``p.address <= end``.
+def _joins(
+    table: str, start: int, end: int, p: Parameter, max_registers: int, max_gap: int
+) -> bool:
+    """Whether ``p`` may extend the read of ``table`` covering registers ``[start, end)``,
+    reading at most ``max_gap`` unused registers between them."""
     new_end = max(end, p.address + p.count)
-    return p.table == table and p.address <= end and new_end - start <= max_registers
+    return p.table == table and p.address <= end + max_gap and new_end - start <= max_registers
 
 
-def plan_reads(params: Iterable[Parameter], *, max_registers: int = 125) -> tuple[Read, ...]:
+def plan_reads(
+    params: Iterable[Parameter], *, max_registers: int = 125, max_gap: int = 10
+) -> tuple[Read, ...]:
     """Merge parameters into as few reads as possible, ordered by table then address.
 
-    A parameter joins the current read when it has the same table, starts at or before
-    the read's end (contiguous or overlapping) and the read stays within ``max_registers``.
-    Duplicate parameters are read once. Raises ValueError if one parameter alone is
-    larger than ``max_registers``.
+    A parameter joins the current read when it has the same table, starts at most
+    ``max_gap`` registers after the read's end (like Telegraf's ``max_insert``; 0 merges
+    only contiguous or overlapping parameters) and the read stays within ``max_registers``
+    (125, the most one Modbus read returns). Duplicate parameters are read once. Raises
+    ValueError if one parameter alone is larger than ``max_registers``.
     """
     if max_registers < 1:
         raise ValueError(f"max_registers must be at least 1, got {max_registers}")
+    if max_gap < 0:
+        raise ValueError(f"max_gap must be at least 0, got {max_gap}")
     ordered = sorted(dict.fromkeys(params), key=lambda p: (p.table, p.address, p.count))
     reads: list[Read] = []
     group: list[Parameter] = []
@@ -321,7 +328,7 @@ def plan_reads(params: Iterable[Parameter], *, max_registers: int = 125) -> tupl
     for p in ordered:
         if p.count > max_registers:
             raise ValueError(f"{p.name}: {p.count} registers exceed max_registers={max_registers}")
-        if group and _joins(group[0].table, start, end, p, max_registers):
+        if group and _joins(group[0].table, start, end, p, max_registers, max_gap):
             group.append(p)
             end = max(end, p.address + p.count)
             continue
