@@ -23,7 +23,7 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 
 from connectors.registers import Parameter, Read, decode_read, plan_reads
-from connectors.sample import Sample
+from connectors.sample import Sample, TickStats
 from connectors.simulator import InProcessClient, SimulatedDevice
 from connectors.transport import BusUrl, open_client
 
@@ -96,8 +96,8 @@ def _now() -> datetime:
 class BusPoller:
     """Polls every device of one bus once per tick and hands each tick's samples to ``emit``.
 
-    ``emit(tick, samples, late)`` is called on the event loop thread once per
-    tick; ``late`` counts the slots skipped before the next tick.
+    ``emit(tick, samples, stats)`` is called on the event loop thread once per
+    tick; ``stats.late`` counts the slots skipped before the next tick.
     """
 
     def __init__(
@@ -105,7 +105,7 @@ class BusPoller:
         bus: Bus,
         *,
         rate_hz: float,
-        emit: Callable[[int, list[Sample], int], None],
+        emit: Callable[[int, list[Sample], TickStats], None],
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self.bus = bus
@@ -121,6 +121,8 @@ class BusPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
+        self._reads = 0  # requests sent in the tick in progress
+        self._errors_in_tick = 0  # of which failed
 
     def request_stop(self) -> None:
         """Finish the tick in progress, then return from :meth:`run` (at once if it has not
@@ -160,7 +162,18 @@ class BusPoller:
                     log.warning(
                         "bus %s: tick %d overran, %d slot(s) skipped", self.bus.name, tick, late
                     )
-                self.emit(tick, samples, late)
+                stats = TickStats(
+                    bus=self.bus.name,
+                    tick=tick,
+                    started_at=datetime.fromtimestamp(self.tick_started, timezone.utc),
+                    duration_s=self.last_duration,
+                    drift_s=self.tick_started - self.next_start,
+                    devices=len(self.bus.devices),
+                    reads=self._reads,
+                    errors=self._errors_in_tick,
+                    late=late,
+                )
+                self.emit(tick, samples, stats)
                 tick = following
         finally:
             if self.client is not None:
@@ -169,10 +182,12 @@ class BusPoller:
     async def poll_tick(self, tick: int) -> list[Sample]:
         """Read every device once; failures become error samples."""
         samples: list[Sample] = []
+        self._reads = self._errors_in_tick = 0
         connect_error = await self._ensure_connected()
         for device in self.bus.devices:
             for read in device.reads:
                 if connect_error is not None:
+                    self._errors_in_tick += 1
                     now = self.clock()
                     samples.extend(self._errors(device, read, tick, now, now, connect_error))
                 else:
@@ -201,17 +216,21 @@ class BusPoller:
             else self.client.read_input_registers
         )
         requested = self.clock()
+        self._reads += 1
         try:
             response = await call(read.address, count=read.count, device_id=device.address)
         except ModbusException as exc:
+            self._errors_in_tick += 1
             return self._errors(device, read, tick, requested, self.clock(), _transport_text(exc))
         received = self.clock()
         if response.isError():
+            self._errors_in_tick += 1
             text = exception_text(getattr(response, "exception_code", 0))
             return self._errors(device, read, tick, requested, received, text)
         try:
             values = decode_read(read, response.registers)
         except ValueError as exc:
+            self._errors_in_tick += 1
             return self._errors(device, read, tick, requested, received, f"bad response: {exc}")
         return [
             self._sample(device, p, tick, requested, received, value, None) for p, value in values

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["Sample", "Value"]
+__all__ = ["Sample", "TickStats", "Value"]
 
 Value = float | int | bool | str | None
 
@@ -31,3 +31,23 @@ class Sample:
     received_at: datetime
     tick: int
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TickStats:
+    """How one tick of one bus went: one per tick polled, emitted with its samples.
+
+    ``reads`` counts requests sent, ``errors`` the requests that failed (timeout, exception
+    response, bad frame, no connection); ``late`` the slots skipped after this tick because
+    it overran; ``drift_s`` how long after its scheduled start the tick began.
+    """
+
+    bus: str
+    tick: int
+    started_at: datetime
+    duration_s: float
+    drift_s: float
+    devices: int
+    reads: int
+    errors: int
+    late: int

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypedDict
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.poller import Bus, BusPoller
-from connectors.sample import Sample
+from connectors.sample import Sample, TickStats
 from connectors.simulator import BusSimulator
 from connectors.transport import parse_bus_url
 
@@ -87,7 +87,7 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
         self._bus = bus
         self._stop = stop
         self._state = state
-        self._queue: queue.SimpleQueue[tuple[int, list[Sample], int]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, list[Sample], TickStats]] = queue.SimpleQueue()
         self._poller = BusPoller(bus, rate_hz=rate_hz, emit=self._emit)
         self._period = 1.0 / rate_hz
         self._stopping = False
@@ -110,8 +110,8 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
         # Polling starts at the first next_batch, once the worker has built all its partitions.
         self._done: concurrent.futures.Future[None] | None = None
 
-    def _emit(self, tick: int, samples: list[Sample], late: int) -> None:
-        self._queue.put((tick, samples, late))
+    def _emit(self, tick: int, samples: list[Sample], stats: TickStats) -> None:
+        self._queue.put((tick, samples, stats))
 
     async def _run(self) -> None:
         simulator = self._simulator
@@ -142,11 +142,11 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
         batch: list[Sample] = []
         while True:
             try:
-                tick, samples, late = self._queue.get_nowait()
+                tick, samples, stats = self._queue.get_nowait()
             except queue.Empty:
                 break
             batch.extend(samples)
-            self._state = {"next_tick": tick + 1 + late, "end_tick": self._state["end_tick"]}
+            self._state = {"next_tick": tick + 1 + stats.late, "end_tick": self._state["end_tick"]}
         if not batch and self._done.done():
             self._done.result()  # a crashed poller fails the flow with its own error
             raise StopIteration
