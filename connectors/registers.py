@@ -92,6 +92,14 @@ class Parameter:
     scale: float = 1.0  # engineering value = raw * scale
     unit: str | None = None
     length: int = 0  # registers, only for type "string"
+    labels: tuple[tuple[int, str], ...] = ()  # enum: raw value -> text for value_text
+
+    def label(self, value: object) -> str | None:
+        """The enum text for ``value``, or None (no labels, or a value without one)."""
+        for raw, text in self.labels:
+            if raw == value:
+                return text
+        return None
 
     def __post_init__(self) -> None:
         for field in _PARAM_KEYS:

@@ -75,7 +75,7 @@ class Windows:
     lateness_s: float = 1.0
 
 
-STREAMS = ("samples", "windows", "late")
+STREAMS = ("samples", "windows", "late", "bus_stats")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +83,8 @@ class Config:
     """A whole validated config: acquisition schedule, buses with devices, windows, sinks.
 
     ``sinks`` take the raw rows, ``window_sinks`` the window rows and ``late_sinks`` the raw
-    rows that arrived too late for their window (they are in ``sinks`` too).
+    rows that arrived too late for their window (they are in ``sinks`` too); ``stats_sinks``
+    the per-bus, per-tick statistics rows.
     """
 
     acquisition: Acquisition
@@ -92,6 +93,7 @@ class Config:
     windows: Windows | None = None
     window_sinks: tuple[IntoSink, ...] = ()
     late_sinks: tuple[IntoSink, ...] = ()
+    stats_sinks: tuple[IntoSink, ...] = ()
     source: str = "<config>"
 
 
@@ -261,7 +263,7 @@ def _sink(t: _Table, base_dir: Path, windows: Windows | None) -> tuple[str, Into
     stream = t.get(
         "stream", str, "samples", lambda v: None if v in STREAMS else "is not " + ", ".join(STREAMS)
     )
-    if stream != "samples" and windows is None:
+    if stream in ("windows", "late") and windows is None:
         raise t.error(f"{stream!r} needs a [windows] table", "stream")
     if kind not in SINK_KINDS:
         raise t.error(f"{kind!r} is not a sink kind ({', '.join(SINK_KINDS)})", "kind")
@@ -330,6 +332,7 @@ def parse_config(
         windows=windows,
         window_sinks=tuple(sink for stream, sink in sinks if stream == "windows"),
         late_sinks=tuple(sink for stream, sink in sinks if stream == "late"),
+        stats_sinks=tuple(sink for stream, sink in sinks if stream == "bus_stats"),
         source=source,
     )
 
