@@ -53,6 +53,22 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of the machine so far, from /proc/stat (0, 0 where absent)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_since(start: tuple[int, int]) -> float:
+    """Share of the machine's CPU time the hypervisor took since ``start`` (a VM on a busy
+    host runs slower; figures measured under heavy steal understate the project)."""
+    steal, total = cpu_times()
+    return (steal - start[0]) / max(1, total - start[1])
+
+
 def run(cfg: Path, processes: int) -> tuple[int, int]:
     """Run the flow on ``processes`` processes; returns (rows, late ticks)."""
     env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
@@ -69,7 +85,11 @@ def run(cfg: Path, processes: int) -> tuple[int, int]:
         procs = []
         for command, out_path in zip(commands, outs, strict=True):
             with out_path.open("w") as out_file:
-                procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out_file))
+                procs.append(
+                    subprocess.Popen(
+                        command, cwd=ROOT, env=env, stdout=out_file, stderr=subprocess.STDOUT
+                    )
+                )
         codes = [p.wait() for p in procs]
         out = "".join(path.read_text() for path in outs)
     if any(codes):
@@ -87,10 +107,15 @@ def largest_clean(
     the largest clean run."""
 
     def clean(buses: int) -> float | None:
+        before = cpu_times()
         rows, late = run(
             config(work / f"p{processes}-{buses}.toml", buses, 1.0, seconds), processes
         )
-        print(f"  {processes} process(es), {buses:>4} buses: {rows:>8} rows, {late} late ticks")
+        print(
+            f"  {processes} process(es), {buses:>4} buses: {rows:>8} rows, {late} late ticks "
+            f"(CPU steal {steal_since(before):.0%})",
+            flush=True,
+        )
         return None if late else rows / seconds
 
     best, buses, failed = (0, 0.0), start, 0
@@ -118,7 +143,7 @@ def idle_cpu(work: Path, seconds: float) -> float:
     env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "flows.acquire"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
     def cpu() -> float:
@@ -126,9 +151,10 @@ def idle_cpu(work: Path, seconds: float) -> float:
         return (int(fields[11]) + int(fields[12])) / TICKS
 
     time.sleep(10)
-    c0, t0 = cpu(), time.monotonic()
+    c0, t0, before = cpu(), time.monotonic(), cpu_times()
     time.sleep(seconds)
     c1, t1 = cpu(), time.monotonic()
+    print(f"  idle: CPU steal {steal_since(before):.0%}", flush=True)
     proc.wait()
     return (c1 - c0) / (t1 - t0)
 
