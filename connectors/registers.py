@@ -1,18 +1,33 @@
 """Device register maps: loading profiles, planning reads, decoding registers.
 
 Pure: the only I/O is reading profile files. No pymodbus import; callers hand
-in and get back plain register words (ints 0..65535).
+in and get back plain register words (ints 0..65535). The codecs (data types,
+byte orders, scale, offset, labels) live in ``connectors.codec`` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import math
-import struct
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from connectors.codec import (
+    BYTE_ORDERS,
+    DATA_TYPES,
+    TABLES,
+    WORD_ORDERS,
+    Parameter,
+    Table,
+    Value,
+    check_field,
+    decode,
+    encode,
+)
 
 try:
     import tomllib
@@ -20,7 +35,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
+    "BYTE_ORDERS",
     "DATA_TYPES",
+    "PARAMETER_KEYS",
     "PROFILE_DIR",
     "TABLES",
     "WORD_ORDERS",
@@ -29,96 +46,85 @@ __all__ = [
     "ProfileError",
     "Read",
     "Table",
+    "Value",
     "decode",
     "decode_read",
+    "describe_plan",
     "encode",
     "load_profile",
+    "override_parameter",
+    "parameter_fields",
     "plan_reads",
     "shipped_profiles",
+    "split_read",
 ]
 
-Table = Literal["holding", "input"]
-TABLES: tuple[str, ...] = ("holding", "input")
-DATA_TYPES: dict[str, int] = {
-    "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
-    "int64": 4, "uint64": 4, "float64": 4,
-}  # fmt: skip
-WORD_ORDERS: tuple[str, ...] = ("big", "little")
 PROFILE_DIR = Path(__file__).parent / "profiles"
-
-_TYPE_NAMES = (*DATA_TYPES, "string")
-_FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
-            "int64": "q", "uint64": "Q", "float64": "d"}  # fmt: skip
-_STRUCTS = {t: struct.Struct(">" + f) for t, f in _FORMATS.items()}
 
 
 class ProfileError(ValueError):
     """A profile file is missing, unreadable or invalid; the message names file and key path."""
 
 
-_PARAM_KEYS = ("name", "table", "address", "type", "id", "word_order", "scale", "unit", "length")
-_CHOICES = {"table": TABLES, "type": _TYPE_NAMES, "word_order": WORD_ORDERS}
-_INT_FIELDS = {"address": 65535, "id": 2**63 - 1, "length": 65535}
+# The keys of one parameter in TOML (a profile's [[parameter]], a config's inline parameter
+# or override); ``word_order`` is the older alias of ``byte_order``.
+PARAMETER_KEYS = ("name", "table", "address", "type", "id", "byte_order", "word_order", "scale",
+                  "offset", "unit", "length", "bit", "labels")  # fmt: skip
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
 
 
-def _check(field: str, value: Any) -> None:
-    """Raise ValueError("<field>: <why>") if ``value`` is not valid for ``Parameter.<field>``."""
-    if field in _CHOICES:
-        ok, want = value in _CHOICES[field], f"one of {', '.join(_CHOICES[field])}"
-    elif field in _INT_FIELDS:
-        top = _INT_FIELDS[field]
-        ok = (type(value) is int and 0 <= value <= top) or (field == "id" and value is None)
-        want = f"an integer in 0..{top}"
-    elif field == "scale":
-        ok = type(value) in (int, float) and math.isfinite(value) and value != 0
-        want = "a finite non-zero number"
-    else:  # name, unit
-        ok = (isinstance(value, str) and value != "") or (field == "unit" and value is None)
-        want = "a non-empty string"
-    if not ok:
-        raise ValueError(f"{field}: {value!r} is not {want}")
+def parameter_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn one TOML table of parameter keys into :class:`Parameter` keyword arguments.
+
+    ``word_order = "big"``/``"little"`` becomes ``byte_order = "ABCD"``/``"CDAB"``; a
+    ``labels`` table (TOML keys are strings) becomes (int, text) pairs ordered by value.
+    Other values pass through unchecked (Parameter checks them). Raises ValueError whose
+    message starts with the key path, e.g. ``"labels.open: 'open' is not an integer"``,
+    for an unknown key, both ``word_order`` and ``byte_order``, or a bad label.
+    """
+    fields = dict(entry)
+    for key in fields:
+        if key not in PARAMETER_KEYS:
+            raise ValueError(f"{key}: unknown key; expected one of {', '.join(PARAMETER_KEYS)}")
+    if "word_order" in fields:
+        order = fields.pop("word_order")
+        if "byte_order" in fields:
+            raise ValueError(
+                f"word_order: {order!r} given with byte_order = {fields['byte_order']!r}; "
+                "give one (word_order is the older alias: big = ABCD, little = CDAB)"
+            )
+        if not isinstance(order, str) or order not in WORD_ORDERS:
+            raise ValueError(f"word_order: {order!r} is not one of {', '.join(WORD_ORDERS)}")
+        fields["byte_order"] = WORD_ORDERS[order]
+    if "labels" in fields:
+        fields["labels"] = _labels(fields["labels"])
+    return fields
 
 
-@dataclass(frozen=True, slots=True)
-class Parameter:
-    """One value in a device's register map; validated on construction (ValueError)."""
+def _labels(table: Any) -> tuple[tuple[int, str], ...]:
+    if not isinstance(table, Mapping):
+        raise ValueError(f'labels: {table!r} is not a table like {{ 61 = "none" }}')
+    pairs: dict[int, str] = {}
+    for key, text in table.items():
+        if not isinstance(key, str) or not _INTEGER.match(key):
+            raise ValueError(f"labels.{key}: {key!r} is not an integer")
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"labels.{key}: {text!r} is not a non-empty string")
+        if int(key) in pairs:
+            raise ValueError(f"labels.{key}: value {int(key)} is given twice")
+        pairs[int(key)] = text
+    return tuple(sorted(pairs.items()))
 
-    name: str
-    table: Table
-    address: int  # 0-based PDU address
-    type: str  # a key of DATA_TYPES or "string"
-    id: int | None = None  # vendor parameter id
-    word_order: str = "big"
-    scale: float = 1.0  # engineering value = raw * scale
-    unit: str | None = None
-    length: int = 0  # registers, only for type "string"
-    labels: tuple[tuple[int, str], ...] = ()  # enum: raw value -> text for value_text
 
-    def label(self, value: object) -> str | None:
-        """The enum text for ``value``, or None (no labels, or a value without one)."""
-        for raw, text in self.labels:
-            if raw == value:
-                return text
-        return None
+def override_parameter(p: Parameter, entry: Mapping[str, Any]) -> Parameter:
+    """``p`` with the TOML keys of ``entry`` replaced (any of PARAMETER_KEYS but ``name``).
 
-    def __post_init__(self) -> None:
-        for field in _PARAM_KEYS:
-            _check(field, getattr(self, field))
-        object.__setattr__(self, "scale", float(self.scale))
-        if self.type == "string":
-            if self.length < 1:
-                raise ValueError("length: type 'string' needs a length of at least 1 register")
-            if self.scale != 1:
-                raise ValueError(f"scale: {self.scale!r} given for type 'string'")
-        elif self.length:
-            raise ValueError(f"length: {self.length!r} given for type {self.type!r}")
-        if self.address + self.count > 65536:
-            raise ValueError(f"address: {self.address}+{self.count} registers run past 65535")
-
-    @property
-    def count(self) -> int:
-        """Number of registers the parameter occupies."""
-        return self.length if self.type == "string" else DATA_TYPES[self.type]
+    Addresses are 0-based. Raises ValueError starting with the key path, like
+    :func:`parameter_fields`, when a key or the resulting parameter is invalid.
+    """
+    if "name" in entry:
+        raise ValueError(f"name: {entry['name']!r}: an override cannot rename a parameter")
+    return dataclasses.replace(p, **parameter_fields(entry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +144,26 @@ class Profile:
         raise KeyError(f"profile {self.name!r} has no parameter {name!r}; known: {known}")
 
 
-_PROFILE_KEYS = ("name", "description", "defaults", "parameter")
-_DEFAULT_KEYS = ("table", "type", "word_order", "scale", "unit")
+_PROFILE_KEYS = ("name", "description", "address_base", "defaults", "parameter")
+_DEFAULT_KEYS = ("table", "type", "byte_order", "word_order", "scale", "offset", "unit")
 _REQUIRED = ("name", "table", "address", "type")
+# 1-based register numbers: 4xxxx / 4xxxxx for holding, 3xxxx / 3xxxxx for input registers.
+_PREFIX = {"holding": 4, "input": 3}
+
+
+def _pdu_address(name: str, table: str, address: Any) -> Any:
+    """The 0-based PDU address of 1-based register number ``address`` in ``table``."""
+    if not isinstance(table, str) or table not in _PREFIX or type(address) is not int:
+        return address  # Parameter reports the bad table or address
+    digit = _PREFIX[table]
+    for first, last in ((digit * 10000 + 1, digit * 10000 + 9999),
+                        (digit * 100000 + 1, digit * 100000 + 65536)):  # fmt: skip
+        if first <= address <= last:
+            return address - first
+    raise ValueError(
+        f"address: {address} of {name!r} is not a 1-based {table} register number "
+        f"({digit}0001-{digit}9999 or {digit}00001-{digit}65536)"
+    )
 
 
 def shipped_profiles() -> list[str]:
@@ -151,6 +174,8 @@ def shipped_profiles() -> list[str]:
 def load_profile(name: str | Path) -> Profile:
     """Load and validate a profile: a bare name from ``connectors/profiles`` or a ``.toml`` path.
 
+    With ``address_base = 1`` the profile's addresses are 1-based register numbers (40361
+    is holding 360, 30001 input 0) and are converted to 0-based PDU addresses here, once.
     Every error is a ProfileError naming the file and key path. Results are cached.
     """
     if isinstance(name, str) and not name.endswith(".toml"):
@@ -184,12 +209,16 @@ def _load_file(path: Path) -> Profile:
         raise fail("name", f"{data.get('name')!r} is not a non-empty string")
     if not isinstance(data.get("description", ""), str):
         raise fail("description", f"{data['description']!r} is not a string")
-    defaults = check_table(data.get("defaults", {}), _DEFAULT_KEYS, "defaults.")
-    for key, value in defaults.items():
-        try:
-            _check(key, value)
-        except ValueError as exc:
-            raise ProfileError(f"{path}: defaults.{exc}") from None
+    base = data.get("address_base", 0)
+    if type(base) is not int or base not in (0, 1):
+        raise fail("address_base", f"{base!r} is not 0 (PDU addresses) or 1 (4xxxx/3xxxx)")
+    raw_defaults = check_table(data.get("defaults", {}), _DEFAULT_KEYS, "defaults.")
+    try:
+        defaults = parameter_fields(raw_defaults)
+        for key, value in defaults.items():
+            check_field(key, value)
+    except ValueError as exc:
+        raise ProfileError(f"{path}: defaults.{exc}") from None
     entries = data.get("parameter")
     if not isinstance(entries, list) or not entries:
         raise fail("parameter", "a profile needs at least one [[parameter]] table")
@@ -198,14 +227,19 @@ def _load_file(path: Path) -> Profile:
     seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
         where = f"parameter[{i}]"
-        fields = {**defaults, **check_table(entry, _PARAM_KEYS, f"{where}.")}
-        for key in _REQUIRED:
-            if key not in fields:
-                raise fail(f"{where}.{key}", "missing")
+        check_table(entry, PARAMETER_KEYS, f"{where}.")
         try:
+            # Each level resolves its own word_order alias, so a parameter's byte_order
+            # overrides a word_order in [defaults] instead of clashing with it.
+            fields = {**defaults, **parameter_fields(entry)}
+            for key in _REQUIRED:
+                if key not in fields:
+                    raise ValueError(f"{key}: missing")
+            if base == 1:
+                fields["address"] = _pdu_address(fields["name"], fields["table"], fields["address"])
             params.append(Parameter(**fields))
         except ValueError as exc:
-            # Parameter's messages start with the field name, which completes the key path.
+            # The messages start with the key, which completes the key path.
             raise ProfileError(f"{path}: {where}.{exc}") from None
         if params[-1].name in seen:
             raise fail(
@@ -214,85 +248,6 @@ def _load_file(path: Path) -> Profile:
             )
         seen[params[-1].name] = i
     return Profile(data["name"], data.get("description", ""), tuple(params))
-
-
-def _to_bytes(p: Parameter, words: Sequence[int]) -> bytes:
-    if len(words) != p.count:
-        raise ValueError(f"{p.name}: expected {p.count} registers, got {len(words)}")
-    if p.word_order == "little" and p.type != "string":
-        words = words[::-1]
-    try:
-        return struct.pack(f">{len(words)}H", *words)
-    except struct.error:
-        raise ValueError(
-            f"{p.name}: register values must be ints 0..65535, got {words!r}"
-        ) from None
-
-
-def decode(p: Parameter, words: Sequence[int]) -> int | float | str:
-    """Decode exactly ``p.count`` register words into the engineering value of ``p``.
-
-    Integers stay ``int`` when ``p.scale == 1``, else become ``raw * scale``; float types
-    give ``float``. Strings are latin-1, high byte first in each register, cut at the first
-    NUL and stripped of trailing spaces (word order does not apply to strings).
-    Raises ValueError on a wrong number of words or a word outside 0..65535.
-    """
-    data = _to_bytes(p, words)
-    if p.type == "string":
-        return data.split(b"\0", 1)[0].decode("latin-1").rstrip(" ")
-    raw = _STRUCTS[p.type].unpack(data)[0]
-    if p.type == "float32":
-        raw = _shortest_float32(raw)
-    return raw if p.scale == 1 else raw * p.scale
-
-
-def _shortest_float32(x: float) -> float:
-    """The shortest decimal with the same float32 bits: 75.3, not 75.30000305175781.
-
-    It is the value the instrument meant and shows; 9 digits always round-trip.
-    """
-    if not math.isfinite(x):
-        return x
-    bits = _STRUCTS["float32"].pack(x)
-    for digits in range(6, 9):
-        y = float(f"{x:.{digits}g}")
-        if _STRUCTS["float32"].pack(y) == bits:
-            return y
-    return x
-
-
-def encode(p: Parameter, value: int | float | str) -> list[int]:
-    """Encode an engineering value into ``p.count`` register words; the inverse of decode.
-
-    The value is divided by ``p.scale`` and rounded for integer types. Raises ValueError
-    when the value does not fit the type (or the string its length), TypeError when a
-    string is given for a number or the other way round.
-    """
-    if p.type == "string":
-        if not isinstance(value, str):
-            raise TypeError(f"{p.name}: expected str, got {type(value).__name__}")
-        try:
-            data = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"{p.name}: {value!r} is not latin-1 text") from None
-        if len(data) > 2 * p.length or b"\0" in data:
-            raise ValueError(f"{p.name}: {value!r} does not fit {p.length} registers without NUL")
-        data = data.ljust(2 * p.length, b"\0")
-    else:
-        if not isinstance(value, int | float):
-            raise TypeError(f"{p.name}: expected a number, got {type(value).__name__}")
-        # Dividing by 1.0 would turn a large int64 into an inexact float.
-        raw = value if p.scale == 1 else value / p.scale
-        try:
-            if p.type not in ("float32", "float64"):
-                raw = round(raw)  # OverflowError for inf, ValueError for nan
-            data = _STRUCTS[p.type].pack(raw)  # struct.error for ints out of range
-        except (OverflowError, ValueError, struct.error):
-            raise ValueError(f"{p.name}: {value!r} is out of range for {p.type}") from None
-    words = list(struct.unpack(f">{len(data) // 2}H", data))
-    if p.word_order == "little" and p.type != "string":
-        words.reverse()
-    return words
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,14 +303,31 @@ def plan_reads(
     return tuple(reads)
 
 
-def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, int | float | str]]:
+def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value]]:
     """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError)."""
     if len(words) != read.count:
         raise ValueError(
             f"read at {read.address}: expected {read.count} registers, got {len(words)}"
         )
-    out: list[tuple[Parameter, int | float | str]] = []
+    out: list[tuple[Parameter, Value]] = []
     for p in read.parameters:
         offset = p.address - read.address
         out.append((p, decode(p, words[offset : offset + p.count])))
     return out
+
+
+def split_read(read: Read) -> tuple[Read, ...]:
+    """One read per parameter of ``read``, in its order: the fallback for a device that
+    rejects a merged read (exception 2, illegal data address) for the registers between."""
+    return tuple(Read(p.table, p.address, p.count, (p,)) for p in read.parameters)
+
+
+def describe_plan(reads: Iterable[Read]) -> str:
+    """The plan on one line for a debug log, e.g.
+    ``holding 360+3 [process_value, input_error], input 0+2 [measurement_1]``
+    (table, first register + count, parameters); ``no reads`` for an empty plan."""
+    parts = [
+        f"{r.table} {r.address}+{r.count} [{', '.join(p.name for p in r.parameters)}]"
+        for r in reads
+    ]
+    return ", ".join(parts) or "no reads"

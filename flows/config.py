@@ -10,16 +10,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.poller import Bus, Device
-from connectors.registers import ProfileError, load_profile
-from connectors.simulator import SimulatedDevice
-from connectors.transport import parse_bus_url
+from connectors.poller import Bus
+from flows.buses import parse_bus
+from flows.configtable import ConfigError, Table, check_positive
 from sinks.base import IntoSink
 
 try:
@@ -38,7 +35,6 @@ __all__ = [
 ]
 
 DEFAULT_PATH = "acquire.toml"
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 # kind -> (module, class); imported only when a config names the kind.
 SINK_KINDS = {
     "csv": ("sinks.csv", "IntoCsv"),
@@ -53,10 +49,6 @@ SINK_EXTRAS = {
     "parquet": (("pyarrow",), "parquet"),
     "postgres": (("asyncpg", "sqlalchemy"), "postgres"),
 }
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; ``str()`` is the one line to show the user."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,168 +89,7 @@ class Config:
     source: str = "<config>"
 
 
-_MISSING: Any = object()
-# Named by the last accepted type: (int, float) reads "a number".
-_KIND_NAMES = {
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    bool: "true or false",
-    list: "an array",
-    dict: "a table",
-}
-
-
-class _Table:
-    """One TOML table being read: knows its key path and reports unknown keys."""
-
-    def __init__(self, data: Any, where: str, file: str) -> None:
-        self.file, self.where = file, where
-        if not isinstance(data, dict):
-            raise self.error(f"{data!r} is not a table", key=None)
-        self.data = data
-        self.used: set[str] = set()
-
-    def error(self, message: str, key: str | None) -> ConfigError:
-        path = ".".join(p for p in (self.where, key) if p)
-        return ConfigError(f"{self.file}: {path}: {message}" if path else f"{self.file}: {message}")
-
-    def get(
-        self,
-        key: str,
-        kind: type | tuple[type, ...],
-        default: Any = _MISSING,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error("missing", key)
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise self.error(f"{value!r} is not {_KIND_NAMES[kinds[-1]]}", key)
-        if check is not None and (problem := check(value)):
-            raise self.error(f"{value!r} {problem}", key)
-        return value
-
-    def tables(self, key: str) -> list[_Table]:
-        self.used.add(key)
-        items = self.data.get(key, [])
-        if not isinstance(items, list):
-            raise self.error(f"must be an array of tables ([[{key}]])", key)
-        prefix = f"{self.where}." if self.where else ""
-        return [_Table(item, f"{prefix}{key}[{i}]", self.file) for i, item in enumerate(items)]
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            raise self.error(f"unknown key (known keys: {known})", unknown[0])
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def _name(value: str) -> str | None:
-    return None if NAME.match(value) else "is not a name (letters, digits, _ . -; up to 63)"
-
-
-def _unit_id(value: int) -> str | None:
-    return None if 1 <= value <= 247 else "is not a Modbus unit id (1-247)"
-
-
-def _device(t: _Table, simulated: bool, base_dir: Path) -> tuple[Device, SimulatedDevice | None]:
-    name = t.get("name", str, check=_name)
-    address = t.get("address", int, check=_unit_id)
-    profile_name = t.get("profile", str)
-    if profile_name.endswith(".toml"):
-        profile_name = str(base_dir / profile_name)
-    try:
-        profile = load_profile(profile_name)
-    except ProfileError as exc:
-        raise t.error(str(exc), "profile") from None
-    known = [p.name for p in profile.parameters]
-    chosen = t.get("parameters", list, default=known)
-    parameters = []
-    for i, pname in enumerate(chosen):
-        if not isinstance(pname, str) or pname not in known:
-            raise t.error(
-                f"{pname!r} is not a parameter of {profile.name} (known: {', '.join(known)})",
-                f"parameters[{i}]",
-            )
-        parameters.append(profile.parameter(pname))
-    if not parameters:
-        raise t.error("lists no parameters", "parameters")
-    instance = t.get("instance", int, default=1, check=lambda v: None if v >= 1 else "must be >= 1")
-    sim = None
-    if "simulate" in t.data:
-        if not simulated:
-            raise t.error("only a device on a simulated bus takes simulate settings", "simulate")
-        s = _Table(t.get("simulate", dict), f"{t.where}.simulate", t.file)
-        sim = SimulatedDevice(
-            address=address,
-            profile=profile_name,
-            set_point=s.get("set_point", (int, float), default=None),
-            delay_s=s.get("delay_s", (int, float), 0.0, lambda v: None if v >= 0 else "< 0"),
-            dead=s.get("dead", bool, default=False),
-            exception_code=s.get(
-                "exception_code", int, None, lambda v: None if 1 <= v <= 255 else "not 1-255"
-            ),
-        )
-        s.done()
-    elif simulated:
-        sim = SimulatedDevice(address=address, profile=profile_name)
-    t.done()
-    device = Device(name=name, address=address, parameters=tuple(parameters), instance=instance)
-    return device, sim
-
-
-def _bus(t: _Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
-    name = t.get("name", str, check=_name)
-    raw_url = t.get("url", str)
-    try:
-        url = parse_bus_url(raw_url)
-    except ValueError as exc:
-        raise t.error(str(exc), "url") from None
-    simulate = t.get("simulate", bool, default=False)
-    if url.scheme == "sim" and not simulate:
-        raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
-    devices, sims = [], []
-    addresses: dict[int, str] = {}
-    for dt in t.tables("device"):
-        device, sim = _device(dt, simulate, base_dir)
-        if device.name in seen_devices:
-            raise dt.error(
-                f"{device.name!r} is already the name of {seen_devices[device.name]}", "name"
-            )
-        if device.address in addresses:
-            raise dt.error(
-                f"{device.address} is already the unit id of {addresses[device.address]}", "address"
-            )
-        seen_devices[device.name] = dt.where
-        addresses[device.address] = device.name
-        devices.append(device)
-        if sim is not None:
-            sims.append(sim)
-    if not devices:
-        raise t.error("has no devices ([[bus.device]])", None)
-    bus = Bus(
-        name=name,
-        url=url,
-        devices=tuple(devices),
-        timeout_s=t.get("timeout_s", (int, float), 1.0, _positive),
-        retries=t.get("retries", int, 0, lambda v: None if 0 <= v <= 10 else "is not 0-10"),
-        simulate=tuple(sims) if simulate else None,
-        host=t.get("host", str, default=None),
-    )
-    t.done()
-    return bus
-
-
-def _sink(t: _Table, base_dir: Path, windows: Windows | None) -> tuple[str, IntoSink]:
+def _sink(t: Table, base_dir: Path, windows: Windows | None) -> tuple[str, IntoSink]:
     kind = t.get("kind", str)
     stream = t.get(
         "stream", str, "samples", lambda v: None if v in STREAMS else "is not " + ", ".join(STREAMS)
@@ -300,15 +131,15 @@ def parse_config(
     data: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path()
 ) -> Config:
     """Validate a parsed TOML document; relative sink paths resolve against ``base_dir``."""
-    top = _Table(data, "", source)
-    acq = _Table(top.get("acquisition", dict, default={}), "acquisition", source)
+    top = Table(data, "", source)
+    acq = Table(top.get("acquisition", dict, default={}), "acquisition", source)
     acquisition = Acquisition(
-        rate_hz=acq.get("rate_hz", (int, float), 1.0, _positive),
-        duration_s=acq.get("duration_s", (int, float), None, _positive),
+        rate_hz=acq.get("rate_hz", (int, float), 1.0, check_positive),
+        duration_s=acq.get("duration_s", (int, float), None, check_positive),
     )
     acq.done()
     seen: dict[str, str] = {}
-    buses = [_bus(bt, seen, base_dir) for bt in top.tables("bus")]
+    buses = [parse_bus(bt, seen, base_dir) for bt in top.tables("bus")]
     if not buses:
         raise top.error("defines no bus ([[bus]])", None)
     names = [b.name for b in buses]
@@ -317,9 +148,9 @@ def parse_config(
             raise top.error(f"{n!r} is already the name of another bus", f"bus[{i}].name")
     windows = None
     if "windows" in top.data:
-        wt = _Table(top.get("windows", dict), "windows", source)
+        wt = Table(top.get("windows", dict), "windows", source)
         windows = Windows(
-            length_s=wt.get("length_s", (int, float), check=_positive),
+            length_s=wt.get("length_s", (int, float), check=check_positive),
             lateness_s=wt.get("lateness_s", (int, float), 1.0, lambda v: None if v >= 0 else "< 0"),
         )
         wt.done()

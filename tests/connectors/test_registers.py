@@ -1,184 +1,28 @@
-"""Tests for connectors.registers: codecs, profiles and read planning."""
+"""Tests for connectors.registers: profiles, TOML parameter keys and read planning.
+
+The codecs are tested in test_codec.py."""
 
 from __future__ import annotations
 
-import math
-import random
 import struct
 from pathlib import Path
 
 import pytest
 
 from connectors.registers import (
-    DATA_TYPES,
     PROFILE_DIR,
-    WORD_ORDERS,
     Parameter,
     ProfileError,
     Read,
-    decode,
     decode_read,
+    describe_plan,
     encode,
     load_profile,
+    override_parameter,
+    parameter_fields,
     plan_reads,
+    split_read,
 )
-
-# (type, engineering value, register words high word first), worked out by hand.
-CASES: list[tuple[str, int | float, list[int]]] = [
-    ("int16", 1234, [0x04D2]),
-    ("int16", -2, [0xFFFE]),
-    ("int16", -32768, [0x8000]),
-    ("uint16", 65535, [0xFFFF]),
-    ("int32", -2, [0xFFFF, 0xFFFE]),
-    ("int32", -123456, [0xFFFE, 0x1DC0]),
-    ("uint32", 0xDEADBEEF, [0xDEAD, 0xBEEF]),
-    ("float32", 75.0, [0x4296, 0x0000]),
-    ("float32", -1.5, [0xBFC0, 0x0000]),
-    ("int64", -2, [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE]),
-    ("int64", 2**62 + 5, [0x4000, 0x0000, 0x0000, 0x0005]),
-    ("uint64", 0x0123456789ABCDEF, [0x0123, 0x4567, 0x89AB, 0xCDEF]),
-    ("float64", 1.0, [0x3FF0, 0x0000, 0x0000, 0x0000]),
-    ("float64", -2.5, [0xC004, 0x0000, 0x0000, 0x0000]),
-]
-
-
-def param(type_: str, order: str = "big", **kw: object) -> Parameter:
-    return Parameter(name="p", table="holding", address=0, type=type_, word_order=order, **kw)
-
-
-def f32(x: float) -> float:
-    """The float32 nearest to ``x``, as Python reads it back."""
-    return struct.unpack(">f", struct.pack(">f", x))[0]
-
-
-@pytest.mark.parametrize("order", WORD_ORDERS)
-@pytest.mark.parametrize(("type_", "value", "high_first"), CASES)
-def test_known_words(type_: str, value: float, high_first: list[int], order: str) -> None:
-    words = high_first if order == "big" else high_first[::-1]
-    p = param(type_, order)
-    decoded = decode(p, words)
-    assert decoded == value
-    assert type(decoded) is type(value)
-    assert encode(p, value) == words
-
-
-def test_float32_reads_as_the_shortest_decimal() -> None:
-    # 0x41A73333 is the float32 nearest 20.9; read back it is 20.9, not 20.899999618530273.
-    p = param("float32")
-    assert decode(p, [0x41A7, 0x3333]) == 20.9
-    assert f32(20.9) != 20.9
-    for value in (75.3, 22.846, 0.1, 1e-12, 3.4e38, 123456.78, -0.0):
-        assert decode(p, encode(p, value)) == value
-    assert math.isnan(decode(p, [0x7FC0, 0x0000]))
-    assert decode(p, [0x7F80, 0x0000]) == math.inf
-
-
-def test_float32_75_both_orders() -> None:
-    assert encode(param("float32", "little"), 75.0) == [0x0000, 0x4296]
-    assert encode(param("float32", "big"), 75.0) == [0x4296, 0x0000]
-    assert decode(param("float32", "little"), [0x0000, 0x4296]) == 75.0
-
-
-@pytest.mark.parametrize("order", WORD_ORDERS)
-@pytest.mark.parametrize("type_", list(DATA_TYPES))
-def test_words_round_trip(type_: str, order: str) -> None:
-    rng = random.Random(f"{type_}-{order}")
-    p = param(type_, order)
-    for _ in range(200):
-        words = [rng.randrange(65536) for _ in range(p.count)]
-        value = decode(p, words)
-        if isinstance(value, float) and math.isnan(value):
-            continue  # NaN payloads need not survive a trip through a Python float
-        assert encode(p, value) == words
-        assert decode(p, encode(p, value)) == value
-
-
-def test_scale() -> None:
-    p = param("int16", scale=0.1)
-    assert decode(p, [0x04D2]) == pytest.approx(123.4)
-    assert isinstance(decode(p, [0x04D2]), float)
-    assert decode(p, [0xFF85]) == pytest.approx(-12.3)
-    assert encode(p, 123.4) == [0x04D2]
-    assert encode(p, -12.3) == [0xFF85]
-    assert encode(p, decode(p, [0x7FFF])) == [0x7FFF]
-    assert decode(param("float32", scale=2), [0x4296, 0x0000]) == 150.0
-    assert encode(param("uint32", "little", scale=10), 1000) == [100, 0]
-    assert type(decode(param("uint16"), [7])) is int
-
-
-@pytest.mark.parametrize(
-    ("words", "text"),
-    [
-        ([0x4F78, 0x7967, 0x656E], "Oxygen"),
-        ([0x4F32, 0x0000, 0x0000], "O2"),
-        ([0x4F32, 0x2020, 0x2000], "O2"),
-        ([0x4F32, 0x00FF, 0x4142], "O2"),  # garbage after the NUL terminator
-        ([0x0000, 0x0000, 0x0000], ""),
-        ([0x4344, 0xB020, 0x2020], "CD\xb0"),  # latin-1 degree sign
-    ],
-)
-def test_string_decode(words: list[int], text: str) -> None:
-    for order in WORD_ORDERS:  # word order never applies to strings
-        assert decode(param("string", order, length=3), words) == text
-
-
-def test_string_encode() -> None:
-    p = param("string", "little", length=2)
-    assert encode(p, "ppm") == [0x7070, 0x6D00]
-    assert encode(p, "%") == [0x2500, 0x0000]
-    assert encode(p, "") == [0, 0]
-    assert decode(p, encode(p, "vpm")) == "vpm"
-    for bad in ("toolong", "\u20ac", "a\0b"):
-        with pytest.raises(ValueError):
-            encode(p, bad)
-    with pytest.raises(TypeError):
-        encode(p, 1.0)
-    with pytest.raises(TypeError):
-        encode(param("float32"), "1.0")
-
-
-@pytest.mark.parametrize(
-    ("type_", "value", "scale"),
-    [
-        ("int16", 32768, 1),
-        ("int16", -32769, 1),
-        ("uint16", -1, 1),
-        ("uint16", 65536, 1),
-        ("int32", 2**31, 1),
-        ("uint32", 2**32, 1),
-        ("int64", 2**63, 1),
-        ("uint64", -1, 1),
-        ("uint64", 2**64, 1),
-        ("float32", 1e39, 1),
-        ("float64", 10**400, 1),
-        ("int16", 3276.8, 0.1),
-        ("int32", math.nan, 1),
-        ("int32", math.inf, 1),
-    ],
-)
-def test_encode_out_of_range(type_: str, value: float, scale: float) -> None:
-    with pytest.raises(ValueError, match="out of range"):
-        encode(param(type_, scale=scale), value)
-
-
-@pytest.mark.parametrize(
-    ("type_", "words"),
-    [("float32", [1]), ("float32", [1, 2, 3]), ("uint16", []), ("float64", [0, 0]),
-     ("uint16", [65536]), ("int16", [-1])],
-)  # fmt: skip
-def test_decode_bad_words(type_: str, words: list[int]) -> None:
-    with pytest.raises(ValueError):
-        decode(param(type_), words)
-
-
-def test_parameter_validates() -> None:
-    with pytest.raises(ValueError, match="length"):
-        param("string")
-    with pytest.raises(ValueError, match="length"):
-        param("uint16", length=2)
-    with pytest.raises(ValueError, match="run past 65535"):
-        Parameter(name="p", table="input", address=65535, type="float32")
-    assert param("string", length=5).count == 5
 
 
 def test_watlow_profile() -> None:
@@ -194,9 +38,11 @@ def test_watlow_profile() -> None:
         "active_set_point": (2172, "float32", None, "degC"),
         "temperature_units": (2490, "uint16", None, None),
     }
-    assert {(p.table, p.word_order, p.scale) for p in profile.parameters} == {
-        ("holding", "little", 1.0)
+    assert {(p.table, p.byte_order, p.scale, p.offset) for p in profile.parameters} == {
+        ("holding", "CDAB", 1.0, 0.0)
     }
+    assert profile.parameter("input_error").label(61) == "none"
+    assert profile.parameter("temperature_units").labels == ((15, "C"), (30, "F"))
     with pytest.raises(KeyError, match="known: process_value, input_error"):
         profile.parameter("pv")
 
@@ -213,7 +59,7 @@ def test_servomex_profile() -> None:
     expected["ma_input_1"] = (56, "float32", 2)
     expected["ma_input_2"] = (63, "float32", 2)
     assert {p.name: (p.address, p.type, p.count) for p in profile.parameters} == expected
-    assert {(p.table, p.word_order, p.id) for p in profile.parameters} == {("input", "big", None)}
+    assert {(p.table, p.byte_order, p.id) for p in profile.parameters} == {("input", "ABCD", None)}
     assert profile.parameter("ma_input_2").unit == "mA"
 
 
@@ -229,7 +75,7 @@ def test_load_profile_by_path_and_cache() -> None:
 
 GOOD = 'name = "t"\n[defaults]\ntable = "holding"\n[[parameter]]\nname = "pv"\naddress = 0\n'
 PV = '[[parameter]]\nname = "pv"\ntable = "holding"\n'
-TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string"
+TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string, bit"
 
 
 @pytest.mark.parametrize(
@@ -237,7 +83,7 @@ TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string"
     [
         (GOOD + 'type = "uint16"\nadress = 1\n',
          "parameter[0].adress: unknown key; expected one of name, table, address, type, id, "
-         "word_order, scale, unit, length"),
+         "byte_order, word_order, scale, offset, unit, length, bit, labels"),
         (GOOD + 'type = "uint16"\n[[parameter]]\nname = "sp"\naddress = 2\ntype = "flaot32"\n',
          f"parameter[1].type: 'flaot32' is not one of {TYPES}"),
         ('name = "t"\n' + PV.replace("holding", "coil") + 'address = 0\ntype = "uint16"\n',
@@ -253,7 +99,8 @@ TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string"
         (GOOD.replace('table = "holding"', 'word_order = "mid"'),
          "defaults.word_order: 'mid' is not one of big, little"),
         (GOOD.replace('table = "holding"', "address = 3"),
-         "defaults.address: unknown key; expected one of table, type, word_order, scale, unit"),
+         "defaults.address: unknown key; expected one of table, type, byte_order, word_order, "
+         "scale, offset, unit"),
         (GOOD, "parameter[0].type: missing"),
         ('name = "t"\n' + PV + 'address = 65535\ntype = "float32"\n',
          "parameter[0].address: 65535+2 registers run past 65535"),
@@ -262,7 +109,7 @@ TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string"
         ('name = "t"\n' + PV + 'address = 0\ntype = "uint16"\nscale = 0\n',
          "parameter[0].scale: 0 is not a finite non-zero number"),
         ('name = "t"\nmodel = "x"\n', "model: unknown key; expected one of name, description, "
-         "defaults, parameter"),
+         "address_base, defaults, parameter"),
         ('description = "x"\n', "name: None is not a non-empty string"),
         ('name = "t"\n', "parameter: a profile needs at least one [[parameter]] table"),
     ],
@@ -359,3 +206,263 @@ def test_decode_read_inverts_encode() -> None:
         words = image[read.address : read.address + read.count]
         decoded.update((p.name, v) for p, v in decode_read(read, words))
     assert decoded == values
+
+
+def write_profile(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    return path
+
+
+def test_profile_byte_orders_and_alias(tmp_path: Path) -> None:
+    text = """
+    name = "t"
+    [defaults]
+    table = "holding"
+    type = "float32"
+    word_order = "little"
+    [[parameter]]
+    name = "a"
+    address = 0
+    [[parameter]]
+    name = "b"
+    address = 2
+    byte_order = "BADC"
+    [[parameter]]
+    name = "c"
+    address = 4
+    word_order = "big"
+    """
+    profile = load_profile(write_profile(tmp_path, text.replace("\n    ", "\n")))
+    assert [p.byte_order for p in profile.parameters] == ["CDAB", "BADC", "ABCD"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('type = "float32"\nbyte_order = "ABCD"\nword_order = "big"\n',
+         "parameter[0].word_order: 'big' given with byte_order = 'ABCD'; give one"),
+        ('type = "float32"\nbyte_order = "abcd"\n',
+         "parameter[0].byte_order: 'abcd' is not one of ABCD, CDAB, BADC, DCBA"),
+        ('type = "uint16"\nlabels = { open = "x" }\n',
+         "parameter[0].labels.open: 'open' is not an integer"),
+        ('type = "uint16"\nlabels = { 1 = 2 }\n',
+         "parameter[0].labels.1: 2 is not a non-empty string"),
+        ('type = "uint16"\nlabels = { 1 = "a", "+1" = "b" }\n',
+         "parameter[0].labels.+1: value 1 is given twice"),
+        ('type = "uint16"\nlabels = ["a"]\n',
+         "parameter[0].labels: ['a'] is not a table like { 61 = \"none\" }"),
+        ('type = "float32"\nlabels = { 1 = "a" }\n',
+         "parameter[0].labels: enum labels need an integer or bit type, not float32"),
+        ('type = "bit"\n', "parameter[0].bit: type 'bit' needs a bit number 0..15"),
+        ('type = "bit"\nbit = 16\n', "parameter[0].bit: 16 is not an integer in 0..15"),
+        ('type = "int16"\noffset = "1"\n', "parameter[0].offset: '1' is not a finite number"),
+    ],
+)  # fmt: skip
+def test_broken_parameter_keys(tmp_path: Path, entry: str, message: str) -> None:
+    path = write_profile(tmp_path, PV + "address = 0\n" + entry)
+    path.write_text('name = "t"\n' + path.read_text())
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert str(info.value).startswith(f"{path.resolve()}: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_profile_labels_bits_offset(tmp_path: Path) -> None:
+    text = (
+        'name = "t"\n[defaults]\ntable = "input"\n'
+        '[[parameter]]\nname = "state"\naddress = 3\ntype = "int16"\n'
+        'labels = { 0 = "off", -1 = "fault", "+2" = "on" }\n'
+        '[[parameter]]\nname = "alarm"\naddress = 4\ntype = "bit"\nbit = 7\n'
+        '[[parameter]]\nname = "t"\naddress = 5\ntype = "uint16"\nscale = 0.1\noffset = -40\n'
+    )
+    state, alarm, t = load_profile(write_profile(tmp_path, text)).parameters
+    assert state.labels == ((-1, "fault"), (0, "off"), (2, "on"))
+    assert (alarm.type, alarm.bit, alarm.count) == ("bit", 7, 1)
+    assert (t.scale, t.offset) == (0.1, -40.0)
+    (read,) = plan_reads([state, alarm, t])
+    values = dict((p.name, v) for p, v in decode_read(read, [0xFFFF, 0x0080, 600]))
+    assert values["state"] == -1 and state.label(values["state"]) == "fault"
+    assert values["alarm"] is True
+    assert values["t"] == pytest.approx(20.0)
+
+
+ONE_BASED = 'name = "t"\naddress_base = 1\n[defaults]\ntype = "uint16"\n'
+
+
+def test_one_based_addresses(tmp_path: Path) -> None:
+    entries = [("holding", 40361, 360), ("holding", 40001, 0), ("holding", 49999, 9998),
+               ("input", 30001, 0), ("input", 30008, 7), ("holding", 400001, 0),
+               ("holding", 465536, 65535), ("input", 300064, 63)]  # fmt: skip
+    text = ONE_BASED + "".join(
+        f'[[parameter]]\nname = "p{i}"\ntable = "{table}"\naddress = {number}\n'
+        for i, (table, number, _) in enumerate(entries)
+    )
+    profile = load_profile(write_profile(tmp_path, text))
+    assert [(p.table, p.address) for p in profile.parameters] == [
+        (table, pdu) for table, _, pdu in entries
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "number", "message"),
+    [
+        ("holding", 30001, "parameter[0].address: 30001 of 'pv' is not a 1-based holding register "
+         "number (40001-49999 or 400001-465536)"),
+        ("input", 40361, "parameter[0].address: 40361 of 'pv' is not a 1-based input register "
+         "number (30001-39999 or 300001-365536)"),
+        ("holding", 360, "parameter[0].address: 360 of 'pv' is not a 1-based holding register"),
+        ("holding", 40000, "parameter[0].address: 40000 of 'pv' is not a 1-based holding"),
+        ("input", 365537, "parameter[0].address: 365537 of 'pv' is not a 1-based input"),
+    ],
+)  # fmt: skip
+def test_one_based_address_mismatch(tmp_path: Path, table: str, number: int, message: str) -> None:
+    text = ONE_BASED + f'[[parameter]]\nname = "pv"\ntable = "{table}"\naddress = {number}\n'
+    path = write_profile(tmp_path, text)
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert str(info.value).startswith(f"{path.resolve()}: {message}")
+
+
+def test_address_base_values(tmp_path: Path) -> None:
+    path = write_profile(tmp_path, ONE_BASED.replace("= 1", "= 2") + PV + "address = 0\n")
+    with pytest.raises(ProfileError, match=r"address_base: 2 is not 0 \(PDU addresses\) or 1"):
+        load_profile(path)
+    path = write_profile(tmp_path, ONE_BASED.replace("= 1", "= 0") + PV + "address = 360\n")
+    assert load_profile(path).parameters[0].address == 360
+
+
+def test_parameter_fields_and_override() -> None:
+    assert parameter_fields({"word_order": "little", "labels": {"2": "b", "1": "a"}}) == {
+        "byte_order": "CDAB",
+        "labels": ((1, "a"), (2, "b")),
+    }
+    with pytest.raises(ValueError, match=r"^adress: unknown key"):
+        parameter_fields({"adress": 1})
+    with pytest.raises(ValueError, match=r"^word_order: 'mid' is not one of big, little"):
+        parameter_fields({"word_order": "mid"})
+    pv = load_profile("watlow_pm").parameter("process_value")
+    swapped = override_parameter(pv, {"word_order": "big", "scale": 2, "unit": "degF"})
+    assert (swapped.byte_order, swapped.scale, swapped.unit, swapped.address) == (
+        "ABCD", 2.0, "degF", 360
+    )  # fmt: skip
+    assert override_parameter(pv, {"byte_order": "DCBA"}).byte_order == "DCBA"
+    assert override_parameter(pv, {}) == pv
+    with pytest.raises(ValueError, match=r"^name: 'x': an override cannot rename"):
+        override_parameter(pv, {"name": "x"})
+    with pytest.raises(ValueError, match=r"^labels: enum labels need an integer"):
+        override_parameter(pv, {"labels": {"1": "a"}})
+    with pytest.raises(ValueError, match=r"^address: 65535\+2 registers run past"):
+        override_parameter(pv, {"address": 65535})
+
+
+def reg(name: str, address: int, type_: str = "uint16", table: str = "holding", **kw: object):
+    return Parameter(name, table, address, type_, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("gap", "max_gap", "expected"),
+    [
+        (0, 0, [("holding", 0, 4)]),
+        (1, 0, [("holding", 0, 2), ("holding", 3, 2)]),
+        (9, 10, [("holding", 0, 13)]),  # below max_gap: merged
+        (10, 10, [("holding", 0, 14)]),  # at max_gap: merged
+        (11, 10, [("holding", 0, 2), ("holding", 13, 2)]),  # above: split
+        (3, 3, [("holding", 0, 7)]),
+        (4, 3, [("holding", 0, 2), ("holding", 6, 2)]),
+    ],
+)
+def test_plan_reads_gaps(gap: int, max_gap: int, expected: list[tuple[str, int, int]]) -> None:
+    a, b = reg("a", 0, "float32"), reg("b", 2 + gap, "float32")
+    reads = plan_reads([b, a], max_gap=max_gap)
+    assert spans(reads) == expected
+    assert [p.name for r in reads for p in r.parameters] == ["a", "b"]
+
+
+def test_plan_reads_default_gap_is_10() -> None:
+    assert spans(plan_reads([reg("a", 0), reg("b", 11)])) == [("holding", 0, 12)]
+    assert spans(plan_reads([reg("a", 0), reg("b", 12)])) == [("holding", 0, 1), ("holding", 12, 1)]
+
+
+def test_plan_reads_two_tables() -> None:
+    params = [reg("h0", 0), reg("i0", 0, table="input"), reg("h1", 1),
+              reg("i5", 5, "float32", table="input"), reg("h40", 40)]  # fmt: skip
+    reads = plan_reads(params)
+    assert spans(reads) == [("holding", 0, 2), ("holding", 40, 1), ("input", 0, 7)]
+    assert [[p.name for p in r.parameters] for r in reads] == [["h0", "h1"], ["h40"], ["i0", "i5"]]
+
+
+def test_plan_reads_past_125_registers() -> None:
+    # 100 float32 with a 1-register gap each: 300 registers of span, 200 of data.
+    params = [reg(f"f{i}", 3 * i, "float32") for i in range(100)]
+    reads = plan_reads(params)
+    assert spans(reads) == [("holding", 0, 125), ("holding", 126, 125), ("holding", 252, 47)]
+    assert [len(r.parameters) for r in reads] == [42, 42, 16]
+    assert sum(len(r.parameters) for r in reads) == 100
+    assert all(r.count <= 125 for r in reads)
+
+
+def test_plan_reads_exactly_125() -> None:
+    block = reg("block", 10, "string", length=125)
+    assert spans(plan_reads([block])) == [("holding", 10, 125)]
+    assert spans(plan_reads([block, reg("next", 135)])) == [
+        ("holding", 10, 125),
+        ("holding", 135, 1),
+    ]
+    # Two parameters whose span, gap included, is exactly 125 registers share one read.
+    assert spans(plan_reads([reg("a", 0, "float32"), reg("b", 123, "float32")], max_gap=125)) == [
+        ("holding", 0, 125)
+    ]
+    assert spans(plan_reads([reg("a", 0, "float32"), reg("b", 124, "float32")], max_gap=125)) == [
+        ("holding", 0, 2), ("holding", 124, 2)
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="block: 126 registers exceed max_registers=125"):
+        plan_reads([reg("block", 0, "string", length=126)])
+
+
+def test_plan_reads_duplicates() -> None:
+    a, b = reg("a", 0), reg("b", 1)
+    reads = plan_reads([a, b, a, b, a])
+    assert spans(reads) == [("holding", 0, 2)]
+    assert reads[0].parameters == (a, b)
+    # Two names for one register are two parameters, read once.
+    alias = reg("a_alias", 0)
+    (read,) = plan_reads([a, alias])
+    assert (read.count, [p.name for p in read.parameters]) == (1, ["a", "a_alias"])
+    # Bits of one status register share it.
+    bits = [reg(f"bit{n}", 7, "bit", bit=n) for n in (9, 0, 3)]
+    (read,) = plan_reads(bits)
+    assert spans((read,)) == [("holding", 7, 1)]
+    values = {p.name: v for p, v in decode_read(read, [0x0201])}
+    assert values == {"bit9": True, "bit0": True, "bit3": False}
+
+
+def test_plan_reads_rejects_bad_limits() -> None:
+    with pytest.raises(ValueError, match="max_registers must be at least 1"):
+        plan_reads([], max_registers=0)
+    with pytest.raises(ValueError, match="max_gap must be at least 0"):
+        plan_reads([], max_gap=-1)
+
+
+def test_split_read() -> None:
+    watlow = load_profile("watlow_pm")
+    names = ("process_value", "input_error", "analog_input_2")
+    (merged,) = plan_reads([watlow.parameter(n) for n in names], max_gap=80)
+    assert (merged.address, merged.count) == (360, 82)
+    single = split_read(merged)
+    assert spans(single) == [("holding", 360, 2), ("holding", 362, 1), ("holding", 440, 2)]
+    assert [r.parameters for r in single] == [(p,) for p in merged.parameters]
+    assert split_read(single[0]) == (single[0],)
+    # Every single read decodes on its own.
+    assert [v for r in single for _, v in decode_read(r, [0] * r.count)] == [0.0, 0, 0.0]
+
+
+def test_describe_plan() -> None:
+    watlow, servomex = load_profile("watlow_pm"), load_profile("servomex_4100")
+    params = [watlow.parameter("process_value"), watlow.parameter("input_error"),
+              servomex.parameter("measurement_1"), watlow.parameter("heat_power")]  # fmt: skip
+    assert describe_plan(plan_reads(params)) == (
+        "holding 360+3 [process_value, input_error], holding 1904+2 [heat_power], "
+        "input 0+2 [measurement_1]"
+    )
+    assert describe_plan(()) == "no reads"

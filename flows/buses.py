@@ -1,0 +1,200 @@
+"""``[[bus]]`` and ``[[bus.device]]`` tables -> Bus and Device (profiles, overrides, inline
+parameters, simulated devices)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from connectors.poller import Bus, Device
+from connectors.registers import (
+    Parameter,
+    ProfileError,
+    load_profile,
+    override_parameter,
+    parameter_fields,
+)
+from connectors.simulator import SimulatedDevice
+from connectors.transport import parse_bus_url
+from flows.configtable import (
+    ConfigError,
+    Table,
+    check_max_gap,
+    check_name,
+    check_non_negative,
+    check_positive,
+    check_retries,
+    check_unit_id,
+)
+
+__all__ = ["parse_bus"]
+
+
+def _parameter_error(t: Table, prefix: str, exc: ValueError) -> ConfigError:
+    """A registers-module ValueError ("<key>: <why>") as a ConfigError under ``prefix``."""
+    key, _, why = str(exc).partition(": ")
+    return t.error(why, f"{prefix}{key}")
+
+
+def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
+    """The profile's parameters chosen by ``parameters``, with ``[override.<name>]`` applied."""
+    try:
+        profile = load_profile(profile_name)
+    except ProfileError as exc:
+        raise t.error(str(exc), "profile") from None
+    known = [p.name for p in profile.parameters]
+    overrides = t.get("override", dict, default={})
+    by_name = {p.name: p for p in profile.parameters}
+    for pname, entry in overrides.items():
+        where = f"override.{pname}"
+        if pname not in by_name:
+            raise t.error(
+                f"{pname!r} is not a parameter of {profile.name} (known: {', '.join(known)})",
+                where,
+            )
+        if not isinstance(entry, dict):
+            raise t.error(f"{entry!r} is not a table", where)
+        try:
+            by_name[pname] = override_parameter(by_name[pname], entry)
+        except ValueError as exc:
+            raise _parameter_error(t, f"{where}.", exc) from None
+    chosen = t.get("parameters", list, default=known)
+    parameters = []
+    for i, pname in enumerate(chosen):
+        if not isinstance(pname, str) or pname not in known:
+            raise t.error(
+                f"{pname!r} is not a parameter of {profile.name} (known: {', '.join(known)})",
+                f"parameters[{i}]",
+            )
+        parameters.append(by_name[pname])
+    if not parameters:
+        raise t.error("lists no parameters", "parameters")
+    return tuple(parameters)
+
+
+_INLINE_REQUIRED = ("name", "table", "address", "type")
+
+
+def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
+    """A device's own ``[[bus.device.parameter]]`` tables (0-based addresses)."""
+    parameters: list[Parameter] = []
+    seen: dict[str, str] = {}
+    for pt in t.tables("parameter"):
+        try:
+            fields = parameter_fields(pt.data)
+            for key in _INLINE_REQUIRED:
+                if key not in fields:
+                    raise ValueError(f"{key}: missing")
+            p = Parameter(**fields)
+        except ValueError as exc:
+            raise _parameter_error(pt, "", exc) from None
+        if p.name in seen:
+            raise pt.error(f"{p.name!r} is already the name of {seen[p.name]}", "name")
+        seen[p.name] = pt.where
+        parameters.append(p)
+    return tuple(parameters)
+
+
+def _device(t: Table, simulated: bool, base_dir: Path) -> tuple[Device, SimulatedDevice | None]:
+    name = t.get("name", str, check=check_name)
+    address = t.get("address", int, check=check_unit_id)
+    profile_name = t.get("profile", str, default=None)
+    if profile_name is not None and "parameter" in t.data:
+        raise t.error(
+            "a device takes a profile or its own [[bus.device.parameter]] tables, not both",
+            "parameter",
+        )
+    if profile_name is None:
+        for key in ("parameters", "override"):
+            if key in t.data:
+                raise t.error(f"{key} needs a profile to choose from", key)
+        if "parameter" not in t.data:
+            raise t.error(
+                "missing (or describe the registers in [[bus.device.parameter]])", "profile"
+            )
+        if simulated:
+            raise t.error(
+                "a device on a simulated bus needs a profile (the simulator serves profiles)",
+                "parameter",
+            )
+        parameters = _inline_parameters(t)
+        if not parameters:
+            raise t.error("lists no parameters", "parameter")
+    else:
+        if profile_name.endswith(".toml"):
+            profile_name = str(base_dir / profile_name)
+        parameters = _profile_parameters(t, profile_name)
+    instance = t.get("instance", int, default=1, check=lambda v: None if v >= 1 else "must be >= 1")
+    timing: dict[str, Any] = {
+        "timeout_s": t.get("timeout_s", (int, float), None, check_positive),
+        "retries": t.get("retries", int, None, check_retries),
+        "pause_s": t.get("pause_s", (int, float), 0.0, check_non_negative),
+    }
+    if "max_gap" in t.data:  # else the poller's default
+        timing["max_gap"] = t.get("max_gap", int, check=check_max_gap)
+    sim = None
+    if "simulate" in t.data:
+        if not simulated:
+            raise t.error("only a device on a simulated bus takes simulate settings", "simulate")
+        assert profile_name is not None  # inline devices were refused on simulated buses
+        s = Table(t.get("simulate", dict), f"{t.where}.simulate", t.file)
+        sim = SimulatedDevice(
+            address=address,
+            profile=profile_name,
+            set_point=s.get("set_point", (int, float), default=None),
+            delay_s=s.get("delay_s", (int, float), 0.0, lambda v: None if v >= 0 else "< 0"),
+            dead=s.get("dead", bool, default=False),
+            exception_code=s.get(
+                "exception_code", int, None, lambda v: None if 1 <= v <= 255 else "not 1-255"
+            ),
+        )
+        s.done()
+    elif simulated:
+        assert profile_name is not None
+        sim = SimulatedDevice(address=address, profile=profile_name)
+    t.done()
+    device = Device(name=name, address=address, parameters=parameters, instance=instance, **timing)
+    return device, sim
+
+
+def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
+    name = t.get("name", str, check=check_name)
+    raw_url = t.get("url", str)
+    try:
+        url = parse_bus_url(raw_url)
+    except ValueError as exc:
+        raise t.error(str(exc), "url") from None
+    simulate = t.get("simulate", bool, default=False)
+    if url.scheme == "sim" and not simulate:
+        raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
+    devices, sims = [], []
+    addresses: dict[int, str] = {}
+    for dt in t.tables("device"):
+        device, sim = _device(dt, simulate, base_dir)
+        if device.name in seen_devices:
+            raise dt.error(
+                f"{device.name!r} is already the name of {seen_devices[device.name]}", "name"
+            )
+        if device.address in addresses:
+            raise dt.error(
+                f"{device.address} is already the unit id of {addresses[device.address]}", "address"
+            )
+        seen_devices[device.name] = dt.where
+        addresses[device.address] = device.name
+        devices.append(device)
+        if sim is not None:
+            sims.append(sim)
+    if not devices:
+        raise t.error("has no devices ([[bus.device]])", None)
+    bus = Bus(
+        name=name,
+        url=url,
+        devices=tuple(devices),
+        timeout_s=t.get("timeout_s", (int, float), 1.0, check_positive),
+        retries=t.get("retries", int, 0, check_retries),
+        pause_s=t.get("pause_s", (int, float), 0.0, check_non_negative),
+        simulate=tuple(sims) if simulate else None,
+        host=t.get("host", str, default=None),
+    )
+    t.done()
+    return bus
