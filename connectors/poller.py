@@ -6,6 +6,17 @@ the same schedule. Devices on one bus are polled one after another (a serial
 bus carries one transaction at a time). A tick never overlaps the previous
 one: when a tick overruns its slot, the missed slots are skipped and
 counted as late.
+
+Bus timing: on an ``rtu://`` bus the line is kept silent for 3.5 character times
+(1.75 ms above 19200 baud) between the end of one transaction and the next request;
+``Bus.pause_s`` and ``Device.pause_s`` ask for longer silences. A device's
+``timeout_s``/``retries`` override the bus's for its requests.
+
+Faults (all become error rows, none is raised): a device silent for 3 ticks in a row
+is backed off (see connectors.faults); a lost connection is reopened at once, then
+after 0.5 s, 1 s ... 30 s; a bad frame is recorded and the line left silent before the
+next request; a merged read rejected with exception 2 falls back to one read per
+parameter, once.
 """
 
 from __future__ import annotations
@@ -15,17 +26,32 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
-from connectors.registers import Parameter, Read, decode_read, plan_reads
+from connectors.faults import DeviceBackoff, Reconnect, exception_text, transport_text
+from connectors.registers import (
+    Parameter,
+    Read,
+    decode_read,
+    describe_plan,
+    plan_reads,
+    split_read,
+)
 from connectors.sample import Sample, TickStats
 from connectors.simulator import InProcessClient, SimulatedDevice
-from connectors.transport import BusUrl, open_client
+from connectors.transport import (
+    BadFrameError,
+    BusUrl,
+    frame_gap_s,
+    open_client,
+    pending_bytes,
+    set_timing,
+)
 
 __all__ = ["Bus", "BusPoller", "Device", "exception_text"]
 
@@ -35,33 +61,24 @@ log = logging.getLogger(__name__)
 if logging.getLogger("pymodbus").level == logging.NOTSET:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-
-
-def exception_text(code: int) -> str:
-    """A Modbus exception code as a row's error text, e.g. ``illegal data address (2)``."""
-    return f"{EXCEPTION_NAMES.get(code, 'exception')} ({code})"
+# Outcomes of one request (None: the device answered with a value or an exception).
+_TIMEOUT, _LOST, _BAD, _FALLBACK = "timeout", "lost", "bad", "fallback"
+_SKIPPED = "backoff: not sent after a timeout of this device in this tick"
+_RESYNC_S = 0.02  # silence kept after a bad frame, so its tail is not taken for an answer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Device:
-    """One controller on a bus and the parameters to read from it."""
+    """One controller on a bus and the parameters to read from it.
+
+    ``reads`` is the request plan (``plan_reads`` with ``max_gap``), computed once.
+    """
 
     name: str
     address: int
     parameters: tuple[Parameter, ...]
     instance: int = 1
-    max_gap: int = 0  # unused registers a merged read may span (see plan_reads)
+    max_gap: int = 10  # unused registers a merged read may span (see plan_reads)
     timeout_s: float | None = None  # None: the bus's
     retries: int | None = None  # None: the bus's
     pause_s: float = 0.0  # silence before each request to this device
@@ -122,7 +139,16 @@ class BusPoller:
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
         self._reads = 0  # requests sent in the tick in progress
-        self._errors_in_tick = 0  # of which failed
+        self._errors_in_tick = 0  # planned reads of the tick that became error rows
+        self._plans = {d.name: list(d.reads) for d in bus.devices}  # after any fallback
+        self._split_reads: set[Read] = set()
+        self._backoff = {d.name: DeviceBackoff() for d in bus.devices}
+        self._reconnect = Reconnect()
+        self._outage: str | None = None  # why the connection is down, in this tick
+        self._timing = (bus.timeout_s, bus.retries)  # the client's timeout and retries now
+        self._idle_since = -math.inf  # when the last transaction ended (monotonic)
+        self._gap = 0.0  # the RTU inter-frame silence, set in run()
+        self._resync = False
 
     def request_stop(self) -> None:
         """Finish the tick in progress, then return from :meth:`run` (at once if it has not
@@ -138,6 +164,11 @@ class BusPoller:
         self._loop = asyncio.get_running_loop()
         if self._stop_requested:
             self._stop.set()
+        self._gap = frame_gap_s(self.url.baudrate) if self.url.scheme == "rtu" else 0.0
+        for device in self.bus.devices:
+            log.debug(
+                "bus %s device %s: plan %s", self.bus.name, device.name, describe_plan(device.reads)
+            )
         tick = first_tick
         try:
             while end_tick is None or tick < end_tick:
@@ -180,61 +211,194 @@ class BusPoller:
                 self.client.close()
 
     async def poll_tick(self, tick: int) -> list[Sample]:
-        """Read every device once; failures become error samples."""
+        """Read every device once; failures become error samples, never exceptions."""
         samples: list[Sample] = []
         self._reads = self._errors_in_tick = 0
-        connect_error = await self._ensure_connected()
+        outage = await self._ensure_connected()
         for device in self.bus.devices:
-            for read in device.reads:
-                if connect_error is not None:
-                    self._errors_in_tick += 1
-                    now = self.clock()
-                    samples.extend(self._errors(device, read, tick, now, now, connect_error))
-                else:
-                    samples.extend(await self._read(device, read, tick))
+            backoff, reads = self._backoff[device.name], self._plans[device.name]
+            if not backoff.due():
+                self._fail(device, reads, tick, backoff.reason, samples)
+                continue
+            if outage is None:
+                outage = await self._poll_device(device, tick, samples)
+            else:
+                self._fail(device, reads, tick, outage, samples)
         return samples
 
+    async def _poll_device(self, device: Device, tick: int, samples: list[Sample]) -> str | None:
+        """Read one device's plan; returns the outage text if the connection went down.
+
+        A merged read rejected with exception 2 is replaced in the plan, for good, by one
+        read per parameter, which are read at once in the same tick.
+        """
+        backoff, plan = self._backoff[device.name], self._plans[device.name]
+        answered: bool | None = None
+        i = 0
+        while i < len(plan):
+            read = plan[i]
+            if self._outage is not None:
+                self._fail(device, plan[i:], tick, self._outage, samples)
+                break
+            if answered is False:  # it timed out once this tick: do not pay that again
+                self._fail(device, plan[i:], tick, _SKIPPED, samples)
+                break
+            fallback = len(read.parameters) > 1 and read not in self._split_reads
+            outcome = await self._transact(device, read, tick, samples, fallback=fallback)
+            if outcome == _FALLBACK:
+                singles = split_read(read)
+                self._split_reads.update(singles)
+                plan[i : i + 1] = singles
+                log.info(
+                    "bus %s device %s: read of %d registers at %d rejected (illegal data "
+                    "address); reading its parameters one by one from now on",
+                    self.bus.name, device.name, read.count, read.address,
+                )  # fmt: skip
+                continue
+            if outcome == _TIMEOUT:
+                answered = answered or False
+            elif outcome != _LOST:
+                answered = True
+            i += 1
+        backoff.record(answered)
+        if answered is False and backoff.silent == backoff.after:
+            log.warning(
+                "bus %s device %s: no answer in %d ticks, polling it every %d ticks",
+                self.bus.name, device.name, backoff.silent, backoff.every,
+            )  # fmt: skip
+        return self._outage
+
     async def _ensure_connected(self) -> str | None:
+        """Open the client if it is not; None when connected, else the rows' error text."""
+        self._outage = None
         if self.client is None:
             self.client = open_client(
                 self.url, timeout=self.bus.timeout_s, retries=self.bus.retries
             )
         if self.client.connected:
             return None
+        reconnect = self._reconnect
+        if not reconnect.due():
+            self._outage = reconnect.outage_text()
+            return self._outage
+        set_timing(self.client, timeout=self.bus.timeout_s, retries=self.bus.retries)
+        self._timing = (self.bus.timeout_s, self.bus.retries)
         try:
-            if await self.client.connect():
-                return None
+            ok = await self.client.connect()
+            error = None if ok else f"connection failed: cannot open {self.url}"
         except (ModbusException, OSError) as exc:
-            return f"connection failed: {exc}"
-        return f"connection failed: cannot open {self.url}"
+            error = f"connection failed: {exc}"
+        if error is None:
+            down = reconnect.connected()
+            if down is not None:
+                log.warning("bus %s: reconnected after %.1f s", self.bus.name, down)
+            return None
+        reconnect.failed(error)
+        log.warning(
+            "bus %s: %s (attempt %d, next in %.1f s)",
+            self.bus.name, error, reconnect.attempts, reconnect.delay,
+        )  # fmt: skip
+        self._outage = error
+        return error
 
-    async def _read(self, device: Device, read: Read, tick: int) -> list[Sample]:
-        assert self.client is not None
+    async def _quiet(self, device: Device) -> None:
+        """Keep the bus silent for the RTU inter-frame gap and the pauses before a request."""
+        need = max(self._gap, self.bus.pause_s, device.pause_s)
+        if self._resync:  # after a bad frame, let the line fall silent before talking
+            need, self._resync = max(need, _RESYNC_S), False
+        if need > 0:
+            wait = self._idle_since + need - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _transact(
+        self, device: Device, read: Read, tick: int, samples: list[Sample], *, fallback=False
+    ) -> str | None:
+        """One request; appends its samples. Returns None for a value or an exception
+        response, ``_TIMEOUT`` when nothing answered, ``_LOST`` when the connection went
+        down, ``_BAD`` for anything else that failed, or (with ``fallback``) ``_FALLBACK``
+        without samples when a merged read was rejected with exception 2."""
+        client = self.client
+        assert client is not None
+        timing = (
+            self.bus.timeout_s if device.timeout_s is None else device.timeout_s,
+            self.bus.retries if device.retries is None else device.retries,
+        )
+        if timing != self._timing:
+            set_timing(client, timeout=timing[0], retries=timing[1])
+            self._timing = timing
+        await self._quiet(device)
         call = (
-            self.client.read_holding_registers
+            client.read_holding_registers
             if read.table == "holding"
-            else self.client.read_input_registers
+            else client.read_input_registers
         )
         requested = self.clock()
         self._reads += 1
+        outcome: str | None = _BAD
         try:
             response = await call(read.address, count=read.count, device_id=device.address)
-        except ModbusException as exc:
-            self._errors_in_tick += 1
-            return self._errors(device, read, tick, requested, self.clock(), _transport_text(exc))
+        except BadFrameError as exc:
+            error, self._resync = f"bad frame: {exc.text}", True
+        except (ModbusException, OSError) as exc:
+            error, outcome = self._failure(exc)
+        except Exception as exc:
+            log.exception("bus %s device %s: read failed", self.bus.name, device.name)
+            error = f"internal error: {exc!r}"
+        else:
+            error = None
         received = self.clock()
-        if response.isError():
-            self._errors_in_tick += 1
-            text = exception_text(getattr(response, "exception_code", 0))
-            return self._errors(device, read, tick, requested, received, text)
-        try:
-            values = decode_read(read, response.registers)
-        except ValueError as exc:
-            self._errors_in_tick += 1
-            return self._errors(device, read, tick, requested, received, f"bad response: {exc}")
-        return [
-            self._sample(device, p, tick, requested, received, value, None) for p, value in values
-        ]
+        self._idle_since = time.monotonic()
+        if error is None:
+            if response.isError():
+                code = getattr(response, "exception_code", 0)
+                if fallback and code == 2:
+                    return _FALLBACK
+                error, outcome = exception_text(code), None
+            else:
+                try:
+                    values = decode_read(read, response.registers)
+                except ValueError as exc:
+                    error = f"bad response: {exc}"
+                else:
+                    samples.extend(
+                        self._sample(device, p, tick, requested, received, v, None)
+                        for p, v in values
+                    )
+                    return None
+        self._errors_in_tick += 1
+        samples.extend(self._errors(device, read, tick, requested, received, error))
+        return outcome
+
+    def _failure(self, exc: ModbusException | OSError) -> tuple[str, str]:
+        """The error text and outcome of a raised failure; notes a lost connection."""
+        assert self.client is not None
+        text = transport_text(exc) if isinstance(exc, ModbusException) else str(exc)
+        if isinstance(exc, ConnectionException | OSError) or not self.client.connected:
+            if self.client.connected:
+                self.client.close()
+            lost = "connection lost" if text.startswith("timeout") else text
+            self._reconnect.lost(lost)
+            self._outage = lost
+            return lost, _LOST
+        if text.startswith("timeout"):
+            pending = pending_bytes(self.client)
+            if pending:
+                self._resync = True
+                return f"bad frame: {pending} bytes received, no valid response", _BAD
+            return text, _TIMEOUT
+        return text, _BAD
+
+    def _fail(
+        self, device: Device, reads: Sequence[Read], tick: int, error: str, out: list[Sample]
+    ) -> None:
+        """Error rows for reads not sent (their time is now). Reads kept from a down
+        connection count as errors; reads held back by backoff do not (nothing was asked)."""
+        now = self.clock()
+        if not error.startswith("backoff"):
+            self._errors_in_tick += len(reads)
+        for read in reads:
+            out.extend(self._errors(device, read, tick, now, now, error))
 
     def _errors(
         self,
@@ -259,6 +423,7 @@ class BusPoller:
         value: int | float | str | None,
         error: str | None,
     ) -> Sample:
+        text = p.label(value) if p.labels and value is not None else None
         return Sample(
             bus=self.bus.name,
             device=device.name,
@@ -273,13 +438,5 @@ class BusPoller:
             received_at=received,
             tick=tick,
             error=error,
+            text=text,
         )
-
-
-def _transport_text(exc: ModbusException) -> str:
-    text = str(exc)
-    if "No response received" in text:
-        return "timeout: no response"
-    if "cannot connect" in text.lower() or "not connected" in text.lower():
-        return "connection lost"
-    return text.replace("Modbus Error: ", "")

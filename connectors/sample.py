@@ -15,7 +15,8 @@ class Sample:
     """One parameter of one device, read once at one tick.
 
     A failed read is a Sample with ``value=None`` and ``error`` set; it is
-    recorded, never dropped and never raised.
+    recorded, never dropped and never raised. ``text`` is the enum label of ``value``
+    for parameters that have labels (the numeric value is kept).
     """
 
     bus: str
@@ -31,15 +32,20 @@ class Sample:
     received_at: datetime
     tick: int
     error: str | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TickStats:
     """How one tick of one bus went: one per tick polled, emitted with its samples.
 
-    ``reads`` counts requests sent, ``errors`` the requests that failed (timeout, exception
-    response, bad frame, no connection); ``late`` the slots skipped after this tick because
-    it overran; ``drift_s`` how long after its scheduled start the tick began.
+    ``devices`` counts the devices of the bus (backed-off ones too); ``reads`` the
+    requests sent; ``errors`` the requests that failed (timeout, exception response, bad
+    frame) plus the reads not sent because the connection is down. Reads held back by
+    backoff (error rows starting ``backoff:``) count in neither. A merged read rejected
+    with exception 2 and replaced by one read per parameter counts in ``reads`` only.
+    ``late`` counts the slots skipped after this tick because it overran; ``drift_s`` how
+    long after its scheduled start the tick began.
     """
 
     bus: str

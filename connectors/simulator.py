@@ -6,8 +6,12 @@ RTU framing over TCP, or Modbus RTU on a pseudo-terminal. Values move like
 the real thing: a Watlow PM heats toward its set point with a first-order
 lag and noise; a Servomex analyser reads about 20.9 % O2 with noise.
 
-Fault knobs per device: ``delay_s`` (answer late), ``dead`` (never answer)
-and ``exception_code`` (answer every read with that Modbus exception).
+Fault knobs per device: ``delay_s`` (answer late), ``dead`` (never answer),
+``exception_code`` (answer every read with that Modbus exception) and, on an ``rtu``
+bus, ``garbage`` (answer with a frame whose CRC is wrong). :meth:`BusSimulator.set_fault`
+changes them while the bus runs. With ``wire_time=True`` an ``rtu`` bus carries every
+frame at the speed of its baud rate (:func:`wire_time_s`), and ``turnaround_s`` is the
+device's delay between the end of a request and the start of its answer.
 
 Standalone, for pointing a real client at it::
 
@@ -20,14 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import random
 import time
-import tty
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException, NoSuchIdException
@@ -38,9 +41,12 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
-from connectors.registers import Profile, encode, load_profile
+from connectors.registers import encode, load_profile
+from connectors.simcable import Cable, open_pty
+from connectors.simmodels import device_values
+from connectors.transport import wire_time_s
 
-__all__ = ["BusSimulator", "InProcessClient", "SimulatedDevice", "device_values"]
+__all__ = ["BusSimulator", "InProcessClient", "SimulatedDevice", "device_values", "wire_time_s"]
 
 KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
 
@@ -55,66 +61,7 @@ class SimulatedDevice:
     delay_s: float = 0.0
     dead: bool = False
     exception_code: int | None = None
-
-
-Model = Callable[[float, int, random.Random, float], dict[str, float | str]]
-
-
-def _watlow_pm(elapsed: float, unit: int, rng: random.Random, sp: float) -> dict[str, float | str]:
-    ambient = 22.0
-    pv = sp + (ambient - sp) * math.exp(-elapsed / 30.0) + rng.gauss(0.0, 0.05)
-    heat = min(100.0, max(0.0, (sp - pv) * 8.0))
-    return {
-        "process_value": round(pv, 3),
-        "input_error": 61,  # Watlow's enumeration for "none"
-        "analog_input_2": round(ambient + rng.gauss(0.0, 0.05), 3),
-        "closed_loop_set_point": sp,
-        "active_set_point": sp,
-        "heat_power": round(heat, 2),
-        "cool_power": 0.0,
-        "temperature_units": 15,  # Celsius
-    }
-
-
-def _servomex_4100(
-    elapsed: float, unit: int, rng: random.Random, sp: float
-) -> dict[str, float | str]:
-    o2 = 20.9 + rng.gauss(0.0, 0.02)
-    co2 = 0.04 + rng.gauss(0.0, 0.002)
-    values: dict[str, float | str] = {
-        "measurement_1": round(o2, 4),
-        "measurement_1_name": "O2",
-        "measurement_1_units": "%",
-        "measurement_2": round(co2, 5),
-        "measurement_2_name": "CO2",
-        "measurement_2_units": "%",
-        "measurement_3": round(max(0.0, 2.0 + rng.gauss(0.0, 0.3)), 3),
-        "measurement_3_name": "CO",
-        "measurement_3_units": "ppm",
-        "measurement_4": 0.0,
-        "measurement_4_name": "",
-        "measurement_4_units": "",
-        "derived_1": round(100.0 - o2 / 0.2095, 3),
-        "ma_input_1": round(12.0 + rng.gauss(0.0, 0.01), 4),
-        "ma_input_2": 4.0,
-    }
-    return values
-
-
-MODELS: dict[str, Model] = {"watlow_pm": _watlow_pm, "servomex_4100": _servomex_4100}
-
-
-def device_values(
-    profile: Profile, elapsed: float, unit: int, rng: random.Random, set_point: float | None = None
-) -> dict[str, int | float | str]:
-    """Every parameter's simulated engineering value, ``elapsed`` s after start.
-
-    Parameters a profile's model does not know read 0 (or an empty string).
-    """
-    model = MODELS.get(profile.name)
-    sp = set_point if set_point is not None else 70.0 + 5.0 * unit
-    known = model(elapsed, unit, rng, sp) if model else {}
-    return {p.name: known.get(p.name, "" if p.type == "string" else 0) for p in profile.parameters}
+    garbage: bool = False  # rtu only: answer with a frame whose CRC is wrong
 
 
 # A real controller refreshes its registers at its own scan rate (a Watlow PM's inputs at
@@ -206,26 +153,22 @@ async def _silent(*_args: object) -> ExcCodes | None:
     raise NoSuchIdException("no simulated device at this unit id")
 
 
-def _open_pty() -> tuple[int, int, str]:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    return master, slave, os.ttyname(slave)
-
-
 class InProcessClient:
     """The part of a pymodbus async client the poller uses, served in process.
 
     Requests are real pymodbus request PDUs run against the simulator's datastore exactly as
     its server runs them, minus framing and I/O, so the dataflow can be measured without
-    Modbus overhead (the ``sim://`` bus kind). A dead device costs ``timeout`` and raises
-    the same ModbusIOException a real client raises.
+    Modbus overhead (the ``sim://`` bus kind). A dead device costs ``timeout`` times
+    ``retries + 1`` and raises the same ModbusIOException a real client raises; both
+    attributes may be changed between requests.
     """
 
     connected = True
 
-    def __init__(self, core: SimCore, timeout: float) -> None:
+    def __init__(self, core: SimCore, timeout: float, retries: int = 0) -> None:
         self._core = core
-        self._timeout = timeout
+        self.timeout = timeout
+        self.retries = retries
 
     async def connect(self) -> bool:
         return True
@@ -249,7 +192,7 @@ class InProcessClient:
                 raise NoSuchIdException(f"no simulated device at unit id {request.dev_id}")
             return await request.datastore_update(self._core, request.dev_id)
         except NoSuchIdException:
-            await asyncio.sleep(self._timeout)
+            await asyncio.sleep(self.timeout * (self.retries + 1))
             raise ModbusIOException("No response received (simulated)") from None
 
 
@@ -273,22 +216,34 @@ class BusSimulator:
         port: int = 0,
         baudrate: int = 19200,
         seed: int | None = None,
+        wire_time: bool = False,
+        turnaround_s: float = 0.0,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"simulator kind {kind!r} is not one of {', '.join(KINDS)}")
         units = [d.address for d in devices]
         if len(set(units)) != len(units):
             raise ValueError(f"simulated unit ids must be unique, got {units}")
+        if turnaround_s < 0:
+            raise ValueError(f"turnaround_s must be >= 0, got {turnaround_s}")
         self.kind, self.host, self.port, self.baudrate = kind, host, port, baudrate
+        self.wire_time, self.turnaround_s = wire_time, turnaround_s
         started = time.monotonic()
         self.devices = {d.address: _DeviceState(d, started, seed) for d in devices}
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._fds: list[int] = []
+        self._cable: Cable | None = None
         self.url = ""
 
     def device(self, address: int) -> _DeviceState:
         """The state of the simulated device at ``address``."""
         return self.devices[address]
+
+    def set_fault(self, address: int, **knobs: object) -> None:
+        """Change fault knobs of the device at ``address`` while the bus runs, e.g.
+        ``set_fault(2, dead=True)``; takes effect from the next request (any kind)."""
+        state = self.devices[address]
+        state.spec = dataclasses.replace(state.spec, **knobs)  # type: ignore[arg-type]
 
     def _context(self, *, catch_all: bool = True) -> list[SimDevice]:
         context = [d.sim_device() for d in self.devices.values()]
@@ -310,14 +265,11 @@ class BusSimulator:
             self.url = "sim://local"
             return self.url
         context = self._context()
-        loop = asyncio.get_running_loop()
         if self.kind == "rtu":
-            server_master, server_slave, server_path = _open_pty()
-            client_master, client_slave, client_path = _open_pty()
+            server_master, server_slave, server_path = open_pty()
+            client_master, client_slave, client_path = open_pty()
             self._fds = [server_master, server_slave, client_master, client_slave]
-            for a, b in ((server_master, client_master), (client_master, server_master)):
-                os.set_blocking(a, False)
-                loop.add_reader(a, partial(self._pump, a, b))
+            self._cable = Cable(self, client_master, server_master)
             self._server = ModbusSerialServer(
                 context,
                 framer=FramerType.RTU,
@@ -341,24 +293,15 @@ class BusSimulator:
         self.url = f"{self.kind}://{host}:{port}"
         return self.url
 
-    def _pump(self, src: int, dst: int) -> None:
-        try:
-            data = os.read(src, 4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # the other side closed; nothing more to carry
-            asyncio.get_running_loop().remove_reader(src)
-            return
-        os.write(dst, data)
-
     async def stop(self) -> None:
         """Stop serving and release the port or pseudo-terminals. Idempotent."""
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
-        loop = asyncio.get_running_loop()
+        if self._cable is not None:
+            self._cable.close()
+            self._cable = None
         for fd in self._fds:
-            loop.remove_reader(fd)
             os.close(fd)
         self._fds = []
 

@@ -11,13 +11,26 @@ This is the only module that builds pymodbus clients. Supported URLs::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ModbusIOException
 from pymodbus.framer import FramerType
 
-__all__ = ["PROTOCOLS", "BusUrl", "open_client", "parse_bus_url"]
+__all__ = [
+    "PROTOCOLS",
+    "BadFrameError",
+    "BusUrl",
+    "char_time_s",
+    "frame_gap_s",
+    "open_client",
+    "parse_bus_url",
+    "pending_bytes",
+    "set_timing",
+    "wire_time_s",
+]
 
 PROTOCOLS = {
     "tcp": "modbus-tcp",
@@ -98,17 +111,96 @@ def parse_bus_url(url: str) -> BusUrl:
     return BusUrl(scheme=scheme, host=parts.hostname, port=502 if port is None else port)
 
 
+def char_time_s(baudrate: int) -> float:
+    """Seconds one RTU character takes on the wire: 11 bits (start, 8 data, parity or a
+    second stop bit, stop)."""
+    return 11.0 / baudrate
+
+
+def frame_gap_s(baudrate: int) -> float:
+    """The RTU inter-frame silence: 3.5 character times, fixed at 1.75 ms above 19200 baud."""
+    return 0.00175 if baudrate > 19200 else 3.5 * char_time_s(baudrate)
+
+
+def wire_time_s(n_chars: int, baudrate: int) -> float:
+    """Wire time of one RTU frame of ``n_chars`` characters plus the 3.5-character gap after it.
+
+    A read of N registers is ``wire_time_s(8, b) + wire_time_s(5 + 2 * N, b)`` plus the
+    device's turnaround: 45.8 ms for N = 10 at 9600 baud, 22.9 ms at 19200.
+    """
+    return n_chars * char_time_s(baudrate) + frame_gap_s(baudrate)
+
+
+class BadFrameError(ModbusIOException):
+    """A response that failed its CRC or could not be decoded (``text`` says which)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _check_frames(ctx: Any) -> None:
+    """Make a frame that fails its CRC or does not decode fail the request in flight at
+    once with BadFrameError (pymodbus drops it and waits for the timeout). The framer
+    keeps its class; its ``decode`` and ``handleFrame`` are wrapped on the instance."""
+    framer = ctx.framer
+    decode, handle = framer.decode, framer.handleFrame
+
+    def bad(text: str) -> None:
+        future = ctx.response_future
+        if not future.done():
+            future.set_exception(BadFrameError(text))
+
+    def checked_decode(data: bytes) -> tuple[int, int, int, bytes]:
+        used, dev_id, tid, frame = decode(data)
+        if used and not frame:
+            bad(f"CRC check failed on {used} bytes")
+        return used, dev_id, tid, frame
+
+    def checked_handle(data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, Any]:
+        try:
+            return handle(data, exp_devid, exp_tid)
+        except ModbusIOException as exc:
+            bad(f"undecodable response ({exc})")
+            return len(data), None
+
+    framer.decode, framer.handleFrame = checked_decode, checked_handle
+
+
+def pending_bytes(client: object) -> int:
+    """Bytes received since the last request that formed no frame (0 for other clients)."""
+    ctx = getattr(client, "ctx", None)
+    return len(getattr(ctx, "recv_buffer", b"") or b"")
+
+
+def set_timing(client: object, *, timeout: float, retries: int) -> None:
+    """Set the response timeout and retries of ``client`` for the requests that follow.
+
+    Works on a pymodbus async client (its transaction manager's settings) and on any
+    client with ``timeout`` and ``retries`` attributes (the simulator's in-process one).
+    """
+    ctx = getattr(client, "ctx", None)
+    if ctx is not None:
+        ctx.comm_params.timeout_connect = timeout
+        ctx.retries = retries
+    else:
+        client.timeout = timeout  # type: ignore[attr-defined]
+        client.retries = retries  # type: ignore[attr-defined]
+
+
 def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClient:
     """An unconnected pymodbus async client for ``bus``.
 
     pymodbus's own reconnect loop is off (``reconnect_delay=0``): the poller
     decides when to reconnect, so an outage becomes error rows, not a stall.
+    A response frame that fails its CRC or does not decode raises BadFrameError at once.
     """
     if bus.scheme == "sim":
         raise ValueError("a sim:// bus has no Modbus client: it is served by its simulator")
     common = {"timeout": timeout, "retries": retries, "reconnect_delay": 0, "name": str(bus)}
+    client: ModbusBaseClient
     if bus.scheme == "rtu":
-        return AsyncModbusSerialClient(
+        client = AsyncModbusSerialClient(
             bus.path,
             framer=FramerType.RTU,
             baudrate=bus.baudrate,
@@ -117,5 +209,8 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
             bytesize=bus.bytesize,
             **common,
         )
-    framer = FramerType.SOCKET if bus.scheme == "tcp" else FramerType.RTU
-    return AsyncModbusTcpClient(bus.host, port=bus.port, framer=framer, **common)
+    else:
+        framer = FramerType.SOCKET if bus.scheme == "tcp" else FramerType.RTU
+        client = AsyncModbusTcpClient(bus.host, port=bus.port, framer=framer, **common)
+    _check_frames(client.ctx)
+    return client

@@ -2,7 +2,8 @@
 
 One row per Sample, with exactly DESIGN.md's columns in its order. ``value``
 is a float (ints and bools become floats) or None; strings go to
-``value_text``. Natural key: (device, parameter, instance, requested_at).
+``value_text``, and so does an enum label (``Sample.text``) next to its numeric
+value. Natural key: (device, parameter, instance, requested_at).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ SAMPLE_SCHEMA = Schema(
 
 def to_row(s: Sample) -> dict[str, Any]:
     """Flatten one Sample into one row (a dict in SAMPLE_SCHEMA's column order)."""
-    value, text = s.value, None
+    value, text = s.value, s.text
     if isinstance(value, str):
         value, text = None, value
     elif value is not None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
-from connectors.poller import Bus, Device
+from connectors.poller import Bus, BusPoller, Device
 from connectors.registers import load_profile
-from connectors.sample import Sample
-from connectors.simulator import SimulatedDevice
+from connectors.sample import Sample, TickStats
+from connectors.simulator import BusSimulator, SimulatedDevice
 from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
 
@@ -55,4 +59,58 @@ def run_source(buses: Sequence[Bus], *, rate_hz: float, duration_s: float) -> li
     out: list[Sample] = []
     op.output("out", samples, TestingSink(out))
     run_main(flow)
+    return out
+
+
+Tick = tuple[list[Sample], TickStats]
+
+
+def poll_bus(
+    bus: Bus,
+    *,
+    rate_hz: float,
+    ticks: int,
+    on_tick: Callable[[int, BusSimulator], Any] | None = None,
+    **simulator: Any,
+) -> list[Tick]:
+    """Poll ``bus`` with a BusPoller for ``ticks`` ticks against its simulator (started with
+    ``simulator`` keyword arguments, e.g. ``wire_time=True``), all on one fresh event loop.
+
+    ``on_tick(i, sim)`` runs on the loop after the i-th tick (0-based) was emitted; it may
+    change fault knobs or schedule ``sim.stop()``/``sim.start()`` as tasks. Returns each
+    tick's samples and stats, in order.
+    """
+    return asyncio.run(_poll_bus(bus, rate_hz, ticks, on_tick, simulator))
+
+
+async def _poll_bus(
+    bus: Bus,
+    rate_hz: float,
+    ticks: int,
+    on_tick: Callable[[int, BusSimulator], Any] | None,
+    options: dict[str, Any],
+) -> list[Tick]:
+    assert bus.simulate is not None
+    url = bus.url
+    sim = BusSimulator(url.scheme, bus.simulate, baudrate=url.baudrate, **options)
+    out: list[Tick] = []
+    tasks: list[asyncio.Task[Any]] = []
+
+    def emit(tick: int, samples: list[Sample], stats: TickStats) -> None:
+        out.append((samples, stats))
+        if on_tick is not None:
+            result = on_tick(len(out) - 1, sim)
+            if asyncio.iscoroutine(result):
+                tasks.append(asyncio.ensure_future(result))
+
+    poller = BusPoller(bus, rate_hz=rate_hz, emit=emit)
+    poller.url = parse_bus_url(await sim.start())
+    if url.scheme == "sim":
+        poller.client = sim.client(bus.timeout_s)
+    first = math.floor(time.time() * rate_hz) + 1
+    try:
+        await poller.run(first, first + ticks)
+        await asyncio.gather(*tasks)
+    finally:
+        await sim.stop()
     return out

@@ -74,9 +74,13 @@ def test_dead_device_does_not_stop_the_others(kind: str) -> None:
         mine = [s for s in samples if s.device == device]
         assert sorted(s.tick for s in mine) == ticks, device
     assert all(s.error is None and s.value is not None for s in samples if s.device != "f-2")
-    dead = [s for s in samples if s.device == "f-2"]
-    assert all(s.value is None and s.error == "timeout: no response" for s in dead)
-    latency = [(s.received_at - s.requested_at).total_seconds() for s in dead]
+    dead = sorted((s for s in samples if s.device == "f-2"), key=lambda s: s.tick)
+    assert all(s.value is None for s in dead)
+    # Three silent ticks in a row, then the device is backed off (not asked at the 4th).
+    asked, skipped = dead[:3], dead[3:]
+    assert all(s.error == "timeout: no response" for s in asked)
+    assert [s.error for s in skipped] == ["backoff: not polled after 3 timeouts"]
+    latency = [(s.received_at - s.requested_at).total_seconds() for s in asked]
     assert all(0.15 < x < 0.6 for x in latency)
 
 

@@ -1,0 +1,105 @@
+"""The simulator's fault knobs and wire-true timing, through bare pymodbus clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from pymodbus.exceptions import ModbusIOException
+
+from connectors.simulator import BusSimulator, SimulatedDevice, wire_time_s
+from connectors.transport import BadFrameError, open_client, parse_bus_url, set_timing
+
+
+@pytest.mark.parametrize(
+    ("baud", "ms"), [(9600, 45.8), (19200, 22.9), (38400, 12.9), (115200, 6.7)]
+)
+def test_wire_time_of_a_ten_register_read(baud: int, ms: float) -> None:
+    # DESIGN.md: (8 + 5 + 2N) characters of 11 bits plus two 3.5-character gaps.
+    total = wire_time_s(8, baud) + wire_time_s(5 + 2 * 10, baud)
+    assert total * 1000 == pytest.approx(ms, abs=0.06)
+
+
+async def _read(url: str, unit: int, timeout: float = 0.3) -> object:
+    client = open_client(parse_bus_url(url), timeout=timeout, retries=0)
+    assert await client.connect()
+    try:
+        return await client.read_holding_registers(360, count=2, device_id=unit)
+    finally:
+        client.close()
+
+
+def test_faults_change_while_running_and_tcp_restarts_on_its_port() -> None:
+    async def main() -> None:
+        sim = BusSimulator("tcp", [SimulatedDevice(address=1, profile="watlow_pm")])
+        url = await sim.start()
+        try:
+            assert not (await _read(url, 1)).isError()
+            sim.set_fault(1, dead=True)
+            with pytest.raises(ModbusIOException):
+                await _read(url, 1, timeout=0.1)
+            sim.set_fault(1, dead=False, exception_code=4)
+            assert (await _read(url, 1)).exception_code == 4
+            sim.set_fault(1, exception_code=None)
+            await sim.stop()
+            assert await sim.start() == url  # the same port again
+            assert not (await _read(url, 1)).isError()
+        finally:
+            await sim.stop()
+
+    asyncio.run(main())
+
+
+def test_garbage_answer_on_rtu_is_a_bad_frame_and_the_next_read_works() -> None:
+    async def main() -> None:
+        devices = [SimulatedDevice(address=1, profile="watlow_pm", garbage=True)]
+        sim = BusSimulator("rtu", devices)
+        client = open_client(parse_bus_url(await sim.start()), timeout=1.0, retries=0)
+        try:
+            assert await client.connect()
+            started = time.monotonic()
+            with pytest.raises(BadFrameError, match="CRC check failed"):
+                await client.read_holding_registers(360, count=2, device_id=1)
+            assert time.monotonic() - started < 0.5  # at once, not after the timeout
+            sim.set_fault(1, garbage=False)
+            await asyncio.sleep(0.02)
+            assert not (await client.read_holding_registers(360, count=2, device_id=1)).isError()
+        finally:
+            client.close()
+            await sim.stop()
+
+    asyncio.run(main())
+
+
+def test_wire_time_holds_answers_back_by_the_baud_rate() -> None:
+    baud, turnaround = 4800, 0.01
+
+    async def main() -> list[float]:
+        devices = [SimulatedDevice(address=1, profile="watlow_pm")]
+        sim = BusSimulator("rtu", devices, baudrate=baud, wire_time=True, turnaround_s=turnaround)
+        client = open_client(parse_bus_url(await sim.start()), timeout=1.0, retries=0)
+        took = []
+        try:
+            assert await client.connect()
+            set_timing(client, timeout=1.0, retries=0)
+            for _ in range(5):
+                started = time.monotonic()
+                response = await client.read_holding_registers(360, count=2, device_id=1)
+                took.append(time.monotonic() - started)
+                assert not response.isError()
+                await asyncio.sleep(0.01)
+        finally:
+            client.close()
+            await sim.stop()
+        return took
+
+    took = asyncio.run(main())
+    # Request, end-of-frame gap, turnaround, then the 9-character answer (2 registers).
+    floor = wire_time_s(8, baud) + turnaround + 9 * 11 / baud
+    assert min(took) >= floor - 1e-4 and max(took) < floor + 0.3
+
+
+def test_turnaround_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="turnaround_s"):
+        BusSimulator("rtu", [], turnaround_s=-1)
