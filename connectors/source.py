@@ -20,7 +20,10 @@ from connectors.sample import Sample, TickStats
 from connectors.simulator import BusSimulator
 from connectors.transport import parse_bus_url
 
-__all__ = ["BusState", "ControllerSource"]
+__all__ = ["BusState", "ControllerSource", "Item"]
+
+# What a source with ``stats=True`` emits: each tick's Samples, then that tick's TickStats.
+Item = Sample | TickStats
 
 # Longest a partition sleeps between looks at its stop event, so Ctrl-C on
 # a slow schedule still ends the run within about a second.
@@ -78,13 +81,24 @@ class _LoopThread:
         shared.loop.close()
 
 
-class _BusPartition(StatefulSourcePartition[Sample, BusState]):
-    """Runs one bus's poller as a task on the shared loop; ``next_batch`` only drains a queue."""
+class _BusPartition(StatefulSourcePartition[Item, BusState]):
+    """Runs one bus's poller as a task on the shared loop; ``next_batch`` only drains a queue.
+
+    With ``stats`` each tick's :class:`TickStats` follows that tick's samples in the batch.
+    """
 
     def __init__(
-        self, bus: Bus, rate_hz: float, state: BusState, stop: threading.Event, *, fresh: bool
+        self,
+        bus: Bus,
+        rate_hz: float,
+        state: BusState,
+        stop: threading.Event,
+        *,
+        fresh: bool,
+        stats: bool = False,
     ) -> None:
         self._bus = bus
+        self._stats = stats
         self._stop = stop
         self._state = state
         self._queue: queue.SimpleQueue[tuple[int, list[Sample], TickStats]] = queue.SimpleQueue()
@@ -133,19 +147,21 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
             if simulator is not None:
                 await simulator.stop()
 
-    def next_batch(self) -> list[Sample]:
+    def next_batch(self) -> list[Item]:
         if self._stop.is_set() and not self._stopping:
             self._stopping = True
             self._poller.request_stop()
         if self._done is None:
             self._done = _LoopThread.submit(self._run())
-        batch: list[Sample] = []
+        batch: list[Item] = []
         while True:
             try:
                 tick, samples, stats = self._queue.get_nowait()
             except queue.Empty:
                 break
             batch.extend(samples)
+            if self._stats:
+                batch.append(stats)
             self._state = {"next_tick": tick + 1 + stats.late, "end_tick": self._state["end_tick"]}
         if not batch and self._done.done():
             self._done.result()  # a crashed poller fails the flow with its own error
@@ -188,14 +204,18 @@ class _BusPartition(StatefulSourcePartition[Sample, BusState]):
             _LoopThread.release()
 
 
-class ControllerSource(FixedPartitionedSource[Sample, BusState]):
+class ControllerSource(FixedPartitionedSource[Item, BusState]):
     """Polls every device of every bus once per tick; one partition per bus, keyed by bus name.
 
     ``rate_hz`` sets the tick rate; with ``duration_s`` each partition ends
     after its last tick, else it runs until ``stop`` is set (the flow sets it
     on SIGINT/SIGTERM), finishing the tick in progress so nothing acquired
-    is lost. Modbus I/O runs on an event loop in a background thread per
-    bus, never inside ``next_batch``.
+    is lost. Modbus I/O runs as tasks on one event loop in a background
+    thread shared by all buses of the process, never inside ``next_batch``.
+
+    It emits :class:`Sample` items only; with ``stats=True`` each tick's samples are
+    followed, in the same batch, by one :class:`TickStats` for that bus and tick
+    (``flows.acquire.acquire_with_stats`` splits the two).
     """
 
     def __init__(
@@ -206,8 +226,10 @@ class ControllerSource(FixedPartitionedSource[Sample, BusState]):
         duration_s: float | None = None,
         stop: threading.Event | None = None,
         hostname: str | None = None,
+        stats: bool = False,
     ) -> None:
-        """``hostname`` (default: this machine's) decides which buses with a ``host`` are local."""
+        """``hostname`` (default: this machine's) decides which buses with a ``host`` are local;
+        ``stats`` adds a TickStats item after each tick's samples."""
         names = [b.name for b in buses]
         if len(set(names)) != len(names):
             raise ValueError(f"bus names must be unique, got {names}")
@@ -218,6 +240,7 @@ class ControllerSource(FixedPartitionedSource[Sample, BusState]):
         self.duration_s = duration_s
         self.stop = stop if stop is not None else threading.Event()
         self.hostname = hostname or socket.gethostname()
+        self.stats = stats
 
     def list_parts(self) -> list[str]:
         return [
@@ -231,7 +254,9 @@ class ControllerSource(FixedPartitionedSource[Sample, BusState]):
     ) -> _BusPartition:
         state = resume_state or self._fresh_state()
         bus = self.buses[for_part]
-        return _BusPartition(bus, self.rate_hz, state, self.stop, fresh=resume_state is None)
+        return _BusPartition(
+            bus, self.rate_hz, state, self.stop, fresh=resume_state is None, stats=self.stats
+        )
 
     def _fresh_state(self) -> BusState:
         first = math.floor(time.time() * self.rate_hz) + 1

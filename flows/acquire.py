@@ -7,7 +7,8 @@ finishes its tick in progress, the sinks are closed and the summary printed;
 a second signal aborts.
 
 The steps are plain functions on Bytewax streams, so they compose into
-bigger dataflows: ``acquire`` -> ``to_rows`` -> ``windows`` -> ``write``.
+bigger dataflows: ``acquire`` -> ``to_rows`` -> ``windows`` -> ``write``, and
+``acquire_with_stats`` -> ``to_stats_rows`` -> ``write`` for the bus statistics.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import threading
 from collections.abc import Iterable
 from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
-from connectors.sample import Sample
-from connectors.source import ControllerSource
+from connectors.sample import Sample, TickStats
+from connectors.source import ControllerSource, Item
+from flows.busstats import BUS_STATS_SCHEMA, to_stats_row
 from flows.config import Config, ConfigError, Windows, load_config
 from flows.rows import SAMPLE_SCHEMA, to_row
 from flows.summary import IntoSummary
@@ -33,32 +35,72 @@ from flows.windows import WINDOW_SCHEMA, WindowStreams, window_stats
 from sinks.base import IntoSink, Schema
 
 __all__ = [
+    "Acquired",
     "acquire",
+    "acquire_with_stats",
     "build_flow",
     "command_line_config",
     "stop_on_signals",
     "to_rows",
+    "to_stats_rows",
     "windows",
     "write",
 ]
 
 
-def acquire(
-    flow: Dataflow, config: Config, *, stop: threading.Event | None = None
-) -> Stream[Sample]:
-    """Add the controller source to ``flow``: one Sample per device, parameter and tick."""
-    source = ControllerSource(
+def _source(config: Config, stop: threading.Event | None, *, stats: bool) -> ControllerSource:
+    return ControllerSource(
         config.buses,
         rate_hz=config.acquisition.rate_hz,
         duration_s=config.acquisition.duration_s,
         stop=stop,
+        stats=stats,
     )
-    return op.input("controllers", flow, source)
+
+
+def acquire(
+    flow: Dataflow, config: Config, *, stop: threading.Event | None = None
+) -> Stream[Sample]:
+    """Add the controller source to ``flow``: one Sample per device, parameter and tick.
+
+    The stream holds Samples only (no bus statistics: see :func:`acquire_with_stats`).
+    ``stop`` set ends the run after the tick in progress.
+    """
+    return op.input("controllers", flow, _source(config, stop, stats=False))
+
+
+class Acquired(NamedTuple):
+    """The two streams of :func:`acquire_with_stats`."""
+
+    samples: Stream[Sample]
+    """One Sample per device, parameter and tick, exactly as :func:`acquire` gives them."""
+    stats: Stream[TickStats]
+    """One TickStats per bus and tick polled, on the same worker as that bus's samples."""
+
+
+def acquire_with_stats(
+    flow: Dataflow, config: Config, *, stop: threading.Event | None = None
+) -> Acquired:
+    """Add the controller source to ``flow`` and split what it polls into two streams:
+    ``(samples, stats)``. Every tick of every bus gives its Samples and one TickStats
+    (devices polled, reads sent, failed reads, late slots skipped after it, drift of its
+    start, duration). The source step is the same as :func:`acquire`'s (step id
+    ``controllers``), so a recovery store can switch between the two."""
+    items: Stream[Item] = op.input("controllers", flow, _source(config, stop, stats=True))
+    split = op.branch("split_stats", items, lambda item: isinstance(item, Sample))
+    return Acquired(
+        samples=cast(Stream[Sample], split.trues), stats=cast(Stream[TickStats], split.falses)
+    )
 
 
 def to_rows(samples: Stream[Sample]) -> Stream[dict[str, Any]]:
     """Flatten Samples into long-format rows (flows.rows.SAMPLE_SCHEMA)."""
     return op.map("to_row", samples, to_row)
+
+
+def to_stats_rows(stats: Stream[TickStats]) -> Stream[dict[str, Any]]:
+    """Flatten TickStats into bus statistics rows (flows.busstats.BUS_STATS_SCHEMA)."""
+    return op.map("to_stats_row", stats, to_stats_row)
 
 
 def write(
@@ -87,21 +129,28 @@ def windows(rows: Stream[dict[str, Any]], config: Windows) -> WindowStreams:
 
 
 def build_flow(config: Config, *, stop: threading.Event | None = None) -> Dataflow:
-    """The whole acquisition flow for ``config``: source -> rows -> sinks; with windows,
-    rows -> window rows -> window sinks and late rows -> late sinks; and the run summary."""
+    """The whole acquisition flow for ``config``: source -> rows -> sinks; bus statistics ->
+    stats rows -> stats sinks; with windows, rows -> window rows -> window sinks and late
+    rows -> late sinks; and the run summary."""
     flow = Dataflow("acquire")
-    samples = acquire(flow, config, stop=stop)
+    samples, tick_stats = acquire_with_stats(flow, config, stop=stop)
     rows = to_rows(samples)
     write(rows, config.sinks)
-    summary: Stream[Any] = samples
+    if config.stats_sinks:
+        write(
+            to_stats_rows(tick_stats),
+            config.stats_sinks,
+            schema=BUS_STATS_SCHEMA,
+            name="bus_stats",
+        )
+    summary: list[Stream[Any]] = [samples, tick_stats]
     if config.windows is not None:
         stats = windows(rows, config.windows)
         write(stats.rows, config.window_sinks, schema=WINDOW_SCHEMA, name="windows")
         write(stats.late, config.late_sinks, name="late")
-        tagged_windows = op.map("tag_windows", stats.rows, lambda r: ("windows", r))
-        tagged_late = op.map("tag_late", stats.late, lambda r: ("late", r))
-        summary = op.merge("summary_items", samples, tagged_windows, tagged_late)
-    op.output("summary", summary, IntoSummary())
+        summary.append(op.map("tag_windows", stats.rows, lambda r: ("windows", r)))
+        summary.append(op.map("tag_late", stats.late, lambda r: ("late", r)))
+    op.output("summary", op.merge("summary_items", *summary), IntoSummary())
     return flow
 
 

@@ -1,22 +1,63 @@
-"""The end-of-run summary: samples and error samples per device, late ticks per bus, and
-(with windows) the window rows and the late samples."""
+"""The end-of-run summary: rows, error rows and error rate per device; ticks and late ticks
+per bus, with the tick duration (p50, p99) and the largest drift when the bus statistics
+are there; and (with windows) the window rows and the late samples."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from connectors.sample import Sample
+from connectors.sample import Sample, TickStats
 
-__all__ = ["IntoSummary"]
+__all__ = ["IntoSummary", "percentile"]
 
 
-# What the summary takes: Samples, and ("windows" | "late", row) for the window streams.
-Item = Sample | tuple[str, Any]
+# What the summary takes: Samples, TickStats, and ("windows" | "late", row) for the window
+# streams.
+Item = Sample | TickStats | tuple[str, Any]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (0 < q <= 100) of ``values`` (NaN when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+class _BusFigures:
+    """What the TickStats of one bus add up to."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.late = 0
+        self.reads = 0
+        self.errors = 0
+        self.durations: list[float] = []
+        self.max_drift = 0.0
+
+    def add(self, s: TickStats) -> None:
+        self.ticks += 1
+        self.late += s.late
+        self.reads += s.reads
+        self.errors += s.errors
+        self.durations.append(s.duration_s)
+        self.max_drift = max(self.max_drift, s.drift_s)
+
+    def line(self, bus: str) -> str:
+        p50, p99 = (percentile(self.durations, q) * 1000 for q in (50, 99))
+        return (
+            f"  bus {bus}: {self.ticks} ticks, {self.late} late; tick p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max drift {self.max_drift * 1000:.1f} ms; "
+            f"{self.reads} reads, {self.errors} failed"
+        )
 
 
 class _SummaryPartition(StatelessSinkPartition[Item]):
@@ -26,36 +67,50 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         self._rows: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
         self._ticks: dict[str, set[int]] = {}
+        self._buses: dict[str, _BusFigures] = {}
         self._streams: Counter[str] = Counter()
         self._closed = False
 
     def write_batch(self, items: list[Item]) -> None:
         for s in items:
-            if isinstance(s, tuple):
+            if isinstance(s, Sample):
+                key = (s.bus, s.device)
+                self._rows[key] += 1
+                if s.error is not None:
+                    self._errors[key] += 1
+                self._ticks.setdefault(s.bus, set()).add(s.tick)
+            elif isinstance(s, TickStats):
+                self._buses.setdefault(s.bus, _BusFigures()).add(s)
+            else:
                 self._streams[s[0]] += 1
+
+    def _bus_lines(self) -> list[str]:
+        lines = []
+        for bus in sorted(set(self._ticks) | set(self._buses)):
+            figures = self._buses.get(bus)
+            if figures is not None:
+                lines.append(figures.line(bus))
                 continue
-            key = (s.bus, s.device)
-            self._rows[key] += 1
-            if s.error is not None:
-                self._errors[key] += 1
-            self._ticks.setdefault(s.bus, set()).add(s.tick)
+            ticks = self._ticks[bus]
+            late = max(ticks) - min(ticks) + 1 - len(ticks)
+            lines.append(f"  bus {bus}: {len(ticks)} ticks, {late} late")
+        return lines
 
     def close(self) -> None:
-        if self._closed or not (self._rows or self._streams):
+        if self._closed or not (self._rows or self._streams or self._buses):
             self._closed = True
             return
         self._closed = True
         lines = [f"run summary{self._label}:"]
         width = max((len(f"{b}/{d}") for b, d in self._rows), default=10)
         if self._rows:
-            lines.append(f"  {'bus/device':<{width}}  {'rows':>7}  {'errors':>7}")
+            lines.append(f"  {'bus/device':<{width}}  {'rows':>7}  {'errors':>7}  {'error %':>7}")
         for (bus, device), n in sorted(self._rows.items()):
+            errors = self._errors[(bus, device)]
             lines.append(
-                f"  {bus + '/' + device:<{width}}  {n:>7}  {self._errors[(bus, device)]:>7}"
+                f"  {bus + '/' + device:<{width}}  {n:>7}  {errors:>7}  {100 * errors / n:>7.1f}"
             )
-        for bus, ticks in sorted(self._ticks.items()):
-            late = max(ticks) - min(ticks) + 1 - len(ticks)
-            lines.append(f"  bus {bus}: {len(ticks)} ticks, {late} late")
+        lines.extend(self._bus_lines())
         if self._rows:
             total, errors = sum(self._rows.values()), sum(self._errors.values())
             lines.append(f"  total: {total} rows, {errors} error rows")
@@ -71,8 +126,11 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
 
 @dataclass(frozen=True)
 class IntoSummary(DynamicSink[Item]):
-    """Counts samples per device (and tagged window and late rows) and prints a summary when
-    the run ends, one per worker."""
+    """Counts Samples per device, TickStats per bus (and tagged window and late rows) and
+    prints a summary when the run ends, one per worker.
+
+    Without TickStats for a bus, its ticks and late ticks are counted from its samples.
+    """
 
     out: TextIO | None = None  # None: sys.stdout as it is when the run starts
 

@@ -203,3 +203,20 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert err == f"{path}: bus[1].device[0].address: 300 is not a Modbus unit id (1-247)\n"
+
+
+def test_acquire_gives_samples_only(tmp_path: Path) -> None:
+    """acquire() is the Samples-only building block: no bus statistics in its stream."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink
+
+    from flows.acquire import acquire
+
+    config = load_config(write_config(tmp_path, 0.5))
+    flow = Dataflow("samples_only")
+    out: list[object] = []
+    op.output("out", acquire(flow, config), TestingSink(out))
+    run_main(flow)
+    assert len(out) == (8 + 2 + 2) * 2
+    assert all(isinstance(s, Sample) for s in out)

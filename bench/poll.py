@@ -1,0 +1,325 @@
+"""The poller against its floors: the wire limit of an RTU bus, and bare pymodbus's CPU.
+
+Wire efficiency: one simulated 19200-baud RTU bus (served by another process on a
+pseudo-terminal, with the real wire time of every frame and a device turnaround) with 8
+Watlow PM devices x 3 parameters, polled through the project's flow (``acquire_with_stats``,
+a ``ControllerSource`` partition running a ``BusPoller``) at a tick rate above what the bus
+carries. Achieved reads/s over the theoretical limit for the same reads: per read,
+(8 + 5 + 2 x registers) characters of 11 bits, two 3.5-character gaps (1.75 ms above 19200
+baud) and the turnaround. Target >= 0.9.
+
+CPU cost: the same reads against a Modbus TCP simulator in another process
+(``python -m connectors.simulator --tcp``), through the project's flow and through a bare
+pymodbus ``AsyncModbusTcpClient`` loop making the identical requests, each for
+``--seconds``, in ``--rounds`` interleaved rounds; CPU seconds (process time of this
+process) per read over all rounds, project / bare. Target <= 1.3.
+
+The machine's CPU steal share over each half is printed too: figures taken under heavy
+steal are unreliable. The last line holds both ratios.
+
+    python bench/poll.py [--seconds 5] [--rounds 3] [--turnaround-ms 5] [--rate-hz 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import bytewax.operators as op  # noqa: E402
+from bytewax.dataflow import Dataflow  # noqa: E402
+from bytewax.testing import TestingSink, run_main  # noqa: E402
+
+from connectors.poller import Bus, Device  # noqa: E402
+from connectors.registers import load_profile  # noqa: E402
+from connectors.sample import TickStats  # noqa: E402
+from connectors.simulator import BusSimulator, SimulatedDevice  # noqa: E402
+from connectors.transport import parse_bus_url  # noqa: E402
+from flows.acquire import acquire_with_stats  # noqa: E402
+from flows.config import Acquisition, Config  # noqa: E402
+
+BAUDRATE = 19200
+UNITS = tuple(range(1, 9))
+PROFILE = "watlow_pm"
+PARAMETERS = ("process_value", "active_set_point", "heat_power")
+
+
+def devices() -> tuple[Device, ...]:
+    """The 8 polled devices, 3 parameters each (their read plan is the project's)."""
+    profile = load_profile(PROFILE)
+    params = tuple(profile.parameter(name) for name in PARAMETERS)
+    return tuple(Device(name=f"pm{u}", address=u, parameters=params) for u in UNITS)
+
+
+def gap_s(baudrate: int) -> float:
+    """The RTU inter-frame silence: 3.5 characters, 1.75 ms above 19200 baud."""
+    return 0.00175 if baudrate > 19200 else 3.5 * 11 / baudrate
+
+
+def wire_read_s(count: int, baudrate: int, turnaround_s: float = 0.0) -> float:
+    """Least time one read of ``count`` registers holds an RTU bus: request (8 characters)
+    and response (5 + 2 x count) at 11 bits each, two inter-frame gaps, the turnaround."""
+    return (8 + 5 + 2 * count) * 11 / baudrate + 2 * gap_s(baudrate) + turnaround_s
+
+
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of the machine so far, from /proc/stat (0, 0 where absent)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_since(start: tuple[int, int]) -> float:
+    """Share of the machine's CPU time the hypervisor took since ``start``."""
+    steal, total = cpu_times()
+    return (steal - start[0]) / max(1, total - start[1])
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: reads sent, failed reads, wall seconds, CPU seconds of this process."""
+
+    reads: int
+    errors: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def reads_per_s(self) -> float:
+        return self.reads / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_per_read(self) -> float:
+        return self.cpu_s / self.reads if self.reads else float("nan")
+
+
+def run_project(bus: Bus, rate_hz: float, seconds: float) -> tuple[Run, list[TickStats]]:
+    """Poll ``bus`` through the project's flow for ``seconds``; the run and its TickStats."""
+    config = Config(
+        acquisition=Acquisition(rate_hz=rate_hz, duration_s=seconds), buses=(bus,), sinks=()
+    )
+    flow = Dataflow("bench_poll")
+    samples, stats = acquire_with_stats(flow, config)
+    kept: list[TickStats] = []
+    op.output("samples", samples, TestingSink([]))
+    op.output("stats", stats, TestingSink(kept))
+    c0, t0 = time.process_time(), time.perf_counter()
+    run_main(flow)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    reads, errors = sum(s.reads for s in kept), sum(s.errors for s in kept)
+    return Run(reads, errors, wall, cpu), kept
+
+
+async def _bare_loop(port: int, polled: Sequence[Device], seconds: float) -> Run:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
+    await client.connect()
+    plan = [(d.address, r) for d in polled for r in d.reads]
+    reads = errors = 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        for unit, read in plan:
+            call = (
+                client.read_holding_registers
+                if read.table == "holding"
+                else client.read_input_registers
+            )
+            response = await call(read.address, count=read.count, device_id=unit)
+            reads += 1
+            errors += response.isError()
+    run = Run(reads, errors, time.perf_counter() - t0, time.process_time() - c0)
+    client.close()
+    return run
+
+
+async def _bare_rtu(path: str, polled: Sequence[Device], seconds: float) -> Run:
+    """The same reads on the same cable by a bare pymodbus serial client that keeps the
+    3.5-character silence after each answer: what the cable and pymodbus allow."""
+    from pymodbus.client import AsyncModbusSerialClient
+    from pymodbus.framer import FramerType
+
+    client = AsyncModbusSerialClient(
+        path, framer=FramerType.RTU, baudrate=BAUDRATE, timeout=0.5, retries=0
+    )
+    await client.connect()
+    reads = errors = 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    while time.perf_counter() < t0 + seconds:
+        for unit, read in [(d.address, r) for d in polled for r in d.reads]:
+            response = await client.read_holding_registers(
+                read.address, count=read.count, device_id=unit
+            )
+            reads, errors = reads + 1, errors + response.isError()
+            await asyncio.sleep(gap_s(BAUDRATE))
+    run = Run(reads, errors, time.perf_counter() - t0, time.process_time() - c0)
+    client.close()
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """Start a simulator process; returns it and its first line of output."""
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.kill()
+        raise SystemExit(f"simulator did not start: {command}")
+    return proc, line
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def has_wire_time() -> bool:
+    """Whether BusSimulator takes ``wire_time`` and ``turnaround_s``."""
+    names = inspect.signature(BusSimulator).parameters
+    return "wire_time" in names and "turnaround_s" in names
+
+
+async def _serve_rtu(turnaround_s: float) -> None:
+    sims = [SimulatedDevice(address=u, profile=PROFILE) for u in UNITS]
+    sim = BusSimulator(
+        "rtu",
+        sims,
+        baudrate=BAUDRATE,
+        wire_time=True,  # type: ignore[call-arg]
+        turnaround_s=turnaround_s,  # type: ignore[call-arg]
+    )
+    print(await sim.start(), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await sim.stop()
+
+
+def wire_efficiency(seconds: float, rate_hz: float, turnaround_s: float) -> float | None:
+    """Run the RTU half; prints its figures and returns the ratio (None if not measurable)."""
+    if not has_wire_time():
+        print("wire: skipped (BusSimulator has no wire_time/turnaround_s yet)")
+        return None
+    serve = [sys.executable, str(Path(__file__).resolve()), "--serve-rtu"]
+    proc, url = start_server([*serve, "--turnaround-ms", str(turnaround_s * 1000)])
+    try:
+        polled = devices()
+        bus = Bus(name="rtu", url=parse_bus_url(url), devices=polled, timeout_s=0.5)
+        before = cpu_times()
+        run, stats = run_project(bus, rate_hz, seconds)
+        steal = steal_since(before)
+        bare = asyncio.run(_bare_rtu(bus.url.path, polled, seconds))
+    finally:
+        stop_server(proc)
+    counted = stats[1:]  # the first tick opens the port
+    if not counted:
+        print("wire: no ticks measured")
+        return None
+    first, last = counted[0], counted[-1]
+    span = (last.started_at - first.started_at).total_seconds() + last.duration_s
+    achieved = sum(s.reads for s in counted) / span
+    per_tick = sum(wire_read_s(r.count, BAUDRATE, turnaround_s) for d in polled for r in d.reads)
+    limit = sum(len(d.reads) for d in polled) / per_tick
+    reads = sum(len(d.reads) for d in polled)
+    print(
+        f"wire: {reads} reads/tick, {achieved:.1f} reads/s achieved, limit {limit:.1f} reads/s "
+        f"({BAUDRATE} baud, turnaround {turnaround_s * 1000:g} ms), {run.errors} failed, "
+        f"CPU steal {steal:.0%}"
+    )
+    print(
+        f"wire: bare pymodbus on the same cable {bare.reads_per_s:.1f} reads/s "
+        f"({bare.reads_per_s / limit:.2f} of the limit, {bare.errors} failed)"
+    )
+    return achieved / limit
+
+
+def pooled(runs: Sequence[Run]) -> Run:
+    """The runs added up (interleaved rounds share the machine's noise alike)."""
+    return Run(
+        sum(r.reads for r in runs),
+        sum(r.errors for r in runs),
+        sum(r.wall_s for r in runs),
+        sum(r.cpu_s for r in runs),
+    )
+
+
+def cpu_cost(seconds: float, rate_hz: float, rounds: int) -> float:
+    """Run the TCP half; prints its figures and returns project / bare CPU per read."""
+    port = free_port()
+    units = [arg for u in UNITS for arg in ("--device", f"{u}:{PROFILE}")]
+    command = [sys.executable, "-m", "connectors.simulator", "--tcp", f"127.0.0.1:{port}"]
+    proc, _ = start_server([*command, *units])
+    polled = devices()
+    bus = Bus(
+        name="tcp", url=parse_bus_url(f"tcp://127.0.0.1:{port}"), devices=polled, timeout_s=1.0
+    )
+    bares: list[Run] = []
+    projects: list[Run] = []
+    before = cpu_times()
+    try:
+        for _ in range(rounds):
+            bares.append(asyncio.run(_bare_loop(port, polled, seconds)))
+            projects.append(run_project(bus, rate_hz, seconds)[0])
+    finally:
+        stop_server(proc)
+    steal = steal_since(before)
+    bare, project = pooled(bares), pooled(projects)
+    for name, run in (("bare pymodbus", bare), ("project", project)):
+        print(
+            f"cpu: {name:<13} {run.reads_per_s:8.0f} reads/s, {run.cpu_per_read * 1e6:7.1f} us "
+            f"CPU/read ({run.reads} reads, {run.errors} failed)"
+        )
+    print(f"cpu: CPU steal {steal:.0%} over {rounds} interleaved round(s)")
+    return project.cpu_per_read / bare.cpu_per_read
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run both halves; the last line holds both ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved CPU runs per side")
+    parser.add_argument("--turnaround-ms", type=float, default=5.0)
+    parser.add_argument("--rate-hz", type=float, default=500.0, help="above the bus capacity")
+    parser.add_argument("--serve-rtu", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_rtu:
+        asyncio.run(_serve_rtu(args.turnaround_ms / 1000))
+        return
+    # Every tick overruns on purpose: the poller's warning per skipped slot is noise here.
+    logging.getLogger("connectors.poller").setLevel(logging.ERROR)
+    before = cpu_times()
+    wire = wire_efficiency(args.seconds, args.rate_hz, args.turnaround_ms / 1000)
+    cpu = cpu_cost(args.seconds, args.rate_hz, args.rounds)
+    print(f"CPU steal over the whole run: {steal_since(before):.0%}")
+    wire_text = "n/a" if wire is None else f"{wire:.2f}"
+    print(
+        f"ratio wire efficiency: {wire_text} (target >= 0.9); CPU/read project/bare: {cpu:.2f} "
+        "(target <= 1.3)"
+    )
+
+
+if __name__ == "__main__":
+    main()
