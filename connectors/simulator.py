@@ -41,7 +41,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
-from connectors.registers import encode, load_profile
+from connectors.registers import Parameter, encode, load_profile
 from connectors.simcable import Cable, open_pty
 from connectors.simmodels import device_values
 from connectors.transport import wire_time_s
@@ -78,29 +78,33 @@ class _DeviceState:
         self.profile = load_profile(spec.profile)
         self.started = started
         self.rng = random.Random(seed if seed is None else seed + spec.address)
-        self._words: dict[str, list[int]] = {}
+        self._values: dict[str, int | float | str] = {}
+        self._words: dict[str, list[int]] = {}  # encoded on first read since the refresh
         self._refreshed = -math.inf
-        self._spans: dict[tuple[str, int, int], list[tuple[int, str]]] = {}
+        self._spans: dict[tuple[str, int, int], list[tuple[int, Parameter]]] = {}
 
-    def _image(self) -> dict[str, list[int]]:
-        """Each parameter's register words, from the model as of at most 0.1 s ago."""
+    def _word(self, p: Parameter) -> list[int]:
+        """``p``'s register words, from the model as of at most 0.1 s ago."""
         now = time.monotonic()
         if now - self._refreshed >= _REFRESH_S:
             spec = self.spec
-            values = device_values(
+            self._values = device_values(
                 self.profile, now - self.started, spec.address, self.rng, spec.set_point
             )
-            self._words = {p.name: encode(p, values[p.name]) for p in self.profile.parameters}
+            self._words = {}
             self._refreshed = now
-        return self._words
+        words = self._words.get(p.name)
+        if words is None:
+            words = self._words[p.name] = encode(p, self._values[p.name])
+        return words
 
-    def _span(self, table: str, address: int, count: int) -> list[tuple[int, str]]:
-        """(first register, name) of the parameters a read of ``count`` at ``address`` meets."""
+    def _span(self, table: str, address: int, count: int) -> list[tuple[int, Parameter]]:
+        """(first register, parameter) of those a read of ``count`` at ``address`` meets."""
         key = (table, address, count)
         if key not in self._spans:
             end = address + count
             self._spans[key] = [
-                (p.address, p.name)
+                (p.address, p)
                 for p in self.profile.parameters
                 if p.table == table and p.address < end and p.address + p.count > address
             ]
@@ -142,10 +146,10 @@ class _DeviceState:
         table = {3: "holding", 4: "input"}.get(function_code)
         if table is None or set_values is not None:
             return None
-        words = self._image()
-        for first, name in self._span(table, address, count):
+        for first, p in self._span(table, address, count):
+            words = self._word(p)
             offset = first - start_address
-            registers[offset : offset + len(words[name])] = words[name]
+            registers[offset : offset + len(words)] = words
         return None
 
 
