@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import inspect
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -42,11 +41,12 @@ import bytewax.operators as op  # noqa: E402
 from bytewax.dataflow import Dataflow  # noqa: E402
 from bytewax.testing import TestingSink, run_main  # noqa: E402
 
+from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 from connectors.poller import Bus, Device  # noqa: E402
 from connectors.registers import load_profile  # noqa: E402
 from connectors.sample import TickStats  # noqa: E402
 from connectors.simulator import BusSimulator, SimulatedDevice  # noqa: E402
-from connectors.transport import parse_bus_url  # noqa: E402
+from connectors.transport import frame_gap_s, parse_bus_url, wire_time_s  # noqa: E402
 from flows.acquire import acquire_with_stats  # noqa: E402
 from flows.config import Acquisition, Config  # noqa: E402
 
@@ -63,30 +63,10 @@ def devices() -> tuple[Device, ...]:
     return tuple(Device(name=f"pm{u}", address=u, parameters=params) for u in UNITS)
 
 
-def gap_s(baudrate: int) -> float:
-    """The RTU inter-frame silence: 3.5 characters, 1.75 ms above 19200 baud."""
-    return 0.00175 if baudrate > 19200 else 3.5 * 11 / baudrate
-
-
 def wire_read_s(count: int, baudrate: int, turnaround_s: float = 0.0) -> float:
     """Least time one read of ``count`` registers holds an RTU bus: request (8 characters)
     and response (5 + 2 x count) at 11 bits each, two inter-frame gaps, the turnaround."""
-    return (8 + 5 + 2 * count) * 11 / baudrate + 2 * gap_s(baudrate) + turnaround_s
-
-
-def cpu_times() -> tuple[int, int]:
-    """(steal, total) jiffies of the machine so far, from /proc/stat (0, 0 where absent)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
-
-
-def steal_since(start: tuple[int, int]) -> float:
-    """Share of the machine's CPU time the hypervisor took since ``start``."""
-    steal, total = cpu_times()
-    return (steal - start[0]) / max(1, total - start[1])
+    return wire_time_s(8, baudrate) + wire_time_s(5 + 2 * count, baudrate) + turnaround_s
 
 
 @dataclass(frozen=True)
@@ -166,16 +146,10 @@ async def _bare_rtu(path: str, polled: Sequence[Device], seconds: float) -> Run:
                 read.address, count=read.count, device_id=unit
             )
             reads, errors = reads + 1, errors + response.isError()
-            await asyncio.sleep(gap_s(BAUDRATE))
+            await asyncio.sleep(frame_gap_s(BAUDRATE))
     run = Run(reads, errors, time.perf_counter() - t0, time.process_time() - c0)
     client.close()
     return run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(command: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -268,7 +242,7 @@ def pooled(runs: Sequence[Run]) -> Run:
 
 def cpu_cost(seconds: float, rate_hz: float, rounds: int) -> float:
     """Run the TCP half; prints its figures and returns project / bare CPU per read."""
-    port = free_port()
+    (port,) = free_ports(1)
     units = [arg for u in UNITS for arg in ("--device", f"{u}:{PROFILE}")]
     command = [sys.executable, "-m", "connectors.simulator", "--tcp", f"127.0.0.1:{port}"]
     proc, _ = start_server([*command, *units])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
+
 PARAMS = '["process_value", "active_set_point", "heat_power", "cool_power"]'
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -41,32 +45,6 @@ def config(path: Path, buses: int, rate_hz: float, seconds: float) -> Path:
             )
     path.write_text("\n".join(parts))
     return path
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def cpu_times() -> tuple[int, int]:
-    """(steal, total) jiffies of the machine so far, from /proc/stat (0, 0 where absent)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
-
-
-def steal_since(start: tuple[int, int]) -> float:
-    """Share of the machine's CPU time the hypervisor took since ``start`` (a VM on a busy
-    host runs slower; figures measured under heavy steal understate the project)."""
-    steal, total = cpu_times()
-    return (steal - start[0]) / max(1, total - start[1])
 
 
 def run(cfg: Path, processes: int) -> tuple[int, int]:
