@@ -29,17 +29,20 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException, NoSuchIdException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
-from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
+from pymodbus.pdu.exceptionresponse import ExceptionResponse
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersResponse,
+    ReadInputRegistersResponse,
+)
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
-from pymodbus.simulator.simcore import SimCore
 
 from connectors.registers import Parameter, encode, load_profile
 from connectors.simcable import Cable, open_pty
@@ -49,6 +52,8 @@ from connectors.transport import wire_time_s
 __all__ = ["BusSimulator", "InProcessClient", "SimulatedDevice", "device_values", "wire_time_s"]
 
 KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
+_TABLES = {3: "holding", 4: "input"}  # function code -> register table
+_RESPONSES = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,17 +103,36 @@ class _DeviceState:
             words = self._words[p.name] = encode(p, self._values[p.name])
         return words
 
-    def _span(self, table: str, address: int, count: int) -> list[tuple[int, Parameter]]:
-        """(first register, parameter) of those a read of ``count`` at ``address`` meets."""
+    def _span(self, table: str, address: int, count: int) -> list[tuple[int, Parameter]] | None:
+        """(first register, parameter) of those a read of ``count`` at ``address`` meets;
+        None when a register of the read belongs to no parameter (illegal data address)."""
         key = (table, address, count)
         if key not in self._spans:
             end = address + count
-            self._spans[key] = [
+            met = [
                 (p.address, p)
                 for p in self.profile.parameters
                 if p.table == table and p.address < end and p.address + p.count > address
             ]
+            covered = {r for first, p in met for r in range(first, first + p.count)}
+            whole = covered.issuperset(range(address, end))
+            self._spans[key] = met if whole else None
         return self._spans[key]
+
+    def fill(self, table: str, address: int, count: int, registers: list[int], at: int) -> bool:
+        """Write the registers of a read of ``count`` at ``address`` into ``registers`` from
+        index ``at``; False (nothing written) when the read meets a register no parameter
+        has."""
+        span = self._span(table, address, count)
+        if span is None:
+            return False
+        for first, p in span:
+            words = self._word(p)
+            offset = at + first - address
+            # A parameter may start before the read or end after it: clip it to the read.
+            lo, hi = max(offset, at), min(offset + len(words), at + count)
+            registers[lo:hi] = words[lo - offset : hi - offset]
+        return True
 
     def sim_device(self) -> SimDevice:
         blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
@@ -143,13 +167,11 @@ class _DeviceState:
             await asyncio.sleep(spec.delay_s)
         if spec.exception_code is not None:
             return ExcCodes(spec.exception_code)
-        table = {3: "holding", 4: "input"}.get(function_code)
+        table = _TABLES.get(function_code)
         if table is None or set_values is not None:
             return None
-        for first, p in self._span(table, address, count):
-            words = self._word(p)
-            offset = first - start_address
-            registers[offset : offset + len(words)] = words
+        # The server checked the address against its blocks (one per parameter) already.
+        self.fill(table, address, count, registers, address - start_address)
         return None
 
 
@@ -160,17 +182,21 @@ async def _silent(*_args: object) -> ExcCodes | None:
 class InProcessClient:
     """The part of a pymodbus async client the poller uses, served in process.
 
-    Requests are real pymodbus request PDUs run against the simulator's datastore exactly as
-    its server runs them, minus framing and I/O, so the dataflow can be measured without
-    Modbus overhead (the ``sim://`` bus kind). A dead device costs ``timeout`` times
-    ``retries + 1`` and raises the same ModbusIOException a real client raises; both
+    Reads go straight to the simulated devices' registers and come back as the same
+    pymodbus response PDUs a real client returns, without framing, I/O or the server's
+    datastore, so the dataflow can be measured without Modbus overhead (the ``sim://``
+    bus kind). As on a real bus: a unit id nobody simulates, or a dead device, costs
+    ``timeout`` times ``retries + 1`` and raises ModbusIOException; a read meeting a
+    register no parameter has is answered with exception 2 (illegal data address). Both
     attributes may be changed between requests.
     """
 
     connected = True
 
-    def __init__(self, core: SimCore, timeout: float, retries: int = 0) -> None:
-        self._core = core
+    def __init__(
+        self, devices: Mapping[int, _DeviceState], timeout: float, retries: int = 0
+    ) -> None:
+        self._devices = devices
         self.timeout = timeout
         self.retries = retries
 
@@ -183,21 +209,28 @@ class InProcessClient:
     async def read_holding_registers(
         self, address: int, *, count: int = 1, device_id: int = 1
     ) -> ModbusPDU:
-        return await self._execute(ReadHoldingRegistersRequest(device_id, 0, address, count))
+        return await self._read(3, address, count, device_id)
 
     async def read_input_registers(
         self, address: int, *, count: int = 1, device_id: int = 1
     ) -> ModbusPDU:
-        return await self._execute(ReadInputRegistersRequest(device_id, 0, address, count))
+        return await self._read(4, address, count, device_id)
 
-    async def _execute(self, request: ModbusPDU) -> ModbusPDU:
-        try:
-            if request.dev_id not in self._core.devices:
-                raise NoSuchIdException(f"no simulated device at unit id {request.dev_id}")
-            return await request.datastore_update(self._core, request.dev_id)
-        except NoSuchIdException:
+    async def _read(self, function_code: int, address: int, count: int, unit: int) -> ModbusPDU:
+        state = self._devices.get(unit)
+        if state is None or state.spec.dead:
             await asyncio.sleep(self.timeout * (self.retries + 1))
-            raise ModbusIOException("No response received (simulated)") from None
+            raise ModbusIOException("No response received (simulated)")
+        spec = state.spec
+        if spec.delay_s:
+            await asyncio.sleep(spec.delay_s)
+        if spec.exception_code is not None:
+            return ExceptionResponse(function_code, ExcCodes(spec.exception_code), device_id=unit)
+        registers = [0] * count
+        if not state.fill(_TABLES[function_code], address, count, registers, 0):
+            return ExceptionResponse(function_code, ExcCodes.ILLEGAL_ADDRESS, device_id=unit)
+        response = _RESPONSES[function_code]
+        return response(registers=registers, dev_id=unit)
 
 
 class BusSimulator:
@@ -249,19 +282,16 @@ class BusSimulator:
         state = self.devices[address]
         state.spec = dataclasses.replace(state.spec, **knobs)  # type: ignore[arg-type]
 
-    def _context(self, *, catch_all: bool = True) -> list[SimDevice]:
+    def _context(self) -> list[SimDevice]:
         context = [d.sim_device() for d in self.devices.values()]
-        if catch_all:
-            # Unit ids nobody simulates stay silent, as on a real bus. (A server needs this
-            # device; the in-process client checks the unit id itself, and building 64 Ki
-            # registers per bus would dominate the start-up of hundreds of sim buses.)
-            everything = SimData(0, count=65536, values=0, datatype=DataType.REGISTERS)
-            context.append(SimDevice(id=0, simdata=[everything], action=_silent))
+        # Unit ids nobody simulates stay silent, as on a real bus.
+        everything = SimData(0, count=65536, values=0, datatype=DataType.REGISTERS)
+        context.append(SimDevice(id=0, simdata=[everything], action=_silent))
         return context
 
     def client(self, timeout: float) -> InProcessClient:
         """A client reading this bus's registers in process (any kind; ``sim`` has no other)."""
-        return InProcessClient(SimCore(self._context(catch_all=False)), timeout)
+        return InProcessClient(self.devices, timeout)
 
     async def start(self) -> str:
         """Start serving; returns the bus URL a client connects to."""

@@ -8,6 +8,7 @@ import time
 import pytest
 from pymodbus.exceptions import ModbusIOException
 
+from connectors import simulator
 from connectors.simulator import BusSimulator, SimulatedDevice, wire_time_s
 from connectors.transport import BadFrameError, open_client, parse_bus_url, set_timing
 
@@ -103,3 +104,46 @@ def test_wire_time_holds_answers_back_by_the_baud_rate() -> None:
 def test_turnaround_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="turnaround_s"):
         BusSimulator("rtu", [], turnaround_s=-1)
+
+
+def test_in_process_client_answers_as_the_server_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sim:// client skips the server's datastore; its answers must not differ from it.
+    monkeypatch.setattr(simulator, "_REFRESH_S", 3600.0)  # the same values for both reads
+    reads = [
+        ("holding", 360, 2),  # one float32
+        ("holding", 360, 1),  # the first word of it only
+        ("holding", 361, 2),  # its second word and the next parameter's first
+        ("holding", 1904, 4),  # two parameters back to back
+        ("holding", 2160, 14),  # across unmapped registers: exception 2
+        ("holding", 5000, 1),  # nothing there: exception 2
+        ("input", 0, 2),  # a PM has no input registers: exception 2
+    ]
+
+    def answer(response: object) -> object:
+        if response.isError():  # type: ignore[attr-defined]
+            return ("exception", response.exception_code)  # type: ignore[attr-defined]
+        return ("registers", list(response.registers))  # type: ignore[attr-defined]
+
+    async def main() -> tuple[list[object], list[object]]:
+        device = SimulatedDevice(address=3, profile="watlow_pm", set_point=123.5)
+        sim = BusSimulator("tcp", [device], seed=7)
+        client = open_client(parse_bus_url(await sim.start()), timeout=1.0, retries=0)
+        local = sim.client(timeout=1.0)
+        assert await client.connect()
+        served, in_process = [], []
+        try:
+            for table, address, count in reads:
+                for got, c in ((served, client), (in_process, local)):
+                    call = (
+                        c.read_holding_registers if table == "holding" else c.read_input_registers
+                    )
+                    got.append(answer(await call(address, count=count, device_id=3)))
+        finally:
+            client.close()
+            await sim.stop()
+        return served, in_process
+
+    served, in_process = asyncio.run(main())
+    assert in_process == served
+    assert [a[0] for a in served] == ["registers"] * 4 + ["exception"] * 3
+    assert {a[1] for a in served if a[0] == "exception"} == {2}
