@@ -17,10 +17,12 @@ feels the byte swap; a string only the byte swap, never the register order.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 __all__ = [
@@ -28,12 +30,15 @@ __all__ = [
     "DATA_TYPES",
     "TABLES",
     "WORD_ORDERS",
+    "Decoder",
     "Parameter",
     "Table",
     "Value",
     "check_field",
     "decode",
+    "decoder",
     "encode",
+    "pack_registers",
 ]
 
 Table = Literal["holding", "input"]
@@ -168,29 +173,89 @@ def _swap_bytes(data: bytes) -> bytes:
     return bytes(swapped)
 
 
-def _to_bytes(p: Parameter, words: Sequence[int]) -> bytes:
-    """The registers as the big-endian bytes ``A B C D ...`` of the value."""
-    if len(words) != p.count:
-        raise ValueError(f"{p.name}: expected {p.count} registers, got {len(words)}")
-    if p.byte_order in ("CDAB", "DCBA") and p.type != "string":
-        words = words[::-1]
-    try:
-        data = struct.pack(f">{len(words)}H", *words)
-    except struct.error:
-        raise ValueError(
-            f"{p.name}: register values must be ints 0..65535, got {words!r}"
-        ) from None
-    return _swap_bytes(data) if p.byte_order in ("BADC", "DCBA") else data
-
-
 def _to_words(p: Parameter, data: bytes) -> list[int]:
-    """The inverse of :func:`_to_bytes`."""
+    """The registers, as they go on the wire, of the big-endian value bytes ``data``."""
     if p.byte_order in ("BADC", "DCBA"):
         data = _swap_bytes(data)
     words = list(struct.unpack(f">{len(data) // 2}H", data))
     if p.byte_order in ("CDAB", "DCBA") and p.type != "string":
         words.reverse()
     return words
+
+
+# Decoders read a value from the registers of a response packed as they arrived, each
+# register big-endian (``pack_registers``), at the value's byte offset.
+Decoder = Callable[[bytes, int], Value]
+
+
+def pack_registers(words: Sequence[int]) -> bytes:
+    """Register words as the bytes they were on the wire (ValueError outside 0..65535)."""
+    try:
+        return struct.pack(f">{len(words)}H", *words)
+    except struct.error:
+        raise ValueError(f"register values must be ints 0..65535, got {list(words)!r}") from None
+
+
+def _value_order(p: Parameter, size: int) -> Callable[[bytes], bytes] | None:
+    """What turns ``size`` bytes as they arrived into ``A B C D ...``; None: nothing to do."""
+    words = size // 2
+    reverse = p.type != "string" and p.byte_order in ("CDAB", "DCBA")
+    registers = range(words - 1, -1, -1) if reverse else range(words)
+    swap = p.byte_order in ("BADC", "DCBA")
+    order = [2 * w + (1 - b if swap else b) for w in registers for b in (0, 1)]
+    if order == list(range(size)):
+        return None
+    if size == 2:  # itemgetter of one index would give an int, not a tuple
+        return lambda data: data[::-1]
+    pick = itemgetter(*order)
+    return lambda data: bytes(pick(data))
+
+
+def decoder(p: Parameter) -> Decoder:
+    """A new decoder of ``p``: ``decoder(p)(data, start)`` is ``p``'s engineering value from
+    the packed registers ``data`` whose first one at byte ``start`` is ``p``'s. The data
+    type, byte order, scale and offset are settled here, once, not on every read; a float32
+    decoder remembers its last value, so keep one per device (a request plan does)."""
+    size = 2 * p.count
+    order = _value_order(p, size)
+    if p.type == "string":
+
+        def text(data: bytes, start: int) -> Value:
+            raw = data[start : start + size]
+            raw = raw if order is None else order(raw)
+            return raw.split(b"\0", 1)[0].decode("latin-1").rstrip(" ")
+
+        return text
+    if p.type == "bit":
+        mask = 1 << p.bit  # type: ignore[operator]
+
+        def bit(data: bytes, start: int) -> Value:
+            raw = data[start : start + 2]
+            raw = raw if order is None else order(raw)
+            return bool(int.from_bytes(raw, "big") & mask)
+
+        return bit
+    unpack = _STRUCTS[p.type].unpack
+    scale, offset, float32 = p.scale, p.offset, p.type == "float32"
+    plain = scale == 1 and offset == 0
+    # float32: (bits, value) of the last decode, swapped whole so threads never see a mix.
+    last: list[tuple[bytes, float]] = [(b"", 0.0)]
+
+    def number(data: bytes, start: int) -> Value:
+        raw_bytes = data[start : start + size]
+        if order is not None:
+            raw_bytes = order(raw_bytes)
+        if float32:
+            # Most registers repeat between reads; the shortest decimal is worth keeping.
+            bits, raw = last[0]
+            if raw_bytes != bits:
+                raw = _shortest_float32(unpack(raw_bytes)[0], raw_bytes)
+                last[0] = raw_bytes, raw
+        else:
+            raw = unpack(raw_bytes)[0]
+        return raw if plain else raw * scale + offset
+
+    return number
 
 
 def decode(p: Parameter, words: Sequence[int]) -> Value:
@@ -202,29 +267,29 @@ def decode(p: Parameter, words: Sequence[int]) -> Value:
     of trailing spaces. Raises ValueError on a wrong number of words or a word outside
     0..65535.
     """
-    data = _to_bytes(p, words)
-    if p.type == "string":
-        return data.split(b"\0", 1)[0].decode("latin-1").rstrip(" ")
-    if p.type == "bit":
-        assert p.bit is not None
-        return bool(int.from_bytes(data, "big") >> p.bit & 1)
-    raw = _STRUCTS[p.type].unpack(data)[0]
-    if p.type == "float32":
-        raw = _shortest_float32(raw)
-    return raw if p.scale == 1 and p.offset == 0 else raw * p.scale + p.offset
+    if len(words) != p.count:
+        raise ValueError(f"{p.name}: expected {p.count} registers, got {len(words)}")
+    try:
+        data = pack_registers(words)
+    except ValueError as exc:
+        raise ValueError(f"{p.name}: {exc}") from None
+    return _shared_decoder(p)(data, 0)
 
 
-def _shortest_float32(x: float) -> float:
-    """The shortest decimal with the same float32 bits: 75.3, not 75.30000305175781.
+_shared_decoder = functools.cache(decoder)
+
+
+def _shortest_float32(x: float, bits: bytes) -> float:
+    """The shortest decimal with the float32 ``bits`` of ``x``: 75.3, not 75.30000305175781.
 
     It is the value the instrument meant and shows; 9 digits always round-trip.
     """
     if not math.isfinite(x):
         return x
-    bits = _STRUCTS["float32"].pack(x)
+    pack = _STRUCTS["float32"].pack
     for digits in range(6, 9):
         y = float(f"{x:.{digits}g}")
-        if _STRUCTS["float32"].pack(y) == bits:
+        if pack(y) == bits:
             return y
     return x
 

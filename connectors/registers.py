@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,15 @@ from connectors.codec import (
     DATA_TYPES,
     TABLES,
     WORD_ORDERS,
+    Decoder,
     Parameter,
     Table,
     Value,
     check_field,
     decode,
+    decoder,
     encode,
+    pack_registers,
 )
 
 try:
@@ -252,12 +255,23 @@ def _load_file(path: Path) -> Profile:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """One request: ``count`` registers of ``table`` from ``address``, covering ``parameters``."""
+    """One request: ``count`` registers of ``table`` from ``address``, covering ``parameters``.
+
+    ``decoders`` holds each parameter's byte offset in the response and its decoder, built
+    with the plan so a read's answer is decoded without settling types again.
+    """
 
     table: Table
     address: int
     count: int
     parameters: tuple[Parameter, ...]
+    decoders: tuple[tuple[Parameter, int, Decoder], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        decoders = tuple((p, 2 * (p.address - self.address), decoder(p)) for p in self.parameters)
+        object.__setattr__(self, "decoders", decoders)
 
 
 def _joins(
@@ -309,11 +323,8 @@ def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value
         raise ValueError(
             f"read at {read.address}: expected {read.count} registers, got {len(words)}"
         )
-    out: list[tuple[Parameter, Value]] = []
-    for p in read.parameters:
-        offset = p.address - read.address
-        out.append((p, decode(p, words[offset : offset + p.count])))
-    return out
+    data = pack_registers(words)
+    return [(p, decode(data, start)) for p, start, decode in read.decoders]
 
 
 def split_read(read: Read) -> tuple[Read, ...]:

@@ -9,7 +9,16 @@ import struct
 import pytest
 from pymodbus.client.mixin import ModbusClientMixin
 
-from connectors.codec import BYTE_ORDERS, DATA_TYPES, Parameter, Value, decode, encode
+from connectors.codec import (
+    BYTE_ORDERS,
+    DATA_TYPES,
+    Parameter,
+    Value,
+    decode,
+    decoder,
+    encode,
+    pack_registers,
+)
 
 # (type, engineering value, register words in ABCD order), worked out by hand.
 CASES: list[tuple[str, int | float, list[int]]] = [
@@ -120,6 +129,18 @@ def test_float32_reads_as_the_shortest_decimal() -> None:
         assert decode(p, encode(p, value)) == value
     assert math.isnan(decode(p, [0x7FC0, 0x0000]))
     assert decode(p, [0x7F80, 0x0000]) == math.inf
+
+
+@pytest.mark.parametrize("order", BYTE_ORDERS)
+def test_a_float32_decoder_remembers_only_the_last_value(order: str) -> None:
+    # A decoder keeps the last value it decoded; repeats, changes and returns must all read
+    # what the registers say now, and a scale applies to the remembered value too.
+    p = param("float32", order, scale=10.0)
+    raw = Parameter(name="raw", table="holding", address=0, type="float32", byte_order=order)
+    read = decoder(p)
+    for value in (75.3, 75.3, 20.9, 75.3, -1.5, -1.5):
+        assert read(pack_registers(encode(raw, value)), 0) == value * 10.0
+    assert read(b"\0\0" + pack_registers(encode(raw, 20.9)), 2) == 20.9 * 10.0
 
 
 @pytest.mark.parametrize("order", BYTE_ORDERS)
