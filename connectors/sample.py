@@ -10,13 +10,17 @@ __all__ = ["Sample", "TickStats", "Value"]
 Value = float | int | bool | str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
     """One parameter of one device, read once at one tick.
 
     A failed read is a Sample with ``value=None`` and ``error`` set; it is
     recorded, never dropped and never raised. ``text`` is the enum label of ``value``
     for parameters that have labels (the numeric value is kept).
+
+    Treat a Sample as read-only: one goes to every step downstream of the source. (It is
+    not a frozen dataclass because a frozen one takes four times as long to build, and
+    the poller builds one per value read.)
     """
 
     bus: str
