@@ -3,8 +3,12 @@ parameters, simulated devices)."""
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.poller import Bus, Device
 from connectors.registers import (
@@ -24,10 +28,58 @@ from flows.configtable import (
     check_non_negative,
     check_positive,
     check_retries,
+    check_text,
     check_unit_id,
 )
 
 __all__ = ["parse_bus"]
+
+# RFC 1123 host names, with the underscores that plant networks use anyway.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+
+
+def check_host(value: str) -> str | None:
+    """None for a host name or an IP address."""
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    return None if _HOSTNAME.match(value) else "is not a host name or IP address"
+
+
+def _parse_url(t: Table, raw: str) -> Any:
+    """parse_bus_url, plus what it lets through: spaces and control characters, a user or
+    password, a #fragment, a host that is not a host name."""
+    try:
+        if problem := check_text(raw):
+            raise ValueError(problem)
+        if " " in raw:
+            raise ValueError("contains a space")
+        parts = urlsplit(raw)
+        if parts.fragment or raw.endswith("#"):
+            raise ValueError("a bus URL takes no #fragment")
+        if parts.scheme.lower() != "rtu" and "@" in parts.netloc:
+            raise ValueError("a bus URL takes no user or password")
+        url = parse_bus_url(raw)
+        if url.scheme in ("tcp", "rtu+tcp") and (problem := check_host(url.host)):
+            raise ValueError(f"the host {url.host!r} {problem}")
+    except ValueError as exc:
+        message = str(exc)
+        if repr(raw) not in message:
+            message = f"{raw!r}: {message}"
+        raise t.error(message, "url") from None
+    return url
+
+
+def _text_problem(p: Parameter) -> tuple[str, str, str] | None:
+    """(key, text, why) for the first name, unit or label of ``p`` that is not printable."""
+    texts = [("name", p.name), ("unit", p.unit), *((f"labels.{v}", x) for v, x in p.labels)]
+    for key, text in texts:
+        if text is not None and (problem := check_text(text)):
+            return key, text, problem
+    return None
 
 
 def _parameter_error(t: Table, prefix: str, exc: ValueError) -> ConfigError:
@@ -66,7 +118,16 @@ def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
                 f"{pname!r} is not a parameter of {profile.name} (known: {', '.join(known)})",
                 f"parameters[{i}]",
             )
-        parameters.append(by_name[pname])
+        if pname in chosen[:i]:
+            # Both reads would give rows with one natural key.
+            raise t.error(f"{pname!r} is listed twice", f"parameters[{i}]")
+        p = by_name[pname]
+        if found := _text_problem(p):
+            key, text, problem = found
+            if key.partition(".")[0] in overrides.get(pname, {}):
+                raise t.error(f"{text!r} {problem}", f"override.{pname}.{key}")
+            raise t.error(f"parameter {pname!r}: {key} {text!r} {problem}", "profile")
+        parameters.append(p)
     if not parameters:
         raise t.error("lists no parameters", "parameters")
     return tuple(parameters)
@@ -88,6 +149,9 @@ def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
             p = Parameter(**fields)
         except ValueError as exc:
             raise _parameter_error(pt, "", exc) from None
+        if found := _text_problem(p):
+            key, text, problem = found
+            raise pt.error(f"{text!r} {problem}", key)
         if p.name in seen:
             raise pt.error(f"{p.name!r} is already the name of {seen[p.name]}", "name")
         seen[p.name] = pt.where
@@ -141,11 +205,16 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> tuple[Device, Simulate
         sim = SimulatedDevice(
             address=address,
             profile=profile_name,
-            set_point=s.get("set_point", (int, float), default=None),
-            delay_s=s.get("delay_s", (int, float), 0.0, lambda v: None if v >= 0 else "< 0"),
+            set_point=s.get(
+                "set_point",
+                (int, float),
+                None,
+                lambda v: None if math.isfinite(v) else "is not a finite number",
+            ),
+            delay_s=s.get("delay_s", (int, float), 0.0, check_non_negative),
             dead=s.get("dead", bool, default=False),
             exception_code=s.get(
-                "exception_code", int, None, lambda v: None if 1 <= v <= 255 else "not 1-255"
+                "exception_code", int, None, lambda v: None if 1 <= v <= 255 else "is not 1-255"
             ),
         )
         s.done()
@@ -159,11 +228,7 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> tuple[Device, Simulate
 
 def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
     name = t.get("name", str, check=check_name)
-    raw_url = t.get("url", str)
-    try:
-        url = parse_bus_url(raw_url)
-    except ValueError as exc:
-        raise t.error(str(exc), "url") from None
+    url = _parse_url(t, t.get("url", str))
     simulate = t.get("simulate", bool, default=False)
     if url.scheme == "sim" and not simulate:
         raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
@@ -194,7 +259,7 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
         retries=t.get("retries", int, 0, check_retries),
         pause_s=t.get("pause_s", (int, float), 0.0, check_non_negative),
         simulate=tuple(sims) if simulate else None,
-        host=t.get("host", str, default=None),
+        host=t.get("host", str, None, check_host),
     )
     t.done()
     return bus

@@ -16,7 +16,7 @@ from typing import Any
 
 from connectors.poller import Bus
 from flows.buses import parse_bus
-from flows.configtable import ConfigError, Table, check_positive
+from flows.configtable import ConfigError, Table, check_at_most
 from sinks.base import IntoSink
 
 try:
@@ -118,13 +118,49 @@ def _sink(t: Table, base_dir: Path, windows: Windows | None) -> tuple[str, IntoS
         if key not in settable:
             known = ", ".join(sorted(settable | {"kind", "stream"}))
             raise t.error(f"unknown key for a {kind} sink (known keys: {known})", key)
-        if key == "path" and isinstance(value, str):
+        if key == "path" and isinstance(value, str) and value:
             value = base_dir / value
         settings[key] = value
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and required and f.name not in settings:
+            raise t.error("missing", f.name)
     try:
-        return stream, cls(**settings)
+        sink = cls(**settings)
     except (TypeError, ValueError) as exc:
+        # The sinks' messages start with "IntoX.field: "; report them under the key path.
+        field, sep, why = str(exc).partition(": ")
+        name = field.removeprefix(f"{cls_name}.")
+        if sep and name != field and name in settable:
+            raise t.error(why, name) from None
         raise t.error(str(exc), None) from None
+    path, given = getattr(sink, "path", None), t.data.get("path")
+    if isinstance(path, Path) and kind == "parquet" and path.exists() and not path.is_dir():
+        raise t.error(f"{given!r} is a file; a parquet sink writes a directory", "path")
+    if isinstance(path, Path) and kind != "parquet" and path.is_dir():
+        raise t.error(f"{given!r} is a directory; a {kind} sink writes a file", "path")
+    return stream, sink
+
+
+def _target(sink: IntoSink) -> tuple[str, str | None, str]:
+    """What a sink writes: (file or database, table or None for all of it, key to blame)."""
+    table = getattr(sink, "table", None)
+    if hasattr(sink, "location"):  # postgres: host:port/database.schema.table
+        return str(sink.location), None, "table"
+    path = os.path.abspath(str(sink.path))  # type: ignore[attr-defined]
+    return path, table, "table" if table is not None else "path"
+
+
+def _check_targets(top: Table, sinks: list[IntoSink]) -> None:
+    """Two sinks writing one file or table would interleave or clobber their rows."""
+    seen: list[tuple[str, str | None]] = []
+    for j, sink in enumerate(sinks):
+        where, table, key = _target(sink)
+        for i, (other, other_table) in enumerate(seen):
+            if where == other and (table is None or other_table is None or table == other_table):
+                what = f"{table!r} in {where!r}" if table is not None else repr(where)
+                raise top.error(f"{what} is already written by sink[{i}]", f"sink[{j}].{key}")
+        seen.append((where, table))
 
 
 def parse_config(
@@ -134,8 +170,8 @@ def parse_config(
     top = Table(data, "", source)
     acq = Table(top.get("acquisition", dict, default={}), "acquisition", source)
     acquisition = Acquisition(
-        rate_hz=acq.get("rate_hz", (int, float), 1.0, check_positive),
-        duration_s=acq.get("duration_s", (int, float), None, check_positive),
+        rate_hz=acq.get("rate_hz", (int, float), 1.0, check_at_most(1e6, "ticks per second")),
+        duration_s=acq.get("duration_s", (int, float), None, check_at_most(1e9, "seconds")),
     )
     acq.done()
     seen: dict[str, str] = {}
@@ -150,11 +186,14 @@ def parse_config(
     if "windows" in top.data:
         wt = Table(top.get("windows", dict), "windows", source)
         windows = Windows(
-            length_s=wt.get("length_s", (int, float), check=check_positive),
-            lateness_s=wt.get("lateness_s", (int, float), 1.0, lambda v: None if v >= 0 else "< 0"),
+            length_s=wt.get("length_s", (int, float), check=check_at_most(1e9, "seconds")),
+            lateness_s=wt.get(
+                "lateness_s", (int, float), 1.0, check_at_most(1e9, "seconds", zero=True)
+            ),
         )
         wt.done()
     sinks = [_sink(st, base_dir, windows) for st in top.tables("sink")]
+    _check_targets(top, [sink for _, sink in sinks])
     top.done()
     return Config(
         acquisition=acquisition,
@@ -173,14 +212,22 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     name = os.fspath(path) if path is not None else os.environ.get("ACQUIRE_CONFIG", DEFAULT_PATH)
     file = Path(name)
     try:
-        with file.open("rb") as f:
-            data = tomllib.load(f)
+        raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{name}: no such file (set ACQUIRE_CONFIG or create {DEFAULT_PATH})"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{name}: {exc.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(f"{name}: starts with a byte order mark, which TOML does not allow")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{name}: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 (TOML is UTF-8 text)"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
     return parse_config(data, source=name, base_dir=file.parent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -10,11 +12,13 @@ __all__ = [
     "NAME",
     "ConfigError",
     "Table",
+    "check_at_most",
     "check_max_gap",
     "check_name",
     "check_non_negative",
     "check_positive",
     "check_retries",
+    "check_text",
     "check_unit_id",
 ]
 
@@ -61,7 +65,10 @@ class Table:
         self.used.add(key)
         if key not in self.data:
             if default is _MISSING:
-                raise self.error("missing", key)
+                # A misspelt required key is reported here, before done() sees it.
+                typo = difflib.get_close_matches(key, [k for k in self.data if k not in self.used])
+                hint = f" (found {typo[0]!r}: a typo?)" if typo else ""
+                raise self.error(f"missing{hint}", key)
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -74,9 +81,11 @@ class Table:
     def tables(self, key: str) -> list[Table]:
         self.used.add(key)
         items = self.data.get(key, [])
-        if not isinstance(items, list):
-            raise self.error(f"must be an array of tables ([[{key}]])", key)
         prefix = f"{self.where}." if self.where else ""
+        if not isinstance(items, list):
+            # The TOML header to write, e.g. [[bus.device]] for bus[0].device.
+            header = re.sub(r"\[\d+\]", "", f"{prefix}{key}")
+            raise self.error(f"must be an array of tables ([[{header}]])", key)
         return [Table(item, f"{prefix}{key}[{i}]", self.file) for i, item in enumerate(items)]
 
     def done(self) -> None:
@@ -87,6 +96,9 @@ class Table:
 
 
 def check_positive(value: float) -> str | None:
+    # inf passes "> 0" but would turn a schedule or a timeout into nonsense.
+    if not math.isfinite(value):
+        return "is not a finite number"
     return None if value > 0 else "must be > 0"
 
 
@@ -99,7 +111,33 @@ def check_unit_id(value: int) -> str | None:
 
 
 def check_non_negative(value: float) -> str | None:
+    if not math.isfinite(value):
+        return "is not a finite number"
     return None if value >= 0 else "must be >= 0"
+
+
+def check_at_most(limit: float, unit: str, *, zero: bool = False) -> Callable[[float], str | None]:
+    """check_positive (check_non_negative with ``zero``), and at most ``limit``: beyond it
+    the schedule's float arithmetic overflows, or a timedelta cannot hold the value."""
+    first = check_non_negative if zero else check_positive
+
+    def check(value: float) -> str | None:
+        problem = first(value)
+        return problem or (None if value <= limit else f"is more than {limit:g} {unit}")
+
+    return check
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(value: str) -> str | None:
+    """None for printable text; a NUL (which PostgreSQL text cannot hold) or another control
+    character in a name, unit or label is refused here rather than by a sink mid-run."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return f"contains the control character U+{ord(found.group()):04X} (not printable text)"
 
 
 def check_retries(value: int) -> str | None:

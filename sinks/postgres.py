@@ -91,9 +91,8 @@ def _quote(name: str) -> str:
 
 def _number(name: str, value: Any, low: float, high: float, *, integer: bool = False) -> None:
     # The comparison is False for NaN, so NaN is refused too.
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        value = None
-    if value is None or not low <= value <= high:
+    typed = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    if not typed or not low <= value <= high:
         kind = "an integer" if integer else "a number"
         raise ValueError(f"IntoPostgres.{name}: {value!r} is not {kind} in [{low}, {high}]")
 
@@ -257,6 +256,16 @@ class IntoPostgres(IntoSink):
                 raise ValueError("IntoPostgres.host: give a host name (or a dsn)")
             object.__setattr__(self, "port", 5432 if self.port is None else self.port)
             _number("port", self.port, 1, 65535, integer=True)
+        for name in ("user", "database"):
+            text = getattr(self, name)
+            if text is not None and (not isinstance(text, str) or not text or "\0" in text):
+                raise ValueError(f"IntoPostgres.{name}: {text!r} is not a non-empty string")
+        if self.password is not None and not isinstance(self.password, str):
+            # The value is left out: it may be a password after all.
+            raise ValueError("IntoPostgres.password: not a string")
+        for name in ("create_table", "use_copy"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"IntoPostgres.{name}: {getattr(self, name)!r} is not a bool")
         check_identifier(self.schema_name, "IntoPostgres.schema_name")
         check_identifier(self.table, "IntoPostgres.table")
         if self.schema is not None and not isinstance(self.schema, Schema):
