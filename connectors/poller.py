@@ -141,6 +141,13 @@ class BusPoller:
         self._reads = 0  # requests sent in the tick in progress
         self._errors_in_tick = 0  # planned reads of the tick that became error rows
         self._plans = {d.name: list(d.reads) for d in bus.devices}  # after any fallback
+        self._timings = {  # (timeout, retries) of each device's requests
+            d.name: (
+                bus.timeout_s if d.timeout_s is None else d.timeout_s,
+                bus.retries if d.retries is None else d.retries,
+            )
+            for d in bus.devices
+        }
         self._split_reads: set[Read] = set()
         self._backoff = {d.name: DeviceBackoff() for d in bus.devices}
         self._reconnect = Reconnect()
@@ -301,15 +308,14 @@ class BusPoller:
         self._outage = error
         return error
 
-    async def _quiet(self, device: Device) -> None:
-        """Keep the bus silent for the RTU inter-frame gap and the pauses before a request."""
-        need = max(self._gap, self.bus.pause_s, device.pause_s)
+    async def _quiet(self, need: float) -> None:
+        """Keep the bus silent for ``need`` seconds since the last transaction ended (the RTU
+        inter-frame gap and the pauses), or longer after a bad frame."""
         if self._resync:  # after a bad frame, let the line fall silent before talking
             need, self._resync = max(need, _RESYNC_S), False
-        if need > 0:
-            wait = self._idle_since + need - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        wait = self._idle_since + need - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _transact(
         self, device: Device, read: Read, tick: int, samples: list[Sample], *, fallback=False
@@ -320,14 +326,13 @@ class BusPoller:
         without samples when a merged read was rejected with exception 2."""
         client = self.client
         assert client is not None
-        timing = (
-            self.bus.timeout_s if device.timeout_s is None else device.timeout_s,
-            self.bus.retries if device.retries is None else device.retries,
-        )
+        timing = self._timings[device.name]
         if timing != self._timing:
             set_timing(client, timeout=timing[0], retries=timing[1])
             self._timing = timing
-        await self._quiet(device)
+        need = max(self._gap, self.bus.pause_s, device.pause_s)
+        if need > 0 or self._resync:
+            await self._quiet(need)
         call = (
             client.read_holding_registers
             if read.table == "holding"

@@ -75,6 +75,13 @@ class SimulatedDevice:
 _REFRESH_S = 0.1
 
 
+def _same(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` encode alike: equal, of one type, zeros of one sign."""
+    if type(a) is not type(b) or a != b:
+        return False
+    return a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b)  # type: ignore[arg-type]
+
+
 class _DeviceState:
     """Registers of one simulated device, refreshed from its model at most every 0.1 s."""
 
@@ -84,9 +91,11 @@ class _DeviceState:
         self.started = started
         self.rng = random.Random(seed if seed is None else seed + spec.address)
         self._values: dict[str, int | float | str] = {}
-        self._words: dict[str, list[int]] = {}  # encoded on first read since the refresh
+        # name -> (value, its words): encoded on the first read of a value, kept while the
+        # model gives the same value (set points and most states do not move).
+        self._words: dict[str, tuple[int | float | str, list[int]]] = {}
         self._refreshed = -math.inf
-        self._spans: dict[tuple[str, int, int], list[tuple[int, Parameter]]] = {}
+        self._spans: dict[tuple[str, int, int], list[tuple[int, Parameter]] | None] = {}
 
     def _word(self, p: Parameter) -> list[int]:
         """``p``'s register words, from the model as of at most 0.1 s ago."""
@@ -96,11 +105,13 @@ class _DeviceState:
             self._values = device_values(
                 self.profile, now - self.started, spec.address, self.rng, spec.set_point
             )
-            self._words = {}
             self._refreshed = now
-        words = self._words.get(p.name)
-        if words is None:
-            words = self._words[p.name] = encode(p, self._values[p.name])
+        value = self._values[p.name]
+        known = self._words.get(p.name)
+        if known is not None and _same(known[0], value):
+            return known[1]
+        words = encode(p, value)
+        self._words[p.name] = (value, words)
         return words
 
     def _span(self, table: str, address: int, count: int) -> list[tuple[int, Parameter]] | None:
