@@ -14,6 +14,7 @@ from sinks.base import (
     SinkError,
     SinkPartition,
     SinkSchemaError,
+    SinkValueError,
     SinkWriteError,
     infer_schema,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "SinkError",
     "SinkPartition",
     "SinkSchemaError",
+    "SinkValueError",
     "SinkWriteError",
     "infer_schema",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "SinkError",
     "SinkPartition",
     "SinkSchemaError",
+    "SinkValueError",
     "SinkWriteError",
     "check_identifier",
     "check_path",
@@ -80,6 +81,11 @@ class SinkWriteError(SinkError):
 
 class SinkDependencyError(SinkError):
     """An optional dependency of a backend is not installed."""
+
+
+class SinkValueError(SinkError):
+    """A value the backend cannot hold, or NULL where the schema takes none. The message
+    names the column and the kind of value; nothing of the batch was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +191,23 @@ def infer_schema(rows: Sequence[Mapping[str, Any]]) -> Schema:
 def format_timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with microseconds, e.g. ``2026-11-22T05:01:54.123456+00:00``.
 
-    Aware datetimes in another zone are converted to UTC; naive ones raise SinkError, since
-    their instant is unknown.
+    Aware datetimes in another zone are converted to UTC; naive ones raise SinkValueError,
+    since their instant is unknown, and so do those whose UTC day is before year 1 or after
+    9999, which a datetime cannot hold.
     """
     if not isinstance(value, datetime):
-        raise SinkError(f"{value!r} is not a datetime: a timestamp column takes datetimes")
+        raise SinkValueError(f"{value!r} is not a datetime: a timestamp column takes datetimes")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise SinkError(f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware")
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        raise SinkValueError(
+            f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware"
+        )
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:
+        raise SinkValueError(
+            f"timestamp {value.isoformat()!r} is out of range in UTC (years 1 to 9999)"
+        ) from None
+    return utc.isoformat(timespec="microseconds")
 
 
 class _IsoCache(dict[datetime, str]):
@@ -221,12 +236,15 @@ def format_columns(
     schema: Schema,
     values: list[tuple[Any, ...]],
     formatters: Mapping[ColumnType, ColumnFormatter],
+    where: str = "",
 ) -> list[tuple[Any, ...]]:
     """Rewrite the columns whose type has a formatter: ``formatters[type](column_values)``.
 
     Works column by column (transpose, convert, transpose back): a Python call per cell
     would cost several times more than the write itself. A formatter that returns its
     column itself leaves it as is; when every one does, ``values`` come back untouched.
+    A SinkError of a formatter comes out as the same class, prefixed with ``where`` (the
+    target) and the column.
     """
     types = [c.type for c in schema.columns]
     targets = [(i, formatters[t]) for i, t in enumerate(types) if t in formatters]
@@ -235,7 +253,12 @@ def format_columns(
     columns: list[Sequence[Any]] = list(zip(*values, strict=True))
     changed = False
     for i, fmt in targets:
-        column = fmt(columns[i])
+        try:
+            column = fmt(columns[i])
+        except SinkError as exc:
+            c = schema.columns[i]
+            prefix = f"{where}: " if where else ""
+            raise type(exc)(f"{prefix}column {c.name!r} ({c.type}): {exc}") from exc
         if column is not columns[i]:
             columns[i], changed = column, True
     return list(zip(*columns, strict=True)) if changed else values
@@ -317,7 +340,7 @@ class SchemaLock:
             # for the message.
             if schema.required(column) and None in map(itemgetter(i), out):
                 row = next(r for r, v in zip(rows, out, strict=True) if v[i] is None)
-                raise SinkError(
+                raise SinkValueError(
                     f"{self._target}: column {column.name!r} takes no NULL (not nullable or "
                     f"part of the key) but a row has none: {dict(row)!r}"
                 )

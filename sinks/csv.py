@@ -6,6 +6,10 @@ clobber each other. An existing non-empty file is appended to, and its header mu
 schema's column names. Cells: None is an empty field, bools are ``true``/``false``, floats use
 ``repr()`` so they round-trip, timestamps are ISO 8601 UTC with microseconds
 (``2026-11-22T05:01:54.123456+00:00``). CSV cannot tell None from an empty string.
+
+Any text is written as is (quotes, delimiters, line breaks and NUL characters are quoted or
+kept) except what UTF-8 cannot encode: a lone surrogate rejects the batch with
+SinkValueError naming the column, and nothing of it is written.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sinks.base import (
     SchemaLock,
     SinkError,
     SinkSchemaError,
+    SinkValueError,
     SinkWriteError,
     check_path,
     ends_with_newline,
@@ -34,6 +39,7 @@ from sinks.base import (
     timestamp_column,
     worker_file,
 )
+from sinks.values import misfit
 
 __all__ = ["IntoCsv"]
 
@@ -95,7 +101,7 @@ class _CsvPartition(LockedPartition):
         self._path = path
         self._delimiter = delimiter
         self._lock = SchemaLock(schema, f"CSV file {str(path)!r}")
-        self._file: io.TextIOWrapper | None = None
+        self._file: io.BufferedWriter | None = None
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,13 +115,13 @@ class _CsvPartition(LockedPartition):
         try:
             if self._path.exists() and self._path.stat().st_size > 0:
                 self._check_header(expected)
-                self._file = open(self._path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+                self._file = open(self._path, "ab")  # noqa: SIM115
                 if not ends_with_newline(self._path):
                     # A crash mid-line left a partial row; keep ours off that line.
-                    self._file.write("\r\n")
+                    self._file.write(b"\r\n")
             else:
-                self._file = open(self._path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-                self._file.write(self._render([expected]))
+                self._file = open(self._path, "ab")  # noqa: SIM115
+                self._file.write(self._render([expected]).encode())
             self._file.flush()
         except OSError as exc:
             raise SinkWriteError(f"cannot open CSV file {str(self._path)!r}: {exc}") from exc
@@ -144,12 +150,19 @@ class _CsvPartition(LockedPartition):
             return
         values = self._lock.project(rows)
         schema = self._lock.lock(rows)
-        text = self._render(format_columns(schema, values, _FORMATTERS))
+        where = f"CSV file {str(self._path)!r}"
+        try:
+            # Encoded here, not by a text file, so that a value UTF-8 cannot hold fails the
+            # batch before any of it reaches the file.
+            data = self._render(format_columns(schema, values, _FORMATTERS, where)).encode()
+        except (UnicodeEncodeError, ValueError) as exc:
+            problem = misfit(schema, values) or f"a value cannot be written: {exc}"
+            raise SinkValueError(f"{where}: {problem}; none of the batch was written") from exc
         if self._file is None:
             self._open(schema)
         assert self._file is not None
         try:
-            self._file.write(text)
+            self._file.write(data)
             self._file.flush()
         except OSError as exc:
             raise SinkWriteError(f"cannot write CSV file {str(self._path)!r}: {exc}") from exc

@@ -3,7 +3,10 @@
 With one worker the file is ``path`` itself; with several, worker ``i`` writes
 ``<stem>-w<i><suffix>`` beside it. Keys come in the schema's column order; None is ``null``,
 timestamps are ISO 8601 UTC strings with microseconds, and non-finite floats (NaN, inf),
-which JSON cannot hold, are written as ``null``. Text is UTF-8 as is (``ensure_ascii=False``).
+which JSON cannot hold, are written as ``null``. Text is UTF-8 as is (``ensure_ascii=False``),
+so text UTF-8 cannot encode (lone surrogates) rejects the batch with SinkValueError naming the
+column: ``\\uXXXX`` escapes would not do, as a reader joins a high and a low surrogate into
+one other character.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from sinks.base import (
     Schema,
     SchemaLock,
     SinkError,
+    SinkValueError,
     SinkWriteError,
     check_path,
     ends_with_newline,
     timestamp_column,
     worker_file,
 )
+from sinks.values import misfit
 
 __all__ = ["IntoJsonl"]
 
@@ -93,21 +98,23 @@ class _JsonlPartition(LockedPartition):
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: io.TextIOWrapper = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
+            self._file: io.BufferedWriter = open(path, "ab")  # noqa: SIM115
             if self._file.tell() > 0 and not ends_with_newline(self._path):
-                self._file.write("\n")  # a crash mid-line left a partial row; start afresh
+                self._file.write(b"\n")  # a crash mid-line left a partial row; start afresh
         except OSError as exc:
             raise SinkWriteError(f"cannot open {self._where}: {exc}") from exc
 
     @staticmethod
-    def _render(schema: Schema, values: list[tuple[Any, ...]]) -> str:
+    def _render(schema: Schema, values: list[tuple[Any, ...]]) -> bytes:
         # Column names are checked identifiers, so they need no JSON escaping.
         line = "{" + ", ".join(f'"{name}": %s' for name in schema.names) + "}\n"
-        columns = [
-            _json_column(c.type, col)
-            for c, col in zip(schema.columns, zip(*values, strict=True), strict=True)
-        ]
-        return "".join([line % row for row in zip(*columns, strict=True)])
+        columns = []
+        for c, col in zip(schema.columns, zip(*values, strict=True), strict=True):
+            try:
+                columns.append(_json_column(c.type, col))
+            except SinkError as exc:  # a timestamp the format refused
+                raise type(exc)(f"column {c.name!r} ({c.type}): {exc}") from exc
+        return "".join([line % row for row in zip(*columns, strict=True)]).encode()
 
     def write_batch(self, rows: list[dict[str, Any]]) -> None:
         """Append ``rows`` and flush; the batch is rendered first so a bad value writes nothing."""
@@ -118,11 +125,15 @@ class _JsonlPartition(LockedPartition):
         schema = self._lock.lock(rows)
         values = self._lock.project(rows)
         try:
-            text = self._render(schema, values)
-        except (TypeError, ValueError) as exc:
-            raise SinkError(f"{self._where}: a value cannot be written as JSON: {exc}") from exc
+            data = self._render(schema, values)
+        except SinkValueError as exc:
+            raise SinkValueError(f"{self._where}: {exc}") from exc
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            problem = misfit(schema, values) or f"a value cannot be JSON: {exc}"
+            message = f"{self._where}: {problem}; none of the batch was written"
+            raise SinkValueError(message) from exc
         try:
-            self._file.write(text)
+            self._file.write(data)
             self._file.flush()
         except OSError as exc:
             raise SinkWriteError(f"cannot write {self._where}: {exc}") from exc

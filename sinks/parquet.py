@@ -16,7 +16,8 @@ rejected), float -> float64 (ints widened), int -> int64, text -> string, bool -
 non-nullable and key columns are not nullable. A text column stores other scalars as the CSV
 sink writes them (``true``/``false``, ``repr`` of floats, ISO 8601 UTC), so a column inferred
 as text from mixed kinds takes its own batch. Any other misfit, e.g. a float in an int
-column, rejects the whole batch with SinkError naming the column, before anything is written.
+column, rejects the whole batch with SinkValueError naming the column, before anything is
+written.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sinks.base import (
     SchemaLock,
     SinkDependencyError,
     SinkError,
+    SinkValueError,
     SinkWriteError,
 )
 
@@ -259,7 +261,7 @@ class _ParquetPartition(LockedPartition):
             try:
                 arrays.append(lib.array(_cells(column.type, cells), type=field.type))
             except (lib.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                raise SinkError(
+                raise SinkValueError(
                     f"{self._where}: column {column.name!r} ({column.type}) cannot take a value "
                     f"of the batch, so none of it was written: {exc}"
                 ) from exc

@@ -12,7 +12,10 @@ Each batch is one transaction: binary COPY into a temporary table dropped at com
 ``executemany`` of ``INSERT ... ON CONFLICT (key) DO NOTHING``). So a replayed batch adds
 nothing, and a transaction re-run after a lost connection neither loses nor duplicates rows.
 Without a key rows are inserted as they come. Messages and log lines name the target as
-``host:port/database.schema.table`` and never show the password or the DSN.
+``host:port/database.schema.table`` and never show the password or the DSN. A value
+PostgreSQL cannot hold (text with a NUL character or a lone surrogate, an integer outside 64
+bits, a timestamp outside years 1-9999 in UTC) rejects the batch with SinkValueError naming
+the column; NaN and infinities are kept.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from sinks.base import (
     SinkDependencyError,
     SinkError,
     SinkSchemaError,
+    SinkValueError,
     SinkWriteError,
     check_identifier,
     format_columns,
     format_timestamp,
 )
+from sinks.values import longest_key_text, misfit
 
 if TYPE_CHECKING:
     import asyncpg
@@ -111,7 +116,7 @@ def _text(value: Any) -> Any:
 def _whole(value: Any) -> Any:
     if isinstance(value, float):
         if not value.is_integer():  # asyncpg would silently truncate it
-            raise SinkError(f"{value!r} is not a whole number but its column is int")
+            raise SinkValueError(f"{value!r} is not a whole number but its column is int")
         return int(value)
     return value
 
@@ -503,12 +508,23 @@ class _PostgresPartition(LockedPartition):
             return
         projected = self._lock.project(rows)
         schema = self._lock.lock(rows)
+        exact = _all_exact(schema, projected)
+        records = (
+            projected if exact else format_columns(schema, projected, _FORMATTERS, self._where)
+        )
         try:
-            exact = _all_exact(schema, projected)
-            records = projected if exact else format_columns(schema, projected, _FORMATTERS)
-        except SinkError as exc:
-            raise SinkError(f"{self._where}: {exc}") from exc
-        self._portal.call(self._run, f"writing {len(rows)} rows", partial(self._write, records))
+            self._portal.call(self._run, f"writing {len(rows)} rows", partial(self._write, records))
+        except SinkWriteError as exc:
+            # Looked for only after a failure, at no cost to good batches: a value that can
+            # never be written is the caller's to fix, whatever the server said.
+            problem = misfit(schema, records, nul=True, int64=True)
+            if problem is None and isinstance(exc.__cause__, self._pg.ProgramLimitExceededError):
+                problem = longest_key_text(schema, records)  # btree entries: 2704 bytes at most
+            if problem is None:
+                raise
+            raise SinkValueError(
+                f"{self._where}: {problem}; none of the {len(rows)} rows was written"
+            ) from exc
 
     async def _close_pool(self) -> None:
         pool, self._pool = self._pool, None

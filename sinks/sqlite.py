@@ -6,9 +6,16 @@ INTEGER (0/1), text -> TEXT, timestamp -> TEXT holding ISO 8601 UTC with microse
 (``2026-11-22T05:01:54.123456+00:00``); non-nullable and key columns are NOT NULL; the key is
 the PRIMARY KEY. An existing table is checked with ``PRAGMA table_info``.
 
-Each batch is one ``BEGIN IMMEDIATE`` transaction of ``INSERT OR IGNORE`` rows, so a replayed
-batch adds nothing and writers sharing the file queue for the lock (up to ``busy_timeout_s``)
-instead of failing with "database is locked". A failing batch is rolled back whole.
+Each batch is one ``BEGIN IMMEDIATE`` transaction of ``INSERT ... ON CONFLICT DO NOTHING``
+rows, so a replayed batch adds nothing and writers sharing the file queue for the lock (up to
+``busy_timeout_s``) instead of failing with "database is locked". A failing batch is rolled
+back whole. Only a key conflict is ignored: ``INSERT OR IGNORE`` would also drop, silently,
+a row that breaks NOT NULL.
+
+SQLite's own rules for values: NaN is stored as NULL (SQLite has no NaN), so a NaN in a
+column that takes no NULL rejects the batch; -0.0 reads back as 0.0. A value SQLite cannot
+hold (text with a lone surrogate, an integer outside 64 bits) rejects the batch with
+SinkValueError naming the column.
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ from sinks.base import (
     SchemaLock,
     SinkError,
     SinkSchemaError,
+    SinkValueError,
     SinkWriteError,
     check_identifier,
     check_path,
     format_columns,
     timestamp_column,
 )
+from sinks.values import misfit
 
 __all__ = ["IntoSqlite"]
 
@@ -204,7 +213,9 @@ class _SqlitePartition(LockedPartition):
         self._conn.execute("COMMIT")
         names = ", ".join(_quote(n) for n in schema.names)
         marks = ", ".join("?" for _ in schema.columns)
-        self._insert = f"INSERT OR IGNORE INTO {_quote(self._table)} ({names}) VALUES ({marks})"
+        self._insert = (
+            f"INSERT INTO {_quote(self._table)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        )
 
     def _check_table(self, schema: Schema) -> None:
         """Raise SinkSchemaError unless the existing table can take the schema's rows."""
@@ -226,7 +237,7 @@ class _SqlitePartition(LockedPartition):
                 )
         wanted = {n.lower() for n in schema.names}
         for name, row in found.items():
-            # INSERT OR IGNORE would silently drop every row missing such a column.
+            # Every row would break the constraint, as none of them has the column.
             if name not in wanted and row[3] and row[4] is None:
                 raise SinkSchemaError(
                     f"{self._where}: column {row[1]!r} is NOT NULL without a default but is "
@@ -246,7 +257,8 @@ class _SqlitePartition(LockedPartition):
             raise SinkError(f"{self._where}: write_batch after close")
         if not rows:
             return
-        params = format_columns(self._lock.lock(rows), self._lock.project(rows), _FORMATTERS)
+        schema = self._lock.lock(rows)
+        params = format_columns(schema, self._lock.project(rows), _FORMATTERS, self._where)
         try:
             if self._insert is None:
                 self._prepare(self._lock.lock(rows))
@@ -259,6 +271,15 @@ class _SqlitePartition(LockedPartition):
                 self._conn.rollback()
             if isinstance(exc, SinkError):
                 raise
+            # A driver refusing a value (UnicodeEncodeError, OverflowError) or NOT NULL
+            # refusing a NaN: name the column; looked for only now, at no cost to good batches.
+            data_error = (ValueError, OverflowError, sqlite3.IntegrityError)
+            if isinstance(exc, data_error) and (
+                problem := misfit(schema, params, int64=True, nan_is_null=True)
+            ):
+                raise SinkValueError(
+                    f"{self._where}: {problem}; none of the {len(rows)} rows was written"
+                ) from exc
             if isinstance(exc, Exception):
                 raise SinkWriteError(
                     f"{self._where}: writing {len(rows)} rows failed: {exc}"
