@@ -134,6 +134,7 @@ class BusPoller:
         self.tick_started = 0.0
         self.tick_running = False
         self.last_duration = 0.0
+        self.last_drift = 0.0  # how late the latest tick started
         self.next_start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -187,6 +188,7 @@ class BusPoller:
                 if self._stop.is_set():
                     break
                 self.tick_started, self.tick_running = time.time(), True
+                self.last_drift = self.tick_started - self.next_start
                 samples = await self.poll_tick(tick)
                 done = time.time()
                 self.last_duration, self.tick_running = done - self.tick_started, False
@@ -205,7 +207,7 @@ class BusPoller:
                     tick=tick,
                     started_at=datetime.fromtimestamp(self.tick_started, timezone.utc),
                     duration_s=self.last_duration,
-                    drift_s=self.tick_started - self.next_start,
+                    drift_s=self.last_drift,
                     devices=len(self.bus.devices),
                     reads=self._reads,
                     errors=self._errors_in_tick,

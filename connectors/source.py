@@ -28,6 +28,7 @@ Item = Sample | TickStats
 # Longest a partition sleeps between looks at its stop event, so Ctrl-C on
 # a slow schedule still ends the run within about a second.
 _MAX_SLEEP_S = 1.0
+_GRID_S = 0.005
 # First wait before looking again for samples that are later than expected; it doubles.
 _FIRST_PATIENCE_S = 0.002
 
@@ -173,7 +174,9 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
             return None
         now = time.time()
         poller = self._poller
-        due = poller.tick_started if poller.tick_running else poller.next_start
+        # When the tick in progress started, or when the coming one will: as late as the
+        # last one did, since the buses sharing the loop take their turns in the same order.
+        due = poller.tick_started if poller.tick_running else poller.next_start + poller.last_drift
         if due > now:
             self._patience = _FIRST_PATIENCE_S
             wake = due + poller.last_duration + 0.002
@@ -185,7 +188,10 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
             # the GIL from the loop that is polling them.
             wake = now + self._patience
             self._patience = min(self._patience * 2, self._period / 10)
-        wake = min(wake, now + _MAX_SLEEP_S)
+        # On a shared grid, so partitions due about together are woken by one activation of
+        # the input operator (each one walks every partition of the worker).
+        cap = (math.floor(now / _MAX_SLEEP_S) + 1) * _MAX_SLEEP_S
+        wake = min(math.ceil(wake / _GRID_S) * _GRID_S, cap)
         return datetime.fromtimestamp(wake, timezone.utc)
 
     def snapshot(self) -> BusState:

@@ -220,3 +220,55 @@ def test_unreachable_buses_become_error_rows() -> None:
     assert Counter(s.device for s in samples) == {"x": 8, "y": 4}
     assert all(s.value is None for s in samples)
     assert all(s.error.startswith("connection failed: cannot open") for s in samples)
+
+
+def test_idle_partitions_wake_rarely_and_together() -> None:
+    # Drive two partitions as Bytewax does: sleep until the earliest next_awake, then call
+    # next_batch on every partition that is due. At 2 Hz each must wake a few times per
+    # tick only, never be left without a wake-up time while waiting, deliver each tick soon
+    # after it ends, and share its wake-up moments with the other partition.
+    rate, seconds = 2.0, 3.0
+    buses = [
+        sim_bus(name, "sim", [SimulatedDevice(address=1, profile="watlow_pm")])
+        for name in ("w1", "w2")
+    ]
+    source = ControllerSource(buses, rate_hz=rate, duration_s=seconds)
+    parts = {name: source.build_part("in", name, None) for name in source.list_parts()}
+    wake = {name: 0.0 for name in parts}
+    calls: Counter[str] = Counter()
+    moments: dict[str, set[float]] = {name: set() for name in parts}
+    arrived: dict[tuple[str, int], float] = {}
+    done: set[str] = set()
+    deadline = time.time() + seconds + 5
+    while len(done) < len(parts) and time.time() < deadline:
+        time.sleep(max(0.0, min(wake[n] for n in parts if n not in done) - time.time()))
+        now = time.time()
+        for name, part in parts.items():
+            if name in done or wake[name] > now:
+                continue
+            calls[name] += 1
+            try:
+                batch = part.next_batch()
+            except StopIteration:
+                done.add(name)
+                continue
+            for s in batch:
+                arrived.setdefault((name, s.tick), now)
+            awake = part.next_awake()
+            if awake is None:
+                assert batch, "next_awake is None only while there is more to take at once"
+                wake[name] = now
+                continue
+            wake[name] = awake.timestamp()
+            moments[name].add(round(wake[name], 6))
+    for part in parts.values():
+        part.close()
+    assert done == set(parts)
+    ticks = int(seconds * rate)
+    assert {t for _, t in arrived} and len(arrived) == ticks * len(parts)
+    for name in parts:
+        # A tick's samples are there within 50 ms of its start (a sim tick takes < 5 ms).
+        late = [now - t / rate for (n, t), now in arrived.items() if n == name]
+        assert max(late) < 0.05
+        assert calls[name] <= 4 * ticks + seconds + 3
+    assert len(moments["w1"] & moments["w2"]) >= len(moments["w1"]) / 2
