@@ -22,7 +22,6 @@ parameter, once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -137,7 +136,7 @@ class BusPoller:
         self.last_drift = 0.0  # how late the latest tick started
         self.next_start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the wait for the next tick
         self._stop_requested = False
         self._reads = 0  # requests sent in the tick in progress
         self._errors_in_tick = 0  # planned reads of the tick that became error rows
@@ -149,7 +148,6 @@ class BusPoller:
             )
             for d in bus.devices
         }
-        self._split_reads: set[Read] = set()
         self._backoff = {d.name: DeviceBackoff() for d in bus.devices}
         self._reconnect = Reconnect()
         self._outage: str | None = None  # why the connection is down, in this tick
@@ -162,16 +160,29 @@ class BusPoller:
         """Finish the tick in progress, then return from :meth:`run` (at once if it has not
         started). Thread-safe."""
         self._stop_requested = True  # before looking at the loop: run() checks it after
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        """End the wait for the next tick, if one is in progress (on the loop)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        """Wait ``delay`` seconds, or until a stop is requested. One future and one timer:
+        ``wait_for`` on an Event would take a task each tick, at hundreds of ticks a second."""
+        self._waiter = loop.create_future()
+        timer = loop.call_later(delay, self._wake)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def run(self, first_tick: int, end_tick: int | None) -> None:
         """Poll ticks ``first_tick`` .. ``end_tick - 1`` (forever if None) or until stopped."""
-        self._stop = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        if self._stop_requested:
-            self._stop.set()
+        loop = self._loop = asyncio.get_running_loop()
         self._gap = frame_gap_s(self.url.baudrate) if self.url.scheme == "rtu" else 0.0
         for device in self.bus.devices:
             log.debug(
@@ -182,10 +193,9 @@ class BusPoller:
             while end_tick is None or tick < end_tick:
                 self.next_start = tick * self.period
                 delay = self.next_start - time.time()
-                if delay > 0:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
-                if self._stop.is_set():
+                if delay > 0 and not self._stop_requested:
+                    await self._wait(loop, delay)
+                if self._stop_requested:
                     break
                 self.tick_started, self.tick_running = time.time(), True
                 self.last_drift = self.tick_started - self.next_start
@@ -252,11 +262,12 @@ class BusPoller:
             if answered is False:  # it timed out once this tick: do not pay that again
                 self._fail(device, plan[i:], tick, _SKIPPED, samples)
                 break
-            fallback = len(read.parameters) > 1 and read not in self._split_reads
+            # A read of one parameter (as every read split off a rejected one is) has no
+            # smaller reads to fall back to.
+            fallback = len(read.parameters) > 1
             outcome = await self._transact(device, read, tick, samples, fallback=fallback)
             if outcome == _FALLBACK:
                 singles = split_read(read)
-                self._split_reads.update(singles)
                 plan[i : i + 1] = singles
                 log.info(
                     "bus %s device %s: read of %d registers at %d rejected (illegal data "
