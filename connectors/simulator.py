@@ -13,10 +13,13 @@ changes them while the bus runs. With ``wire_time=True`` an ``rtu`` bus carries 
 frame at the speed of its baud rate (:func:`wire_time_s`), and ``turnaround_s`` is the
 device's delay between the end of a request and the start of its answer.
 
+Every read a device answers with values is counted (:meth:`BusSimulator.answered`, and with
+``--log`` one line per read), so what a run stored can be held against what was answered.
+
 Standalone, for pointing a real client at it::
 
     python -m connectors.simulator --tcp 127.0.0.1:5020 --device 1:watlow_pm \
-        --device 2:servomex_4100
+        --device 2:servomex_4100 [--log answered.txt]
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import math
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException, NoSuchIdException
@@ -96,6 +101,10 @@ class _DeviceState:
         self._words: dict[str, tuple[int | float | str, list[int]]] = {}
         self._refreshed = -math.inf
         self._spans: dict[tuple[str, int, int], list[tuple[int, Parameter]] | None] = {}
+        # (table, address, count) -> reads answered with values: the device's own log, to
+        # hold what a run stored against (error answers and silences are not in it).
+        self.answered: Counter[tuple[str, int, int]] = Counter()
+        self.log: TextIO | None = None  # also one line per answered read, if set
 
     def _word(self, p: Parameter) -> list[int]:
         """``p``'s register words, from the model as of at most 0.1 s ago."""
@@ -137,6 +146,10 @@ class _DeviceState:
         span = self._span(table, address, count)
         if span is None:
             return False
+        self.answered[(table, address, count)] += 1
+        if self.log is not None:
+            self.log.write(f"{self.spec.address} {table} {address} {count}\n")
+            self.log.flush()
         for first, p in span:
             words = self._word(p)
             offset = at + first - address
@@ -287,6 +300,13 @@ class BusSimulator:
         """The state of the simulated device at ``address``."""
         return self.devices[address]
 
+    def answered(self) -> Counter[tuple[int, str, int, int]]:
+        """(unit id, table, address, count) -> reads the devices answered with values, over
+        every start and stop of this simulator."""
+        return Counter(
+            {(unit, *read): n for unit, d in self.devices.items() for read, n in d.answered.items()}
+        )
+
     def set_fault(self, address: int, **knobs: object) -> None:
         """Change fault knobs of the device at ``address`` while the bus runs, e.g.
         ``set_fault(2, dead=True)``; takes effect from the next request (any kind)."""
@@ -365,13 +385,18 @@ async def _serve(args: argparse.Namespace) -> None:
         host, _, port = (args.tcp or args.rtu_over_tcp).rpartition(":")
         kind = "tcp" if args.tcp else "rtu+tcp"
         sim = BusSimulator(kind, args.device, host=host or "127.0.0.1", port=int(port or 0))
-    url = await sim.start()
-    units = ", ".join(f"{d.address}={d.profile}" for d in args.device)
-    print(f"serving {units} at {url} (Ctrl-C stops)", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await sim.stop()
+    with contextlib.ExitStack() as stack:
+        if args.log:
+            log = stack.enter_context(open(args.log, "a", encoding="ascii"))
+            for state in sim.devices.values():
+                state.log = log
+        url = await sim.start()
+        units = ", ".join(f"{d.address}={d.profile}" for d in args.device)
+        print(f"serving {units} at {url} (Ctrl-C stops)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await sim.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -382,6 +407,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     where.add_argument("--rtu-over-tcp", metavar="HOST:PORT", help="serve RTU framing over TCP")
     where.add_argument("--rtu", action="store_true", help="serve Modbus RTU on a new pty")
     parser.add_argument("--baudrate", type=int, default=19200)
+    parser.add_argument(
+        "--log", metavar="PATH", help="append 'UNIT TABLE ADDRESS COUNT' per read answered"
+    )
     parser.add_argument(
         "--device", type=_parse_device, action="append", required=True, metavar="UNIT:PROFILE"
     )

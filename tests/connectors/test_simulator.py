@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from pymodbus.exceptions import ModbusIOException
 
+from bench.machine import free_ports
 from connectors import simulator
 from connectors.simulator import BusSimulator, SimulatedDevice, wire_time_s
 from connectors.transport import BadFrameError, open_client, parse_bus_url, set_timing
@@ -147,3 +152,41 @@ def test_in_process_client_answers_as_the_server_does(monkeypatch: pytest.Monkey
     assert in_process == served
     assert [a[0] for a in served] == ["registers"] * 4 + ["exception"] * 3
     assert {a[1] for a in served if a[0] == "exception"} == {2}
+
+
+def test_answered_reads_are_counted_and_logged(tmp_path: Path) -> None:
+    # The simulator's own log is what fault tests hold stored rows against: value answers
+    # only, whether served over Modbus or in process, and one line each with --log.
+    (port,) = free_ports(1)
+    log = tmp_path / "answered.txt"
+    command = [sys.executable, "-m", "connectors.simulator", "--tcp", f"127.0.0.1:{port}"]
+    server = subprocess.Popen(
+        [*command, "--device", "1:watlow_pm", "--log", str(log)], stdout=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None and b"serving" in server.stdout.readline()
+
+        async def reads() -> None:
+            sim = BusSimulator("sim", [SimulatedDevice(address=2, profile="watlow_pm")])
+            local = sim.client(timeout=0.05)
+            remote = open_client(parse_bus_url(f"tcp://127.0.0.1:{port}"), timeout=1, retries=0)
+            assert await remote.connect()
+            for client, unit in ((local, 2), (remote, 1)):
+                for address, count in ((360, 2), (360, 2), (1904, 4), (5000, 1)):
+                    await client.read_holding_registers(address, count=count, device_id=unit)
+                with pytest.raises(ModbusIOException):  # nobody there: silence, not counted
+                    await local.read_holding_registers(360, count=2, device_id=9)
+            remote.close()
+            assert sim.answered() == Counter(
+                {(2, "holding", 360, 2): 2, (2, "holding", 1904, 4): 1}
+            )
+
+        asyncio.run(reads())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert log.read_text().splitlines() == [
+        "1 holding 360 2",
+        "1 holding 360 2",
+        "1 holding 1904 4",
+    ]
