@@ -5,7 +5,8 @@ Watlow PM devices x 4 parameters, polled at 1 Hz through the real flow
 (``python -m bytewax.run flows.acquire``, rows counted by the run summary). For 1 process and
 for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run of
 ``--seconds`` has a late tick; the largest clean count gives rows/s. Then 256 idle buses at
-0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core.
+0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core, next
+to the same figure for a bare Bytewax flow with nothing to do (``bench/floor.py``).
 The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the idle CPU
 (target < 5 %).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 
 PARAMS = '["process_value", "active_set_point", "heat_power", "cool_power"]'
 TICKS = os.sysconf("SC_CLK_TCK")
+IDLE_PERIOD_S = 10.0  # the idle run's tick period (0.1 Hz)
 
 
 def config(path: Path, buses: int, rate_hz: float, seconds: float) -> Path:
@@ -115,26 +118,44 @@ def largest_clean(
     return best
 
 
-def idle_cpu(work: Path, seconds: float) -> float:
-    """Share of one core used by 256 buses at 0.1 Hz, measured after a 10 s warm-up."""
-    cfg = config(work / "idle.toml", 256, 0.1, seconds + 15)
-    env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
+def _process_cpu(command: list[str], env: dict[str, str], seconds: float) -> float:
+    """Share of one core ``command`` uses over ``seconds``, after a 10 s warm-up; then it
+    is ended with SIGTERM. The window starts in the middle of a 10 s tick slot, so a
+    whole number of 0.1 Hz ticks falls in a window of whole tens of seconds."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "flows.acquire"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
     def cpu() -> float:
         fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
     time.sleep(10)
-    c0, t0, before = cpu(), time.monotonic(), cpu_times()
+    time.sleep(IDLE_PERIOD_S - (time.time() + IDLE_PERIOD_S / 2) % IDLE_PERIOD_S)
+    c0, t0 = cpu(), time.monotonic()
     time.sleep(seconds)
     c1, t1 = cpu(), time.monotonic()
-    print(f"  idle: CPU steal {steal_since(before):.0%}", flush=True)
-    proc.wait()
+    proc.send_signal(signal.SIGTERM)  # the acquisition flow ends its tick and closes
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
     return (c1 - c0) / (t1 - t0)
+
+
+def idle_cpu(work: Path, seconds: float) -> tuple[float, float]:
+    """Share of one core used by 256 buses at 0.1 Hz, and by a bare Bytewax flow whose one
+    partition has nothing to do (Bytewax's own floor: its worker parks for at most 1 ms),
+    measured side by side over ``seconds`` each, after a 10 s warm-up."""
+    cfg = config(work / "idle.toml", 256, 1 / IDLE_PERIOD_S, seconds + 30)
+    flow = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
+    floor = [sys.executable, "-m", "bytewax.run", "bench.floor:flow"]
+    before = cpu_times()
+    idle = _process_cpu(flow, {**os.environ, "ACQUIRE_CONFIG": str(cfg)}, seconds)
+    bare = _process_cpu(floor, dict(os.environ), seconds)
+    print(f"  idle: CPU steal {steal_since(before):.0%}", flush=True)
+    return idle, bare
 
 
 def main() -> None:
@@ -149,10 +170,10 @@ def main() -> None:
         work = Path(tmp)
         one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine)
         two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine)
-        idle = idle_cpu(work, args.idle_seconds)
+        idle, floor = idle_cpu(work, args.idle_seconds)
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
     print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
-    print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core")
+    print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core (a bare Bytewax flow: {floor:.1%})")
     ratio = two[1] / one[1] if one[1] else float("nan")
     print(f"ratio 2-process/1-process rows/s: {ratio:.2f}; idle CPU {idle:.1%} of one core")
 
