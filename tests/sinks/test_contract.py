@@ -18,6 +18,7 @@ from sinks.jsonl import IntoJsonl
 from sinks.memory import IntoMemory
 from sinks.parquet import IntoParquet
 from sinks.sqlite import IntoSqlite
+from tests.sinks import readback
 
 SCHEMA = Schema(
     columns=(
@@ -45,23 +46,8 @@ EXPECTED = [{**r, "at": r["at"].astimezone(UTC) if r["at"] else None} for r in R
 
 
 def typed(raw: dict[str, Any]) -> dict[str, Any]:
-    """Values read back as text (CSV, SQLite, JSON) in the schema's types."""
-    out: dict[str, Any] = {}
-    for column in SCHEMA.columns:
-        value = raw[column.name]
-        if value in ("", None):
-            out[column.name] = None
-        elif column.type == "int":
-            out[column.name] = int(value)
-        elif column.type == "float":
-            out[column.name] = float(value)
-        elif column.type == "bool":
-            out[column.name] = value in (True, 1, "true")
-        elif column.type == "timestamp":
-            out[column.name] = datetime.fromisoformat(value)
-        else:
-            out[column.name] = value
-    return out
+    """Values read back as text (CSV, SQLite, JSON) in the schema's types; "" is NULL."""
+    return readback.typed(SCHEMA, raw, empty_is_null=True)
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
