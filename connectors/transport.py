@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ModbusIOException
+from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
 __all__ = [
@@ -167,6 +167,22 @@ def _check_frames(ctx: Any) -> None:
     framer.decode, framer.handleFrame = checked_decode, checked_handle
 
 
+def _fail_on_disconnect(ctx: Any) -> None:
+    """Make a connection that closes while a request waits for its answer fail that request
+    at once with ConnectionException: pymodbus leaves it waiting out its whole timeout, so a
+    gateway going away mid-request would stall the bus and skip tick slots."""
+    disconnected = ctx.callback_disconnected
+
+    def checked(exc: Exception | None) -> None:
+        disconnected(exc)
+        future = ctx.response_future
+        if not future.done():
+            # "not connected": the poller's text for it is "connection lost".
+            future.set_exception(ConnectionException(f"not connected: closed ({exc or 'EOF'})"))
+
+    ctx.callback_disconnected = checked
+
+
 def pending_bytes(client: object) -> int:
     """Bytes received since the last request that formed no frame (0 for other clients)."""
     ctx = getattr(client, "ctx", None)
@@ -193,7 +209,8 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
 
     pymodbus's own reconnect loop is off (``reconnect_delay=0``): the poller
     decides when to reconnect, so an outage becomes error rows, not a stall.
-    A response frame that fails its CRC or does not decode raises BadFrameError at once.
+    A response frame that fails its CRC or does not decode raises BadFrameError at once, and
+    a connection closed while a request waits fails it at once with ConnectionException.
     """
     if bus.scheme == "sim":
         raise ValueError("a sim:// bus has no Modbus client: it is served by its simulator")
@@ -213,4 +230,5 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
         framer = FramerType.SOCKET if bus.scheme == "tcp" else FramerType.RTU
         client = AsyncModbusTcpClient(bus.host, port=bus.port, framer=framer, **common)
     _check_frames(client.ctx)
+    _fail_on_disconnect(client.ctx)
     return client
