@@ -105,6 +105,11 @@ class _DeviceState:
         # hold what a run stored against (error answers and silences are not in it).
         self.answered: Counter[tuple[str, int, int]] = Counter()
         self.log: TextIO | None = None  # also one line per answered read, if set
+        # Cleared by BusSimulator.stop(), with ``stops`` counted up: a request still being
+        # handled (a delayed answer) then finds its connection closed, so its answer would
+        # never be sent and must not be counted.
+        self.serving = True
+        self.stops = 0
 
     def _word(self, p: Parameter) -> list[int]:
         """``p``'s register words, from the model as of at most 0.1 s ago."""
@@ -187,8 +192,11 @@ class _DeviceState:
         if spec.dead:
             # The request handler answers nothing for a missing device.
             raise NoSuchIdException(f"simulated dead device {spec.address}")
+        stops = self.stops
         if spec.delay_s:
             await asyncio.sleep(spec.delay_s)
+        if not self.serving or self.stops != stops:
+            raise NoSuchIdException(f"simulated bus stopped before device {spec.address} answered")
         if spec.exception_code is not None:
             return ExcCodes(spec.exception_code)
         table = _TABLES.get(function_code)
@@ -326,6 +334,8 @@ class BusSimulator:
 
     async def start(self) -> str:
         """Start serving; returns the bus URL a client connects to."""
+        for state in self.devices.values():
+            state.serving = True
         if self.kind == "sim":
             self.url = "sim://local"
             return self.url
@@ -359,7 +369,10 @@ class BusSimulator:
         return self.url
 
     async def stop(self) -> None:
-        """Stop serving and release the port or pseudo-terminals. Idempotent."""
+        """Stop serving and release the port or pseudo-terminals. Idempotent. A request still
+        being handled (a delayed answer) is not answered."""
+        for state in self.devices.values():
+            state.serving, state.stops = False, state.stops + 1
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
