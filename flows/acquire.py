@@ -4,7 +4,9 @@ The module-level ``flow`` is built on first access from ``$ACQUIRE_CONFIG``
 (else ``./acquire.toml``). A bad config ends the run with its one-line error
 and exit code 2. SIGINT and SIGTERM end the run the same way: every bus
 finishes its tick in progress, the sinks are closed and the summary printed;
-a second signal aborts.
+a second signal aborts. Run with Bytewax recovery (``-r DIR -s SNAPSHOT_S -b BACKUP_S``),
+every bus is journaled in ``DIR/journal`` (flows.recovery): after a crash, the resumed run
+emits again what was polled since the snapshot it resumes from.
 
 The steps are plain functions on Bytewax streams, so they compose into
 bigger dataflows: ``acquire`` -> ``to_rows`` -> ``windows`` -> ``write``, and
@@ -14,6 +16,7 @@ bigger dataflows: ``acquire`` -> ``to_rows`` -> ``windows`` -> ``write``, and
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -27,6 +30,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from connectors.sample import Sample, TickStats
 from connectors.source import ControllerSource, Item
+from flows import recovery
 from flows.busstats import BUS_STATS_SCHEMA, to_stats_row
 from flows.config import Config, ConfigError, Windows, load_config
 from flows.rows import SAMPLE_SCHEMA, to_row
@@ -48,25 +52,37 @@ __all__ = [
 ]
 
 
-def _source(config: Config, stop: threading.Event | None, *, stats: bool) -> ControllerSource:
+JournalDir = str | os.PathLike[str] | None
+
+
+def _source(
+    config: Config, stop: threading.Event | None, journal_dir: JournalDir, *, stats: bool
+) -> ControllerSource:
     return ControllerSource(
         config.buses,
         rate_hz=config.acquisition.rate_hz,
         duration_s=config.acquisition.duration_s,
         stop=stop,
         stats=stats,
+        journal_dir=journal_dir,
     )
 
 
 def acquire(
-    flow: Dataflow, config: Config, *, stop: threading.Event | None = None
+    flow: Dataflow,
+    config: Config,
+    *,
+    stop: threading.Event | None = None,
+    journal_dir: JournalDir = None,
 ) -> Stream[Sample]:
     """Add the controller source to ``flow``: one Sample per device, parameter and tick.
 
     The stream holds Samples only (no bus statistics: see :func:`acquire_with_stats`).
-    ``stop`` set ends the run after the tick in progress.
+    ``stop`` set ends the run after the tick in progress. ``journal_dir`` journals every bus
+    there, so that a run with Bytewax recovery replays what a crash interrupted (see
+    connectors.source.ControllerSource); None: no journal.
     """
-    return op.input("controllers", flow, _source(config, stop, stats=False))
+    return op.input("controllers", flow, _source(config, stop, journal_dir, stats=False))
 
 
 class Acquired(NamedTuple):
@@ -79,14 +95,20 @@ class Acquired(NamedTuple):
 
 
 def acquire_with_stats(
-    flow: Dataflow, config: Config, *, stop: threading.Event | None = None
+    flow: Dataflow,
+    config: Config,
+    *,
+    stop: threading.Event | None = None,
+    journal_dir: JournalDir = None,
 ) -> Acquired:
     """Add the controller source to ``flow`` and split what it polls into two streams:
     ``(samples, stats)``. Every tick of every bus gives its Samples and one TickStats
     (devices polled, reads sent, failed reads, late slots skipped after it, drift of its
     start, duration). The source step is the same as :func:`acquire`'s (step id
-    ``controllers``), so a recovery store can switch between the two."""
-    items: Stream[Item] = op.input("controllers", flow, _source(config, stop, stats=True))
+    ``controllers``), so a recovery store can switch between the two. ``journal_dir`` as for
+    :func:`acquire`."""
+    source = _source(config, stop, journal_dir, stats=True)
+    items: Stream[Item] = op.input("controllers", flow, source)
     split = op.branch("split_stats", items, lambda item: isinstance(item, Sample))
     return Acquired(
         samples=cast(Stream[Sample], split.trues), stats=cast(Stream[TickStats], split.falses)
@@ -128,12 +150,14 @@ def windows(rows: Stream[dict[str, Any]], config: Windows) -> WindowStreams:
     )
 
 
-def build_flow(config: Config, *, stop: threading.Event | None = None) -> Dataflow:
+def build_flow(
+    config: Config, *, stop: threading.Event | None = None, journal_dir: JournalDir = None
+) -> Dataflow:
     """The whole acquisition flow for ``config``: source -> rows -> sinks; bus statistics ->
     stats rows -> stats sinks; with windows, rows -> window rows -> window sinks and late
-    rows -> late sinks; and the run summary."""
+    rows -> late sinks; and the run summary. ``journal_dir``: see :func:`acquire`."""
     flow = Dataflow("acquire")
-    samples, tick_stats = acquire_with_stats(flow, config, stop=stop)
+    samples, tick_stats = acquire_with_stats(flow, config, stop=stop, journal_dir=journal_dir)
     rows = to_rows(samples)
     write(rows, config.sinks)
     if config.stats_sinks:
@@ -186,6 +210,6 @@ def __getattr__(name: str) -> Dataflow:
     config = command_line_config()
     stop = threading.Event()
     stop_on_signals(stop)
-    flow = build_flow(config, stop=stop)
+    flow = build_flow(config, stop=stop, journal_dir=recovery.journal_dir())
     globals()["flow"] = flow
     return flow
