@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from bytewax.testing import run_main
 
 from connectors.sample import Sample
@@ -174,18 +175,22 @@ def test_readme_main_command_runs(tmp_path: Path) -> None:
     assert len(sqlite_rows(tmp_path / "out" / "acquire.sqlite")) == 48
 
 
-def test_sigterm_closes_sinks_and_prints_summary(tmp_path: Path) -> None:
-    proc = run_flow_process(write_config(tmp_path, ""))
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_closes_sinks_and_prints_summary(tmp_path: Path, signum: signal.Signals) -> None:
+    config = write_config(tmp_path, "")
+    with config.open("a") as f:
+        f.write('\n[[sink]]\nkind = "parquet"\npath = "out/parquet"\n')
+    proc = run_flow_process(config)
     csv_path = tmp_path / "out" / "samples.csv"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (
         not csv_path.exists() or csv_path.read_text().count("\n") < 30
     ):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "SIGTERM: finishing the tick in progress" in err
+    assert f"{signum.name}: finishing the tick in progress" in err
     total = int(re.search(r"total: (\d+) rows", out).group(1))
     text = csv_path.read_text()
     assert text.endswith("\n")
@@ -194,6 +199,12 @@ def test_sigterm_closes_sinks_and_prints_summary(tmp_path: Path) -> None:
     # WAL checkpointed on close: the database file alone holds every row.
     wal = tmp_path / "out" / "acquire.sqlite-wal"
     assert not wal.exists() or wal.stat().st_size == 0
+    # Parquet footers written: the open part was published, and every part reads whole.
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "out" / "parquet"
+    assert list(parquet.glob(".*")) == []
+    assert sum(pq.read_metadata(p).num_rows for p in parquet.glob("part-*.parquet")) == total
 
 
 def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
