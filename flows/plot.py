@@ -295,7 +295,7 @@ def _draw(ax: Axes, name: str, rows: list[Row], windows: bool) -> None:
             stats.append((r["mean"], r["min"], r["max"]))
         mean, lo, hi = np.array(stats, dtype=float).T  # None -> NaN, drawn as a gap
         x = mdates.date2num(edges)
-        ax.stairs(hi, x, baseline=lo, fill=True, color=BLUE, alpha=0.25, label="min to max")
+        ax.stairs(hi, x, baseline=lo, fill=True, color=BLUE, alpha=0.25, label="window min to max")
         ax.stairs(mean, x, baseline=None, color=BLUE, lw=1.5, label="window mean")
         errors = [r["window_start"] + (r["window_end"] - r["window_start"]) / 2 for r in rows]
         errors = [at for at, r in zip(errors, rows, strict=True) if r["error_count"]]
