@@ -161,10 +161,12 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         self._queue.put((tick, samples, stats))
 
     async def _run(self) -> None:
+        start, end = self._start, self._state["end_tick"]
+        if not self._fresh and end is not None and max(start, self._journal_next or 0) >= end:
+            self._simulator = None  # a finished run resumed: nothing to poll, nothing to serve
         simulator = self._simulator
         if simulator is not None:
             self._poller.url = parse_bus_url(await simulator.start())
-        start, end = self._start, self._state["end_tick"]
         if self._fresh:
             # Setting up may have taken a while: a new run starts with the next slot, so the
             # start-up does not count as late ticks. A resumed one keeps its schedule.
