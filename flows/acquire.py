@@ -208,8 +208,13 @@ def __getattr__(name: str) -> Dataflow:
     if name != "flow":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     config = command_line_config()
+    journal = recovery.journal_dir()
+    problem = None if journal is None else recovery.store_problem(journal.parent)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
     stop = threading.Event()
     stop_on_signals(stop)
-    flow = build_flow(config, stop=stop, journal_dir=recovery.journal_dir())
+    flow = build_flow(config, stop=stop, journal_dir=journal)
     globals()["flow"] = flow
     return flow

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["JOURNAL_DIR", "journal_dir", "recovery_directory"]
+__all__ = ["JOURNAL_DIR", "journal_dir", "recovery_directory", "store_problem"]
 
 JOURNAL_DIR = "journal"
 _ENV = "BYTEWAX_RECOVERY_DIRECTORY"
@@ -66,3 +66,14 @@ def journal_dir(
     """``<recovery directory>/journal`` for a run with recovery, else None (no journal)."""
     directory = recovery_directory(argv, environ, main)
     return None if directory is None else directory / JOURNAL_DIR
+
+
+def store_problem(directory: Path) -> str | None:
+    """Why ``directory`` is not a Bytewax recovery store, in one line; None if it is one.
+    (bytewax.run finds out only once it runs, with a panic and two tracebacks.)"""
+    create = f"mkdir -p {directory} && python -m bytewax.recovery {directory} 1"
+    if not directory.is_dir():
+        return f"recovery directory {str(directory)!r} does not exist; create a store: {create}"
+    if not any(directory.glob("part-*.sqlite3")):
+        return f"recovery directory {str(directory)!r} holds no store; create one: {create}"
+    return None

@@ -13,6 +13,8 @@ import bisect
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -195,3 +197,36 @@ def test_recovery_directory_as_bytewax_run_reads_it() -> None:
     assert recovery_directory(["flows.acquire", "-r", "rec"], env, "pytest") is None
     assert journal_dir(["flows.acquire", "-r", "rec"], {}, run) == Path("rec") / "journal"
     assert journal_dir(["flows.acquire"], {}, run) is None
+
+
+def test_readme_recovery_commands_run(tmp_path: Path) -> None:
+    """The README's recovery commands, in a fresh directory: create the store, run, run again
+    (as after a crash: a finished run resumes finished)."""
+    from tests.test_readme import SHORT, commands
+
+    lines = [c for c in commands() if "bytewax.recovery" in c or " -r recovery" in c]
+    if not lines:
+        pytest.skip("README.md has no recovery commands yet")
+    (tmp_path / "acquire.toml").write_text(SHORT)
+    env = {**os.environ, "ACQUIRE_CONFIG": str(tmp_path / "acquire.toml")}
+    for line in [*lines, lines[-1]]:
+        command = line.replace(".venv/bin/python", sys.executable)
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, (line, result.stderr)
+    assert sorted(p.name for p in (tmp_path / "recovery" / JOURNAL_DIR).iterdir()) == [
+        "lab-tcp.sqlite3",
+        "line-rtu.sqlite3",
+    ]
+    missing = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "flows.acquire", "-r", "nowhere", "-s", "1",
+         "-b", "0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "recovery directory 'nowhere' does not exist; create a store: "
+        "mkdir -p nowhere && python -m bytewax.recovery nowhere 1\n"
+    )
