@@ -32,15 +32,36 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def _bucket(duration_s: float) -> float:
+    """``duration_s`` to 0.1 ms below 100 ms (as the summary prints it), else to 3
+    significant digits: at most about 1000 distinct values per bus below 100 ms and 900 per
+    decade above, however long the run."""
+    return round(duration_s, 4) if duration_s < 0.1 else float(f"{duration_s:.3g}")
+
+
+def _counted_percentile(counts: Counter[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile of the values counted in ``counts`` (value ->
+    how many times), NaN when empty; the same as :func:`percentile` of them all."""
+    rank = max(1, math.ceil(q / 100 * sum(counts.values())))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return value
+    return math.nan
+
+
 class _BusFigures:
-    """What the TickStats of one bus add up to."""
+    """What the TickStats of one bus add up to, in memory that does not grow with the run."""
 
     def __init__(self) -> None:
         self.ticks = 0
         self.late = 0
         self.reads = 0
         self.errors = 0
-        self.durations: list[float] = []
+        # Counted per bucket: a list of every duration grew by about 120 bytes per bus and
+        # tick, 0.5 GB a day for 64 buses at 1 Hz.
+        self.durations: Counter[float] = Counter()
         self.max_drift = 0.0
 
     def add(self, s: TickStats) -> None:
@@ -48,11 +69,11 @@ class _BusFigures:
         self.late += s.late
         self.reads += s.reads
         self.errors += s.errors
-        self.durations.append(s.duration_s)
+        self.durations[_bucket(s.duration_s)] += 1
         self.max_drift = max(self.max_drift, s.drift_s)
 
     def line(self, bus: str) -> str:
-        p50, p99 = (percentile(self.durations, q) * 1000 for q in (50, 99))
+        p50, p99 = (_counted_percentile(self.durations, q) * 1000 for q in (50, 99))
         return (
             f"  bus {bus}: {self.ticks} ticks, {self.late} late; tick p50 {p50:.1f} ms, "
             f"p99 {p99:.1f} ms, max drift {self.max_drift * 1000:.1f} ms; "
@@ -78,8 +99,10 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
                 self._rows[key] += 1
                 if s.error is not None:
                     self._errors[key] += 1
-                self._ticks.setdefault(s.bus, set()).add(s.tick)
+                if s.bus not in self._buses:  # else its TickStats count its ticks
+                    self._ticks.setdefault(s.bus, set()).add(s.tick)
             elif isinstance(s, TickStats):
+                self._ticks.pop(s.bus, None)  # a set of every tick would grow with the run
                 self._buses.setdefault(s.bus, _BusFigures()).add(s)
             else:
                 self._streams[s[0]] += 1
