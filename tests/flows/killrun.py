@@ -137,9 +137,10 @@ def run_with_kills(tmp: Path, kills: int, pg: tuple[str, str] | None, seed: int)
             sims.append(sim)
         for sim in sims:
             assert sim.stdout is not None and "serving" in sim.stdout.readline()
+        lifetimes = [rng.uniform(0.8, 2.6) for _ in range(kills)]
         config = tmp / "acquire.toml"
         # Long enough that the schedule outlives the killed runs and a final one polls on.
-        config.write_text(config_text(ports, kills * 2.6 + 4, run.out, pg))
+        config.write_text(config_text(ports, sum(lifetimes) + 3.0, run.out, pg))
         for i in range(kills + 1):
             err = tmp / f"run-{i}.err"
             with (tmp / f"run-{i}.out").open("w") as so, err.open("w") as se:
@@ -150,7 +151,7 @@ def run_with_kills(tmp: Path, kills: int, pg: tuple[str, str] | None, seed: int)
                     stdout=so, stderr=se,
                 )  # fmt: skip
                 if i < kills:
-                    time.sleep(rng.uniform(0.8, 2.6))
+                    time.sleep(lifetimes[i])
                     proc.send_signal(signal.SIGKILL)
                     run.kills.append(time.time())
                     proc.wait(timeout=10)
