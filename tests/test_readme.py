@@ -24,6 +24,8 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 SHORT = (ROOT / "acquire.toml").read_text().replace("duration_s = 10", "duration_s = 1")
+# The recovery section's commands, run by tests/flows/test_recovery.py.
+RECOVERY = ("bytewax.recovery", " -r recovery")
 
 
 def blocks(language: str) -> list[str]:
@@ -64,12 +66,46 @@ def test_every_command_is_covered() -> None:
     assert lines[1].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && ")
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
     # and .ci/run, bench/poll.py by tests/test_bench_poll.py).
-    covered = ("ACQUIRE_CONFIG=", "connectors.simulator", "-w 4", "-i 0", "-i 1",
-               "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
-               "bench/poll.py")  # fmt: skip
+    covered = ("ACQUIRE_CONFIG=", "connectors.simulator", "connectors.scan", "flows.plot",
+               "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
+               "bench/poll.py", *RECOVERY)  # fmt: skip
     assert len(lines) == 2 + len(covered), lines
     for marker in covered:
         assert sum(marker in line for line in lines) == 1, marker
+
+
+def test_scan_command_finds_the_simulated_devices() -> None:
+    (simulator,) = [c for c in commands() if "connectors.simulator" in c]
+    (scan,) = [c for c in commands() if "connectors.scan" in c]
+    proc = subprocess.Popen(
+        argv(simulator.replace(":5020", ":0")), cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = re.search(r"at tcp://\S+:(\d+)", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
+        result = subprocess.run(
+            argv(scan.replace(":5020", f":{port}")),
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    config = parse_config(tomllib.loads(result.stdout), source="scan", base_dir=ROOT)
+    devices = [(d.address, d.name) for bus in config.buses for d in bus.devices]
+    assert [a for a, _ in devices] == [1, 2]
+
+
+def test_plot_command_renders_a_run(tmp_path: Path) -> None:
+    (line,) = [c for c in commands() if "flows.plot" in c]
+    flow = run(".venv/bin/python -m bytewax.run flows.acquire", short_config(tmp_path))
+    assert flow.returncode == 0, flow.stderr
+    plot = line.split(" && ", 1)[1].replace("data/", f"{tmp_path}/data/")
+    result = subprocess.run(argv(plot), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    pngs = sorted(p.name for p in (tmp_path / "data" / "plots").glob("*.png"))
+    devices = ("furnace-1", "furnace-2", "o2-analyser", "oven-1", "oven-2", "stack-gas")
+    assert pngs == [f"{d}.png" for d in devices]
 
 
 def test_real_hardware_command_runs_a_config(tmp_path: Path) -> None:
