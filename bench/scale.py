@@ -11,7 +11,7 @@ The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the id
 (target < 5 %).
 
     python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
-                          [--idle-seconds 30]
+                          [--idle-seconds 30] [--warm-up 10]
 """
 
 from __future__ import annotations
@@ -118,10 +118,11 @@ def largest_clean(
     return best
 
 
-def _process_cpu(command: list[str], env: dict[str, str], seconds: float) -> float:
-    """Share of one core ``command`` uses over ``seconds``, after a 10 s warm-up; then it
-    is ended with SIGTERM. The window starts in the middle of a 10 s tick slot, so a
-    whole number of 0.1 Hz ticks falls in a window of whole tens of seconds."""
+def _process_cpu(command: list[str], env: dict[str, str], seconds: float, warm_up: float) -> float:
+    """Share of one core ``command`` uses over ``seconds``, after ``warm_up`` seconds; then
+    it is ended with SIGTERM. The window starts in the middle of a 10 s tick slot, so a
+    whole number of 0.1 Hz ticks falls in a window of whole tens of seconds (a window
+    shorter than a slot starts at once)."""
     proc = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -130,8 +131,9 @@ def _process_cpu(command: list[str], env: dict[str, str], seconds: float) -> flo
         fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
 
-    time.sleep(10)
-    time.sleep(IDLE_PERIOD_S - (time.time() + IDLE_PERIOD_S / 2) % IDLE_PERIOD_S)
+    time.sleep(warm_up)
+    if seconds >= IDLE_PERIOD_S:
+        time.sleep(IDLE_PERIOD_S - (time.time() + IDLE_PERIOD_S / 2) % IDLE_PERIOD_S)
     c0, t0 = cpu(), time.monotonic()
     time.sleep(seconds)
     c1, t1 = cpu(), time.monotonic()
@@ -144,16 +146,16 @@ def _process_cpu(command: list[str], env: dict[str, str], seconds: float) -> flo
     return (c1 - c0) / (t1 - t0)
 
 
-def idle_cpu(work: Path, seconds: float) -> tuple[float, float]:
+def idle_cpu(work: Path, seconds: float, warm_up: float = 10.0) -> tuple[float, float]:
     """Share of one core used by 256 buses at 0.1 Hz, and by a bare Bytewax flow whose one
     partition has nothing to do (Bytewax's own floor: its worker parks for at most 1 ms),
-    measured side by side over ``seconds`` each, after a 10 s warm-up."""
+    measured side by side over ``seconds`` each, after ``warm_up`` seconds."""
     cfg = config(work / "idle.toml", 256, 1 / IDLE_PERIOD_S, seconds + 30)
     flow = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
     floor = [sys.executable, "-m", "bytewax.run", "bench.floor:flow"]
     before = cpu_times()
-    idle = _process_cpu(flow, {**os.environ, "ACQUIRE_CONFIG": str(cfg)}, seconds)
-    bare = _process_cpu(floor, dict(os.environ), seconds)
+    idle = _process_cpu(flow, {**os.environ, "ACQUIRE_CONFIG": str(cfg)}, seconds, warm_up)
+    bare = _process_cpu(floor, dict(os.environ), seconds, warm_up)
     print(f"  idle: CPU steal {steal_since(before):.0%}", flush=True)
     return idle, bare
 
@@ -165,12 +167,13 @@ def main() -> None:
     parser.add_argument("--most", type=int, default=8192, help="largest bus count to try")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after doubling")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--warm-up", type=float, default=10.0, help="s before the idle window")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine)
         two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine)
-        idle, floor = idle_cpu(work, args.idle_seconds)
+        idle, floor = idle_cpu(work, args.idle_seconds, args.warm_up)
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
     print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
     print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core (a bare Bytewax flow: {floor:.1%})")
