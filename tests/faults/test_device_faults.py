@@ -17,7 +17,9 @@ from tests.faults.rig import PROFILE, BusSpec, SimLoop, run_flow, write_config
 from tests.faults.stores import Store
 
 RATE_HZ, DURATION_S = 5, 3
-HEAL_AT_S = 1.6  # after the start: the fault lasts about the first half of the run
+# After the start: before tick 8, when a device silent since tick 0 is polled again (its
+# backoff polls ticks 0, 1, 2, 4, 8 ...), so the healed device is read within the run.
+HEAL_AT_S = 1.2
 BACKOFF = ("timeout: no response", "backoff: ")
 
 
