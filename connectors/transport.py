@@ -211,6 +211,9 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
     decides when to reconnect, so an outage becomes error rows, not a stall.
     A response frame that fails its CRC or does not decode raises BadFrameError at once, and
     a connection closed while a request waits fails it at once with ConnectionException.
+    Silent devices never close the connection (pymodbus closes a TCP connection after
+    ``retries + 3`` unanswered requests in a row, which four dead controllers behind one
+    gateway reach in every tick): a timeout is the device's, a lost connection the bus's.
     """
     if bus.scheme == "sim":
         raise ValueError("a sim:// bus has no Modbus client: it is served by its simulator")
@@ -231,4 +234,5 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
         client = AsyncModbusTcpClient(bus.host, port=bus.port, framer=framer, **common)
     _check_frames(client.ctx)
     _fail_on_disconnect(client.ctx)
+    client.set_max_no_responses(2**62)  # in effect never
     return client

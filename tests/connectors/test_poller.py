@@ -304,3 +304,18 @@ def test_backoff_doubles_to_its_cap_and_resets_on_an_answer() -> None:
     assert backoff.every == 1 and backoff.due() and backoff.due()
     backoff.record(None)  # nothing sent: no verdict
     assert backoff.silent == 0
+
+
+def test_many_dead_devices_behind_one_gateway_do_not_cut_its_connection() -> None:
+    # pymodbus closes a TCP connection after retries + 3 unanswered requests in a row; five
+    # dead controllers before a live one would cut the gateway off in every tick.
+    devices = [SimulatedDevice(address=u, profile="watlow_pm", dead=True) for u in range(1, 6)]
+    devices.append(SimulatedDevice(address=6, profile="watlow_pm"))
+    only = {u: ["process_value"] for u in range(1, 7)}
+    bus = sim_bus("g", "tcp", devices, parameters=only, timeout_s=0.02)
+    ticks = poll_bus(bus, rate_hz=4, ticks=3)
+    for unit in range(1, 6):
+        for tick in mine(ticks, f"g-{unit}"):
+            assert [s.error for s in tick] == ["timeout: no response"]
+    assert all(s.error is None for tick in mine(ticks, "g-6") for s in tick)
+    assert [st.errors for _, st in ticks] == [5, 5, 5]
