@@ -34,6 +34,7 @@ from flows import recovery
 from flows.busstats import BUS_STATS_SCHEMA, to_stats_row
 from flows.config import Config, ConfigError, Windows, load_config
 from flows.rows import SAMPLE_SCHEMA, to_row
+from flows.status import log_to_stderr
 from flows.summary import IntoSummary
 from flows.windows import WINDOW_SCHEMA, WindowStreams, window_stats
 from sinks.base import IntoSink, Schema
@@ -155,7 +156,9 @@ def build_flow(
 ) -> Dataflow:
     """The whole acquisition flow for ``config``: source -> rows -> sinks; bus statistics ->
     stats rows -> stats sinks; with windows, rows -> window rows -> window sinks and late
-    rows -> late sinks; and the run summary. ``journal_dir``: see :func:`acquire`."""
+    rows -> late sinks; and the run summary, with the status line every
+    ``config.status`` interval and the Prometheus metrics (flows.metrics).
+    ``journal_dir``: see :func:`acquire`."""
     flow = Dataflow("acquire")
     samples, tick_stats = acquire_with_stats(flow, config, stop=stop, journal_dir=journal_dir)
     rows = to_rows(samples)
@@ -174,7 +177,8 @@ def build_flow(
         write(stats.late, config.late_sinks, name="late")
         summary.append(op.map("tag_windows", stats.rows, lambda r: ("windows", r)))
         summary.append(op.map("tag_late", stats.late, lambda r: ("late", r)))
-    op.output("summary", op.merge("summary_items", *summary), IntoSummary())
+    summary_sink = IntoSummary(status_s=config.status.every_s)
+    op.output("summary", op.merge("summary_items", *summary), summary_sink)
     return flow
 
 
@@ -213,6 +217,7 @@ def __getattr__(name: str) -> Dataflow:
     if problem is not None:
         print(problem, file=sys.stderr)
         raise SystemExit(2)
+    log_to_stderr()
     stop = threading.Event()
     stop_on_signals(stop)
     flow = build_flow(config, stop=stop, journal_dir=journal)

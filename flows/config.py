@@ -29,6 +29,7 @@ __all__ = [
     "Acquisition",
     "Config",
     "ConfigError",
+    "Status",
     "Windows",
     "load_config",
     "parse_config",
@@ -67,6 +68,20 @@ class Windows:
     lateness_s: float = 1.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """The live status line: logged every ``interval_s`` seconds (``flows.status`` logger)
+    while ``enabled``; ``interval_s = 0`` turns it off as well."""
+
+    enabled: bool = True
+    interval_s: float = 10.0
+
+    @property
+    def every_s(self) -> float | None:
+        """Seconds between status lines, None when off."""
+        return self.interval_s if self.enabled and self.interval_s > 0 else None
+
+
 STREAMS = ("samples", "windows", "late", "bus_stats")
 
 
@@ -86,6 +101,7 @@ class Config:
     window_sinks: tuple[IntoSink, ...] = ()
     late_sinks: tuple[IntoSink, ...] = ()
     stats_sinks: tuple[IntoSink, ...] = ()
+    status: Status = Status()
     source: str = "<config>"
 
 
@@ -174,6 +190,14 @@ def parse_config(
         duration_s=acq.get("duration_s", (int, float), None, check_at_most(1e9, "seconds")),
     )
     acq.done()
+    st = Table(top.get("status", dict, default={}), "status", source)
+    status = Status(
+        enabled=st.get("enabled", bool, True),
+        interval_s=st.get(
+            "interval_s", (int, float), 10.0, check_at_most(1e9, "seconds", zero=True)
+        ),
+    )
+    st.done()
     seen: dict[str, str] = {}
     buses = [parse_bus(bt, seen, base_dir) for bt in top.tables("bus")]
     if not buses:
@@ -203,6 +227,7 @@ def parse_config(
         window_sinks=tuple(sink for stream, sink in sinks if stream == "windows"),
         late_sinks=tuple(sink for stream, sink in sinks if stream == "late"),
         stats_sinks=tuple(sink for stream, sink in sinks if stream == "bus_stats"),
+        status=status,
         source=source,
     )
 

@@ -1,19 +1,28 @@
-"""The end-of-run summary: rows, error rows and error rate per device; ticks and late ticks
-per bus, with the tick duration (p50, p99) and the largest drift when the bus statistics
-are there; and (with windows) the window rows and the late samples."""
+"""The end-of-run summary, the live status line and the metrics of one worker.
+
+IntoSummary's partition counts the worker's Samples and TickStats (flows.figures), logs the
+status line every interval (flows.status), exposes the counts to Prometheus (flows.metrics)
+and, when the run ends, prints per device: rows, error rows, error rate, its bus's late
+ticks and the p50/p99 latency (received_at - requested_at); per bus: ticks and late ticks,
+with the tick duration (p50, p99) and largest drift when the bus statistics are there; and
+(with windows) the window rows and the late samples.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.sample import Sample, TickStats
+from flows.figures import BusFigures, Figures, counted_percentile
+from flows.metrics import COLLECTOR
+from flows.status import StatusLine
 
 __all__ = ["IntoSummary", "percentile"]
 
@@ -32,130 +41,114 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def _bucket(duration_s: float) -> float:
-    """``duration_s`` to 0.1 ms below 100 ms (as the summary prints it), else to 3
-    significant digits: at most about 1000 distinct values per bus below 100 ms and 900 per
-    decade above, however long the run."""
-    return round(duration_s, 4) if duration_s < 0.1 else float(f"{duration_s:.3g}")
+def _ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}"
 
 
-def _counted_percentile(counts: Counter[float], q: float) -> float:
-    """The nearest-rank ``q`` percentile of the values counted in ``counts`` (value ->
-    how many times), NaN when empty; the same as :func:`percentile` of them all."""
-    rank = max(1, math.ceil(q / 100 * sum(counts.values())))
-    seen = 0
-    for value in sorted(counts):
-        seen += counts[value]
-        if seen >= rank:
-            return value
-    return math.nan
-
-
-class _BusFigures:
-    """What the TickStats of one bus add up to, in memory that does not grow with the run."""
-
-    def __init__(self) -> None:
-        self.ticks = 0
-        self.late = 0
-        self.reads = 0
-        self.errors = 0
-        # Counted per bucket: a list of every duration grew by about 120 bytes per bus and
-        # tick, 0.5 GB a day for 64 buses at 1 Hz.
-        self.durations: Counter[float] = Counter()
-        self.max_drift = 0.0
-
-    def add(self, s: TickStats) -> None:
-        self.ticks += 1
-        self.late += s.late
-        self.reads += s.reads
-        self.errors += s.errors
-        self.durations[_bucket(s.duration_s)] += 1
-        self.max_drift = max(self.max_drift, s.drift_s)
-
-    def line(self, bus: str) -> str:
-        p50, p99 = (_counted_percentile(self.durations, q) * 1000 for q in (50, 99))
-        return (
-            f"  bus {bus}: {self.ticks} ticks, {self.late} late; tick p50 {p50:.1f} ms, "
-            f"p99 {p99:.1f} ms, max drift {self.max_drift * 1000:.1f} ms; "
-            f"{self.reads} reads, {self.errors} failed"
-        )
+def _bus_line(bus: str, b: BusFigures) -> str:
+    p50, p99 = (counted_percentile(b.durations, q) * 1000 for q in (50, 99))
+    return (
+        f"  bus {bus}: {b.ticks} ticks, {b.late} late; tick p50 {p50:.1f} ms, "
+        f"p99 {p99:.1f} ms, max drift {b.max_drift * 1000:.1f} ms; "
+        f"{b.reads} reads, {b.errors} failed"
+    )
 
 
 class _SummaryPartition(StatelessSinkPartition[Item]):
-    def __init__(self, out: TextIO, worker_index: int, worker_count: int) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        worker_index: int,
+        worker_count: int,
+        status_s: float | None,
+        clock: Callable[[], float],
+        metrics: bool,
+    ) -> None:
         self._out = out
         self._label = f" (worker {worker_index + 1}/{worker_count})" if worker_count > 1 else ""
-        self._rows: Counter[tuple[str, str]] = Counter()
-        self._errors: Counter[tuple[str, str]] = Counter()
-        self._ticks: dict[str, set[int]] = {}
-        self._buses: dict[str, _BusFigures] = {}
-        self._streams: Counter[str] = Counter()
+        self.figures = Figures()
+        self._status = (
+            None
+            if status_s is None
+            else StatusLine(self.figures, status_s, clock, worker_index, worker_count)
+        )
+        self._metrics = metrics
+        if metrics:
+            COLLECTOR.add(self.figures)
         self._closed = False
 
     def write_batch(self, items: list[Item]) -> None:
-        for s in items:
-            if isinstance(s, Sample):
-                key = (s.bus, s.device)
-                self._rows[key] += 1
-                if s.error is not None:
-                    self._errors[key] += 1
-                if s.bus not in self._buses:  # else its TickStats count its ticks
-                    self._ticks.setdefault(s.bus, set()).add(s.tick)
-            elif isinstance(s, TickStats):
-                self._ticks.pop(s.bus, None)  # a set of every tick would grow with the run
-                self._buses.setdefault(s.bus, _BusFigures()).add(s)
-            else:
-                self._streams[s[0]] += 1
+        self.figures.add(items)
+        if self._status is not None:
+            self._status.maybe_log()
 
-    def _bus_lines(self) -> list[str]:
-        lines = []
-        for bus in sorted(set(self._ticks) | set(self._buses)):
-            figures = self._buses.get(bus)
-            if figures is not None:
-                lines.append(figures.line(bus))
-                continue
-            ticks = self._ticks[bus]
-            late = max(ticks) - min(ticks) + 1 - len(ticks)
-            lines.append(f"  bus {bus}: {len(ticks)} ticks, {late} late")
+    def _lines(self) -> list[str]:
+        f = self.figures
+        lines = [f"run summary{self._label}:"]
+        devices = sorted(f.devices.values(), key=lambda d: (d.bus, d.device))
+        width = max((len(f"{d.bus}/{d.device}") for d in devices), default=10)
+        if devices:
+            lines.append(
+                f"  {'bus/device':<{width}}  {'rows':>7}  {'errors':>7}  {'error %':>7}  "
+                f"{'late':>5}  {'p50 ms':>7}  {'p99 ms':>7}"
+            )
+        for d in devices:
+            lines.append(
+                f"  {d.bus + '/' + d.device:<{width}}  {d.rows:>7}  {d.errors:>7}  "
+                f"{100 * d.errors / d.rows:>7.1f}  {f.bus_late(d.bus):>5}  "
+                f"{_ms(d.latency_percentile(50)):>7}  {_ms(d.latency_percentile(99)):>7}"
+            )
+        for bus in f.bus_names():
+            if bus in f.buses:
+                lines.append(_bus_line(bus, f.buses[bus]))
+            elif bus in f.ticks:
+                lines.append(f"  bus {bus}: {len(f.ticks[bus])} ticks, {f.bus_late(bus)} late")
+        if devices:
+            total, errors = sum(d.rows for d in devices), sum(d.errors for d in devices)
+            lines.append(f"  total: {total} rows, {errors} error rows")
+        if f.streams:
+            lines.append(
+                f"  windows: {f.streams['windows']} window rows, "
+                f"{f.streams['late']} late samples (kept in the raw rows)"
+            )
         return lines
 
     def close(self) -> None:
-        if self._closed or not (self._rows or self._streams or self._buses):
-            self._closed = True
+        if self._closed:
             return
         self._closed = True
-        lines = [f"run summary{self._label}:"]
-        width = max((len(f"{b}/{d}") for b, d in self._rows), default=10)
-        if self._rows:
-            lines.append(f"  {'bus/device':<{width}}  {'rows':>7}  {'errors':>7}  {'error %':>7}")
-        for (bus, device), n in sorted(self._rows.items()):
-            errors = self._errors[(bus, device)]
-            lines.append(
-                f"  {bus + '/' + device:<{width}}  {n:>7}  {errors:>7}  {100 * errors / n:>7.1f}"
-            )
-        lines.extend(self._bus_lines())
-        if self._rows:
-            total, errors = sum(self._rows.values()), sum(self._errors.values())
-            lines.append(f"  total: {total} rows, {errors} error rows")
-        if self._streams:
-            lines.append(
-                f"  windows: {self._streams['windows']} window rows, "
-                f"{self._streams['late']} late samples (kept in the raw rows)"
-            )
+        if self._metrics:
+            COLLECTOR.remove(self.figures)
+        f = self.figures
+        if not (f.devices or f.streams or f.buses):
+            return
         # One write, so summaries of workers sharing stdout do not interleave.
-        self._out.write("\n".join(lines) + "\n")
+        self._out.write("\n".join(self._lines()) + "\n")
         self._out.flush()
 
 
 @dataclass(frozen=True)
 class IntoSummary(DynamicSink[Item]):
     """Counts Samples per device, TickStats per bus (and tagged window and late rows) and
-    prints a summary when the run ends, one per worker.
+    prints a summary when the run ends, one per worker, about that worker's buses.
 
     Without TickStats for a bus, its ticks and late ticks are counted from its samples.
+    ``status_s``: log a status line (flows.status) every that many seconds of ``clock``;
+    None: none. ``metrics``: expose the counts through flows.metrics.COLLECTOR while the
+    partition is open.
     """
 
     out: TextIO | None = None  # None: sys.stdout as it is when the run starts
+    status_s: float | None = None
+    metrics: bool = True
+    clock: Callable[[], float] = time.monotonic
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SummaryPartition:
-        return _SummaryPartition(self.out or sys.stdout, worker_index, worker_count)
+        return _SummaryPartition(
+            self.out or sys.stdout,
+            worker_index,
+            worker_count,
+            self.status_s,
+            self.clock,
+            self.metrics,
+        )

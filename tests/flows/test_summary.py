@@ -30,10 +30,12 @@ def test_summary_counts_rows_errors_and_late_ticks() -> None:
     part.close()
     lines = out.getvalue().splitlines()
     assert lines[0] == "run summary:"
-    assert lines[1].split() == ["bus/device", "rows", "errors", "error", "%"]
-    assert lines[2].split() == ["a/d1", "3", "0", "0.0"]
-    assert lines[3].split() == ["a/d2", "2", "1", "50.0"]
-    assert lines[4].split() == ["b/d3", "1", "0", "0.0"]
+    assert lines[1].split() == [
+        "bus/device", "rows", "errors", "error", "%", "late", "p50", "ms", "p99", "ms"
+    ]  # fmt: skip
+    assert lines[2].split() == ["a/d1", "3", "0", "0.0", "2", "0.0", "0.0"]
+    assert lines[3].split() == ["a/d2", "2", "1", "50.0", "2", "0.0", "0.0"]
+    assert lines[4].split() == ["b/d3", "1", "0", "0.0", "0", "0.0", "0.0"]
     assert lines[5] == "  bus a: 3 ticks, 2 late"
     assert lines[6] == "  bus b: 1 ticks, 0 late"
     assert lines[7] == "  total: 6 rows, 1 error rows"
@@ -69,8 +71,8 @@ def test_summary_prints_bus_statistics() -> None:
     part.write_batch([sample("b", "d3", 7)])  # bus b: samples only, counted as before
     part.close()
     lines = out.getvalue().splitlines()
-    assert lines[2].split() == ["a/d1", "1", "0", "0.0"]
-    assert lines[3].split() == ["a/d2", "1", "1", "100.0"]
+    assert lines[2].split() == ["a/d1", "1", "0", "0.0", "3", "0.0", "0.0"]
+    assert lines[3].split() == ["a/d2", "1", "1", "100.0", "3", "0.0", "0.0"]
     assert lines[5] == (
         "  bus a: 100 ticks, 3 late; tick p50 50.0 ms, p99 99.0 ms, max drift 10.0 ms; "
         "200 reads, 50 failed"

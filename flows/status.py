@@ -1,0 +1,94 @@
+"""The live status line, logged at INFO on the ``flows.status`` logger every interval.
+
+One line per worker and interval, about that worker's buses only::
+
+    status: buses 2/2 up, devices 5/6 answering, 23.0 rows/s, 0 late ticks, 4 errors in
+    1.0 s (worst lab-tcp/dead: 4, last 'timeout: no response')
+
+(one line; with several workers it starts ``status (worker 1/2, its buses):``). A bus is up
+when its last tick had a read that did not fail; a device answers when its last row is not
+an error; rows/s, late ticks and errors count the interval since the previous line. The line
+is logged with the first batch after each interval has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from flows.figures import Figures
+
+__all__ = ["LOGGER", "StatusLine", "log_to_stderr"]
+
+LOGGER = logging.getLogger("flows.status")
+
+
+def log_to_stderr() -> None:
+    """Send the status lines to stderr, unless logging already has somewhere to send them
+    (a handler on ``flows.status`` or on the root logger)."""
+    if LOGGER.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+
+
+class StatusLine:
+    """Logs a status line of ``figures`` every ``interval_s`` seconds of ``clock``."""
+
+    def __init__(
+        self,
+        figures: Figures,
+        interval_s: float,
+        clock: Callable[[], float],
+        worker_index: int,
+        worker_count: int,
+    ) -> None:
+        self.figures, self.interval_s, self.clock = figures, interval_s, clock
+        self.label = (
+            f" (worker {worker_index + 1}/{worker_count}, its buses)" if worker_count > 1 else ""
+        )
+        self.started = clock()
+        self.due = self.started + interval_s
+        self.rows = 0
+        self.late = 0
+        self.errors: dict[str, int] = {}
+
+    def maybe_log(self) -> None:
+        """Log the line if the interval has passed (cheap when it has not)."""
+        now = self.clock()
+        if now < self.due:
+            return
+        line = self.line(now - self.started)
+        self.started = now
+        self.due = max(self.due + self.interval_s, now)
+        LOGGER.info(line)
+
+    def line(self, elapsed_s: float) -> str:
+        """The status since the previous line (``elapsed_s`` ago); starts the next interval."""
+        f = self.figures
+        devices = list(f.devices.values())
+        buses = f.bus_names()
+        up = sum(
+            f.buses[b].up if b in f.buses else any(d.answering for d in devices if d.bus == b)
+            for b in buses
+        )
+        rows = sum(d.rows for d in devices)
+        late = sum(f.bus_late(b) for b in buses)
+        new_errors = {d.device: d.errors - self.errors.get(d.device, 0) for d in devices}
+        errors = sum(new_errors.values())
+        text = (
+            f"status{self.label}: buses {up}/{len(buses)} up, "
+            f"devices {sum(d.answering for d in devices)}/{len(devices)} answering, "
+            f"{(rows - self.rows) / max(elapsed_s, 1e-9):.1f} rows/s, "
+            f"{late - self.late} late ticks, {errors} errors in {elapsed_s:.1f} s"
+        )
+        if errors:
+            name = max(new_errors, key=lambda n: new_errors[n])
+            worst = f.devices[name]
+            text += f" (worst {worst.bus}/{name}: {new_errors[name]}, last {worst.last_error!r})"
+        self.rows, self.late = rows, late
+        self.errors = {d.device: d.errors for d in devices}
+        return text
