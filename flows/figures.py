@@ -65,7 +65,12 @@ def _bucket(duration_s: float) -> float:
 
 
 class DeviceFigures:
-    """One device's rows, error rows (by kind), last error and latency bins."""
+    """One device's rows, error rows (by kind), last error and latency bins.
+
+    ``last_error`` is the text of its last failed request (a row not sent, such as a
+    ``backoff:`` row, only until there is one); ``latency`` counts the rows of requests
+    sent (not those of error_kind ``backoff`` or ``connection failed``).
+    """
 
     __slots__ = ("answering", "bus", "device", "errors", "kinds", "last_error", "latency")
     __slots__ += ("latency_sum", "rows")
@@ -142,11 +147,14 @@ class Figures:
                 else:
                     d.answering = False
                     d.errors += 1
-                    d.last_error = error
                     kind = error_kind(error)
                     d.kinds[kind] += 1
                     if kind in NOT_SENT:
+                        # "backoff: not sent ..." says less than the failure behind it.
+                        if d.last_error is None:
+                            d.last_error = error
                         continue
+                    d.last_error = error
                     lat = (s.received_at - s.requested_at).total_seconds()
                 d.latency[latency_key(lat)] += 1
                 d.latency_sum += lat

@@ -2,13 +2,15 @@
 
 One line per worker and interval, about that worker's buses only::
 
-    status: buses 2/2 up, devices 5/6 answering, 23.0 rows/s, 0 late ticks, 4 errors in
-    1.0 s (worst lab-tcp/dead: 4, last 'timeout: no response')
+    status: buses 2/2 up, devices 5/6 answering; last 10.0 s: 230 rows (23.0 rows/s),
+    0 late ticks, 4 errors (worst lab-tcp/dead: 4, 'timeout: no response')
 
 (one line; with several workers it starts ``status (worker 1/2, its buses):``). A bus is up
 when its last tick had a read that did not fail; a device answers when its last row is not
-an error; rows/s, late ticks and errors count the interval since the previous line. The line
-is logged with the first batch after each interval has passed.
+an error; rows, late ticks and errors count the interval since the previous line; the worst
+device is the one with the most error rows in it, with its last error
+(flows.figures.DeviceFigures.last_error). The line is logged with the first batch after
+each interval has passed.
 """
 
 from __future__ import annotations
@@ -81,14 +83,15 @@ class StatusLine:
         errors = sum(new_errors.values())
         text = (
             f"status{self.label}: buses {up}/{len(buses)} up, "
-            f"devices {sum(d.answering for d in devices)}/{len(devices)} answering, "
-            f"{(rows - self.rows) / max(elapsed_s, 1e-9):.1f} rows/s, "
-            f"{late - self.late} late ticks, {errors} errors in {elapsed_s:.1f} s"
+            f"devices {sum(d.answering for d in devices)}/{len(devices)} answering; "
+            f"last {elapsed_s:.1f} s: {rows - self.rows} rows "
+            f"({(rows - self.rows) / max(elapsed_s, 1e-9):.1f} rows/s), "
+            f"{late - self.late} late ticks, {errors} errors"
         )
         if errors:
             name = max(new_errors, key=lambda n: new_errors[n])
             worst = f.devices[name]
-            text += f" (worst {worst.bus}/{name}: {new_errors[name]}, last {worst.last_error!r})"
+            text += f" (worst {worst.bus}/{name}: {new_errors[name]}, {worst.last_error!r})"
         self.rows, self.late = rows, late
         self.errors = {d.device: d.errors for d in devices}
         return text
