@@ -1,0 +1,134 @@
+"""Prometheus metrics: the collector in process, and /metrics of Bytewax's dataflow API
+server scraped during a real run, next to Bytewax's own metrics."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from flows.metrics import BUCKETS
+from flows.summary import IntoSummary
+from tests.flows.test_status import sample, stats, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def parse(text: str) -> Samples:
+    """Sample name -> sorted labels -> value."""
+    values: Samples = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            values[s.name][tuple(sorted(s.labels.items()))] = s.value
+    return values
+
+
+def by_device(values: Samples, name: str) -> dict[str, float]:
+    return {dict(k)["device"]: v for k, v in values[name].items()}
+
+
+def buckets(values: Samples, device: str) -> list[tuple[float, float]]:
+    found = [
+        (float(dict(k)["le"]), v)
+        for k, v in values["daq_latency_seconds_bucket"].items()
+        if dict(k)["device"] == device
+    ]
+    return sorted(found)
+
+
+def test_collector_exposes_an_open_partition_only() -> None:
+    part = IntoSummary(io.StringIO()).build("summary", 0, 1)
+    timeout = "timeout: no response"
+    ok = [sample("m-ok", 0, 1.0), sample("m-ok", 1, 30.0)]
+    dead = [sample("m-dead", 0, 100.0, timeout), sample("m-dead", 1, 0.0, "backoff: x")]
+    part.write_batch([*ok, *dead, stats(0, late=2)])
+    values = parse(generate_latest(REGISTRY).decode())
+    assert by_device(values, "daq_polls_total") == {"m-ok": 2, "m-dead": 2}
+    assert values["daq_errors_total"] == {
+        (("bus", "b"), ("device", "m-dead"), ("kind", "backoff")): 1,
+        (("bus", "b"), ("device", "m-dead"), ("kind", "timeout")): 1,
+    }
+    assert values["daq_late_ticks_total"] == {(("bus", "b"),): 2}
+    assert values["daq_bus_up"] == {(("bus", "b"),): 1}
+    le = dict(buckets(values, "m-ok"))
+    assert (le[0.001], le[0.025], le[0.05], le[float("inf")]) == (0, 1, 2, 2)
+    assert by_device(values, "daq_latency_seconds_sum")["m-ok"] == 0.031
+    assert by_device(values, "daq_latency_seconds_count") == {"m-ok": 2, "m-dead": 1}
+    part.close()
+    assert "m-ok" not in generate_latest(REGISTRY).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ACQUIRE_CONFIG": str(write_config(tmp_path, duration=8.0)),
+        "BYTEWAX_DATAFLOW_API_ENABLED": "true",
+        "BYTEWAX_DATAFLOW_API_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "flows.acquire"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        values: Samples = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = scrape(f"http://127.0.0.1:{port}/metrics")
+            if text is not None:
+                values = parse(text)
+                polls = by_device(values, "daq_polls_total")
+                if len(polls) == 2 and min(polls.values()) >= 20:
+                    break
+            time.sleep(0.3)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    polls = by_device(values, "daq_polls_total")
+    assert set(polls) == {"pm-ok", "pm-dead"} and min(polls.values()) >= 20, (polls, err)
+    errors = values["daq_errors_total"]
+    assert {dict(k)["device"] for k in errors} == {"pm-dead"}
+    assert errors[(("bus", "tcp-bus"), ("device", "pm-dead"), ("kind", "timeout"))] > 0
+    for device in ("pm-ok", "pm-dead"):
+        found = buckets(values, device)
+        assert [le for le, _ in found] == [*BUCKETS, float("inf")]
+        counts = [n for _, n in found]
+        assert counts == sorted(counts), found
+        assert counts[-1] == by_device(values, "daq_latency_seconds_count")[device]
+    assert by_device(values, "daq_latency_seconds_count")["pm-ok"] == polls["pm-ok"]
+    assert values["daq_ticks_total"][(("bus", "tcp-bus"),)] > 0
+    assert values["daq_bus_up"][(("bus", "tcp-bus"),)] == 1
+    # Bytewax's own metrics are on the same page.
+    out_counts = values["bytewax_item_out_count_total"]
+    assert any(dict(k)["step_id"] == "acquire.controllers" for k in out_counts), sorted(values)
+    # The scrape saw the run in progress: the summary counts at least as many rows.
+    for device, n in polls.items():
+        row = next(line.split() for line in out.splitlines() if f"tcp-bus/{device} " in line)
+        assert int(row[1]) >= n, out
+    assert "status: buses 1/1 up" in err
