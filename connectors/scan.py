@@ -165,7 +165,7 @@ class _Prober:
         except transport.BadFrameError as exc:
             return Answer(**at, error=f"bad frame: {exc.text}")
         except (ModbusException, OSError) as exc:
-            if not client.connected:  # pymodbus hangs up after retries + 3 silences in a row
+            if not client.connected:  # the gateway hung up: reconnect once, then go on
                 transport.set_timing(client, timeout=CONNECT_TIMEOUT_S, retries=0)
                 try:
                     await self.connect()
