@@ -65,10 +65,11 @@ def test_every_command_is_covered() -> None:
     assert lines[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[parquet]' && ")
     assert lines[1].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && ")
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
-    # and .ci/run, bench/poll.py by tests/test_bench_poll.py).
+    # and .ci/run, bench/poll.py by tests/test_bench_poll.py, bench/soak.py by
+    # tests/test_bench_soak.py).
     covered = ("ACQUIRE_CONFIG=", "connectors.simulator", "connectors.scan", "flows.plot",
                "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
-               "bench/poll.py", *RECOVERY)  # fmt: skip
+               "bench/poll.py", "bench/soak.py", *RECOVERY)  # fmt: skip
     assert len(lines) == 2 + len(covered), lines
     for marker in covered:
         assert sum(marker in line for line in lines) == 1, marker
