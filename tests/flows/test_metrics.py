@@ -91,6 +91,8 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
         "ACQUIRE_CONFIG": str(write_config(tmp_path, duration=8.0)),
         "BYTEWAX_DATAFLOW_API_ENABLED": "true",
         "BYTEWAX_DATAFLOW_API_PORT": str(port),
+        # The server writes the dataflow description, dataflow.json, there (default: cwd).
+        "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(tmp_path),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "bytewax.run", "flows.acquire"],
@@ -132,3 +134,4 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
         row = next(line.split() for line in out.splitlines() if f"tcp-bus/{device} " in line)
         assert int(row[1]) >= n, out
     assert "status: buses 1/1 up" in err
+    assert (tmp_path / "dataflow.json").exists()
