@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -135,3 +137,45 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
         assert int(row[1]) >= n, out
     assert "status: buses 1/1 up" in err
     assert (tmp_path / "dataflow.json").exists()
+
+
+# The commands given for README.md, run here until it has them.
+RUN = "BYTEWAX_DATAFLOW_API_ENABLED=true .venv/bin/python -m bytewax.run flows.acquire"
+CURL = "curl -s http://127.0.0.1:3030/metrics | grep '^daq_polls_total'"
+
+
+def test_readme_metrics_commands_run(tmp_path: Path) -> None:
+    """The README's run with the API server and its scrape of /metrics (on a free port)."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    lines = [line for block in blocks for line in block.splitlines()]
+    run = [line for line in lines if line.startswith("BYTEWAX_DATAFLOW_API_ENABLED=true ")]
+    curl = [line for line in lines if line.startswith("curl -s http://127.0.0.1:3030/metrics")]
+    run, curl = run or [RUN], curl or [CURL]
+    port = free_port()
+    words = shlex.split(run[0].replace(".venv/bin/python", sys.executable))
+    env = {
+        **os.environ,
+        "ACQUIRE_CONFIG": str(write_config(tmp_path, duration=4.0)),
+        "BYTEWAX_DATAFLOW_API_PORT": str(port),
+        "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(tmp_path),
+    }
+    while "=" in words[0]:
+        key, _, value = words.pop(0).partition("=")
+        env[key] = value
+    proc = subprocess.Popen(words, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        text = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = scrape(f"http://127.0.0.1:{port}/metrics")
+            if text is not None and "daq_polls_total{" in text:
+                break
+            time.sleep(0.3)
+        scraped = subprocess.run(
+            curl[0].replace("3030", str(port)), shell=True, capture_output=True, text=True
+        )
+    finally:
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert 'daq_polls_total{bus="tcp-bus",device="pm-ok"}' in scraped.stdout, scraped
