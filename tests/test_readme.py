@@ -69,7 +69,9 @@ def test_every_command_is_covered() -> None:
     # tests/test_bench_soak.py).
     covered = ("ACQUIRE_CONFIG=", "connectors.simulator", "connectors.scan", "flows.plot",
                "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
-               "bench/poll.py", "bench/soak.py", *RECOVERY)  # fmt: skip
+               "bench/poll.py", "bench/soak.py", "bench/status.py",
+               "BYTEWAX_DATAFLOW_API_ENABLED=true", "curl -s http://127.0.0.1:3030",
+               *RECOVERY)  # fmt: skip
     assert len(lines) == 2 + len(covered), lines
     for marker in covered:
         assert sum(marker in line for line in lines) == 1, marker
