@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
-__all__ = ["cpu_times", "free_ports", "parallel_speedup", "steal_since"]
+__all__ = ["cpu_times", "free_ports", "steal_since"]
 
 
 def free_ports(n: int) -> list[int]:
@@ -35,29 +33,3 @@ def steal_since(start: tuple[int, int]) -> float:
     host runs slower; figures measured under heavy steal understate the project)."""
     steal, total = cpu_times()
     return (steal - start[0]) / max(1, total - start[1])
-
-
-_SPIN = (
-    "import sys, time\n"
-    "n, end = 0, time.time() + float(sys.argv[1])\n"
-    "while time.time() < end: n += 1\n"
-    "print(n)"
-)
-
-
-def parallel_speedup(processes: int = 2, seconds: float = 2.0) -> float:
-    """How much more pure-Python work ``processes`` processes get done than one, here and now:
-    the machine's own floor for a multi-process ratio (2 on two free cores; less when they
-    are hyperthreads of one core or the host is busy)."""
-
-    def spin(n: int) -> int:
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", _SPIN, str(seconds)], stdout=subprocess.PIPE, text=True
-            )
-            for _ in range(n)
-        ]
-        return sum(int(p.communicate()[0]) for p in procs)
-
-    # Best of three for each side: a single run is easily slowed by the host.
-    return max(spin(processes) for _ in range(3)) / max(1, *(spin(1) for _ in range(3)))

@@ -7,9 +7,8 @@ for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run o
 ``--seconds`` has a late tick; the largest clean count gives rows/s. Then 256 idle buses at
 0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core, next
 to the same figure for a bare Bytewax flow with nothing to do (``bench/floor.py``).
-The last line is the 2-process/1-process rows/s ratio (target >= 1.6) next to what two
-pure-Python processes get here over one (the machine's own ceiling for it), and the idle CPU
-(target < 5 %) next to the bare Bytewax flow's.
+The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the idle CPU
+(target < 5 %).
 
     python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
                           [--idle-seconds 30] [--warm-up 10]
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.machine import cpu_times, free_ports, parallel_speedup, steal_since  # noqa: E402
+from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 
 PARAMS = '["process_value", "active_set_point", "heat_power", "cool_power"]'
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -175,16 +174,11 @@ def main() -> None:
         one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine)
         two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine)
         idle, floor = idle_cpu(work, args.idle_seconds, args.warm_up)
-        spin = parallel_speedup(2, min(2.0, args.seconds))
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
     print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
     print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core (a bare Bytewax flow: {floor:.1%})")
     ratio = two[1] / one[1] if one[1] else float("nan")
-    print(f"two pure-Python processes here get {spin:.2f}x the work of one")
-    print(
-        f"ratio 2-process/1-process rows/s: {ratio:.2f} (machine {spin:.2f}); idle CPU "
-        f"{idle:.1%} of one core (bare Bytewax {floor:.1%})"
-    )
+    print(f"ratio 2-process/1-process rows/s: {ratio:.2f}; idle CPU {idle:.1%} of one core")
 
 
 if __name__ == "__main__":
