@@ -7,6 +7,7 @@ fails (the ``dsn`` fixture of tests/sinks/test_postgres.py decides).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +40,10 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresStore]:
     pg = PostgresStore(request.getfixturevalue("dsn"))
     yield pg
     pg.drop()
+
+
+@pytest.fixture(autouse=True)
+def _collected_heap() -> None:
+    """Collect the garbage of the tests before, so a full collection of their heap does not
+    land inside the measured run as a 100 ms pause (a late tick at 5 Hz)."""
+    gc.collect()
