@@ -377,15 +377,18 @@ class _PostgresPartition(LockedPartition):
             try:
                 if self._pool is None:
                     self._pool = await self._connect()
-                async with self._pool.acquire() as conn:
+                conn = await self._pool.acquire()
+                try:
+                    await work(conn)
+                except BaseException:
                     try:
-                        return await work(conn)
-                    except BaseException:
-                        try:
-                            lost = conn.is_closed()
-                        except self._pg.InterfaceError:  # asyncpg detaches a closed connection
-                            lost = True
-                        raise
+                        lost = conn.is_closed()
+                    except self._pg.InterfaceError:  # asyncpg detaches a closed connection
+                        lost = True
+                    lost = not await self._release(conn) or lost
+                    raise
+                await self._release(conn)  # the work is committed whatever the release says
+                return
             except SinkError:
                 raise
             except Exception as exc:
@@ -402,6 +405,18 @@ class _PostgresPartition(LockedPartition):
                     *(self._where, what, error, attempt + 1, sink.retries, delay),
                 )
                 await anyio.sleep(delay)
+
+    async def _release(self, conn: asyncpg.Connection) -> bool:
+        """Give ``conn`` back to the pool; False if it was lost on the way. A connection the
+        server dropped mid-operation may not look closed yet: the pool's reset then fails,
+        and the pool terminates it."""
+        assert self._pool is not None
+        try:
+            await self._pool.release(conn)
+        except Exception as exc:
+            logger.debug("%s: connection dropped on release (%s)", self._where, exc)
+            return False
+        return True
 
     async def _connect(self) -> asyncpg.Pool:
         sink = self._sink

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -337,6 +338,27 @@ def test_connection_killed_during_a_write_is_retried_once_and_lands_once(
     ) == [(-1.0,)]
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 1 and "retry 1 of 5" in retries[0] and table in retries[0]
+
+
+def test_backends_terminated_at_any_moment_lose_and_duplicate_nothing(table: str, app: str) -> None:
+    # A backend terminated just before or during a write can leave asyncpg's protocol mid-
+    # operation, so that the pool's reset on release fails (InternalClientError, "cannot switch
+    # to state 15"); that connection is lost too, and the write must be retried, not failed.
+    sink = IntoPostgres(
+        DSN, table=table, schema=SCHEMA, create_table=True, application_name=app,
+        min_pool_size=4, max_pool_size=4, retry_backoff_s=0.0, retry_backoff_max_s=0.0,
+    )  # fmt: skip
+    part = sink.build_partition(0, 1)
+    batches = 200
+    for b in range(batches):
+        killer = threading.Thread(target=terminate, args=(app,))
+        killer.start()
+        time.sleep(0.001 * (b % 10))  # from before the write to well into it
+        part.write_batch([row(9 * b + i) for i in range(9)])
+        killer.join()
+    part.close()
+    assert count(table) == 9 * batches
+    assert query(f'SELECT COUNT(DISTINCT requested_at) FROM "{table}"') == [(9 * batches,)]
 
 
 def test_concurrent_partitions_with_overlapping_keys_write_each_row_once(table: str) -> None:
