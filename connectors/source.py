@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import math
 import os
@@ -37,6 +38,8 @@ _MAX_SLEEP_S = 1.0
 _GRID_S = 0.005
 # First wait before looking again for samples that are later than expected; it doubles.
 _FIRST_PATIENCE_S = 0.002
+# Tracked objects allocated (net) before a young-generation collection; Python's default is 700.
+_GC_YOUNG = 10_000
 
 
 class BusState(TypedDict):
@@ -45,6 +48,23 @@ class BusState(TypedDict):
 
     next_tick: int
     end_tick: int | None
+
+
+def _settle_gc() -> None:
+    """Keep the cyclic garbage collector off the long-lived heap once polling starts.
+
+    Samples and rows die by reference counting, but at 700 allocations a collection came
+    every few milliseconds and found thousands of them still queued: promoted, they set off
+    full collections over every device's plan, decoders and simulated registers (about 100
+    objects a device), which held the GIL for up to half a second and made every bus of the
+    process late (bench/scale.py, 768 buses). What exists when a partition starts is frozen
+    out of collections (``gc.freeze``, cheap), and young collections come less often. A
+    threshold the user set higher is kept.
+    """
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    if young and young < _GC_YOUNG:
+        gc.set_threshold(_GC_YOUNG, *older)
 
 
 class _LoopThread:
@@ -190,6 +210,7 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
             self._stopping = True
             self._poller.request_stop()
         if self._done is None:
+            _settle_gc()  # the worker has built its partitions: their heap stays
             self._done = _LoopThread.submit(self._run())
         batch: list[Item] = []
         while True:

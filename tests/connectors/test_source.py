@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import socket
 import threading
@@ -272,3 +273,27 @@ def test_idle_partitions_wake_rarely_and_together() -> None:
         assert max(late) < 0.05
         assert calls[name] <= 4 * ticks + seconds + 3
     assert len(moments["w1"] & moments["w2"]) >= len(moments["w1"]) / 2
+
+
+@pytest.mark.parametrize("user_young", [None, 50_000], ids=["default", "user-set"])
+def test_polling_keeps_the_collector_off_the_heap_built_before(user_young: int | None) -> None:
+    # With hundreds of buses, full collections over every device's plan and decoders held
+    # the GIL for up to 0.5 s and made every bus late; the source freezes that heap when a
+    # partition starts, and lets young collections come less often (unless set higher).
+    saved = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        if user_young is not None:
+            gc.set_threshold(user_young, *saved[1:])
+        bus = sim_bus("g", "sim", [SimulatedDevice(address=1, profile="watlow_pm")])
+        part = ControllerSource([bus], rate_hz=5, duration_s=0.2).build_part("in", "g", None)
+        built = part._poller.bus.devices[0].reads[0]  # part of the partition's heap
+        assert gc.is_tracked(built) and gc.get_freeze_count() == 0
+        drain(part)
+        part.close()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is built for o in gc.get_objects())  # frozen: not collected over
+        assert gc.get_threshold() == (user_young or 10_000, *saved[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
