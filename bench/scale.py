@@ -4,14 +4,16 @@ Each bus is a ``sim://`` bus (the simulator's registers in process, no Modbus I/
 Watlow PM devices x 4 parameters, polled at 1 Hz through the real flow
 (``python -m bytewax.run flows.acquire``, rows counted by the run summary). For 1 process and
 for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run of
-``--seconds`` has a late tick; the largest clean count gives rows/s. Then 256 idle buses at
+``--seconds`` has a late tick; the largest clean count gives rows/s. Each process is pinned
+to a core of its own (one process: one core), as the README advises for several processes on
+one host; ``--no-pin`` lets the scheduler move them. Then 256 idle buses at
 0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core, next
 to the same figure for a bare Bytewax flow with nothing to do (``bench/floor.py``).
 The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the idle CPU
 (target < 5 %).
 
     python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
-                          [--idle-seconds 30] [--warm-up 10]
+                          [--idle-seconds 30] [--warm-up 10] [--no-pin]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +53,15 @@ def config(path: Path, buses: int, rate_hz: float, seconds: float) -> Path:
     return path
 
 
-def run(cfg: Path, processes: int) -> tuple[int, int]:
+def cores(processes: int, pin: bool) -> list[set[int] | None]:
+    """The core each process is pinned to: one each, if asked and there are enough."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(usable) < processes:
+        return [None] * processes
+    return [{core} for core in usable[:processes]]
+
+
+def run(cfg: Path, processes: int, pin: bool = True) -> tuple[int, int]:
     """Run the flow on ``processes`` processes; returns (rows, late ticks)."""
     env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
     base = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
@@ -64,11 +75,16 @@ def run(cfg: Path, processes: int) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         outs = [Path(tmp) / f"out-{i}.txt" for i in range(len(commands))]
         procs = []
-        for command, out_path in zip(commands, outs, strict=True):
+        for command, out_path, core in zip(commands, outs, cores(processes, pin), strict=True):
             with out_path.open("w") as out_file:
                 procs.append(
                     subprocess.Popen(
-                        command, cwd=ROOT, env=env, stdout=out_file, stderr=subprocess.STDOUT
+                        command,
+                        cwd=ROOT,
+                        env=env,
+                        stdout=out_file,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=None if core is None else partial(os.sched_setaffinity, 0, core),
                     )
                 )
         codes = [p.wait() for p in procs]
@@ -81,7 +97,7 @@ def run(cfg: Path, processes: int) -> tuple[int, int]:
 
 
 def largest_clean(
-    work: Path, processes: int, start: int, most: int, seconds: float, refine: int
+    work: Path, processes: int, start: int, most: int, seconds: float, refine: int, pin: bool
 ) -> tuple[int, float]:
     """Double the bus count until a run has late ticks (or passes ``most``), then bisect
     ``refine`` times between the last clean and the first late count; (buses, rows/s) of
@@ -90,7 +106,7 @@ def largest_clean(
     def clean(buses: int) -> float | None:
         before = cpu_times()
         rows, late = run(
-            config(work / f"p{processes}-{buses}.toml", buses, 1.0, seconds), processes
+            config(work / f"p{processes}-{buses}.toml", buses, 1.0, seconds), processes, pin
         )
         print(
             f"  {processes} process(es), {buses:>4} buses: {rows:>8} rows, {late} late ticks "
@@ -168,11 +184,15 @@ def main() -> None:
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after doubling")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--warm-up", type=float, default=10.0, help="s before the idle window")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = parser.parse_args()
+    pin = not args.no_pin
+    placed = "each on a core of its own" if cores(2, pin)[0] is not None else "not pinned"
+    print(f"processes: {placed}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine)
-        two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine)
+        one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine, pin)
+        two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine, pin)
         idle, floor = idle_cpu(work, args.idle_seconds, args.warm_up)
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
     print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
