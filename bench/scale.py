@@ -4,16 +4,15 @@ Each bus is a ``sim://`` bus (the simulator's registers in process, no Modbus I/
 Watlow PM devices x 4 parameters, polled at 1 Hz through the real flow
 (``python -m bytewax.run flows.acquire``, rows counted by the run summary). For 1 process and
 for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run of
-``--seconds`` has a late tick; the largest clean count gives rows/s. Each process is pinned
-to a core of its own (one process: one core), as the README advises for several processes on
-one host; ``--no-pin`` lets the scheduler move them. Then 256 idle buses at
+``--seconds`` has a late tick; the largest clean count gives rows/s. With ``--pin`` each
+process is pinned to a core of its own (one process: one core). Then 256 idle buses at
 0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core, next
 to the same figure for a bare Bytewax flow with nothing to do (``bench/floor.py``).
 The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the idle CPU
 (target < 5 %).
 
     python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
-                          [--idle-seconds 30] [--warm-up 10] [--no-pin]
+                          [--idle-seconds 30] [--warm-up 10] [--pin]
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def cores(processes: int, pin: bool) -> list[set[int] | None]:
     return [{core} for core in usable[:processes]]
 
 
-def run(cfg: Path, processes: int, pin: bool = True) -> tuple[int, int]:
+def run(cfg: Path, processes: int, pin: bool = False) -> tuple[int, int]:
     """Run the flow on ``processes`` processes; returns (rows, late ticks)."""
     env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
     base = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
@@ -184,9 +183,9 @@ def main() -> None:
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after doubling")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--warm-up", type=float, default=10.0, help="s before the idle window")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--pin", action="store_true", help="pin each process to its own core")
     args = parser.parse_args()
-    pin = not args.no_pin
+    pin = args.pin
     placed = "each on a core of its own" if cores(2, pin)[0] is not None else "not pinned"
     print(f"processes: {placed}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
