@@ -49,7 +49,7 @@ from pymodbus.pdu.register_message import (
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.registers import Parameter, encode, load_profile
+from connectors.registers import Parameter, Profile, encode, load_profile
 from connectors.simcable import Cable, open_pty
 from connectors.simmodels import device_values
 from connectors.transport import wire_time_s
@@ -87,6 +87,12 @@ def _same(a: object, b: object) -> bool:
     return a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b)  # type: ignore[arg-type]
 
 
+Span = list[tuple[int, Parameter]] | None
+# The spans of each profile's reads, shared by its devices (they meet the same parameters):
+# keyed by the profile's identity, the profile kept so its id is not reused.
+_SPANS: dict[int, tuple[Profile, dict[tuple[str, int, int], Span]]] = {}
+
+
 class _DeviceState:
     """Registers of one simulated device, refreshed from its model at most every 0.1 s."""
 
@@ -100,7 +106,7 @@ class _DeviceState:
         # model gives the same value (set points and most states do not move).
         self._words: dict[str, tuple[int | float | str, list[int]]] = {}
         self._refreshed = -math.inf
-        self._spans: dict[tuple[str, int, int], list[tuple[int, Parameter]] | None] = {}
+        self._spans = _SPANS.setdefault(id(self.profile), (self.profile, {}))[1]
         # (table, address, count) -> reads answered with values: the device's own log, to
         # hold what a run stored against (error answers and silences are not in it).
         self.answered: Counter[tuple[str, int, int]] = Counter()
