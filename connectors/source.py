@@ -58,9 +58,11 @@ def _settle_gc() -> None:
     full collections over every device's plan, decoders and simulated registers (about 100
     objects a device), which held the GIL for up to half a second and made every bus of the
     process late (bench/scale.py, 768 buses). What exists when a partition starts is frozen
-    out of collections (``gc.freeze``, cheap), and young collections come less often. A
-    threshold the user set higher is kept.
+    out of collections (``gc.freeze``), and young collections come less often. A threshold
+    the user set higher is kept. Garbage is collected first, or frozen cycles would never be
+    freed: the first partition pays one full collection, the next ones only what is new.
     """
+    gc.collect()
     gc.freeze()
     young, *older = gc.get_threshold()
     if young and young < _GC_YOUNG:
