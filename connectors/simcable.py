@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import time
 import tty
 from typing import TYPE_CHECKING
 
@@ -29,13 +30,25 @@ def open_pty() -> tuple[int, int, str]:
     return master, slave, os.ttyname(slave)
 
 
-class Line:
-    """One direction of the simulated cable: writes each chunk to ``fd`` at its time, in order."""
+# The event loop's timers wake up to a millisecond late (epoll counts whole milliseconds),
+# which on a 19200-baud line is two characters. A line that keeps wire time is woken this
+# much early and waits out the rest itself, so a frame arrives when its last character has
+# crossed, not up to a millisecond after.
+_EARLY_S = 0.0012
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+
+class Line:
+    """One direction of the simulated cable: writes each chunk to ``fd`` at its time, in order.
+
+    With ``precise``, each chunk is written at its time to within microseconds (the loop is
+    held for up to :data:`_EARLY_S` before each one); without, up to a millisecond later.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, *, precise: bool = False) -> None:
         self.loop, self.fd = loop, fd
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.timer: asyncio.TimerHandle | None = None
+        self.early = _EARLY_S if precise else 0.0
 
     def send(self, data: bytes, at: float) -> None:
         if not self.queue and at <= self.loop.time():
@@ -43,14 +56,17 @@ class Line:
             return
         self.queue.append((at, data))
         if self.timer is None:
-            self.timer = self.loop.call_at(self.queue[0][0], self._flush)
+            self.timer = self.loop.call_at(self.queue[0][0] - self.early, self._flush)
 
     def _flush(self) -> None:
         self.timer = None
-        while self.queue and self.queue[0][0] <= self.loop.time():
-            self._write(self.queue.popleft()[1])
+        while self.queue and self.queue[0][0] <= self.loop.time() + self.early:
+            at, data = self.queue.popleft()
+            while time.monotonic() < at:  # the loop's clock (see _EARLY_S)
+                pass
+            self._write(data)
         if self.queue:
-            self.timer = self.loop.call_at(self.queue[0][0], self._flush)
+            self.timer = self.loop.call_at(self.queue[0][0] - self.early, self._flush)
 
     def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):  # the other end is gone: the bytes are lost
@@ -79,7 +95,8 @@ class Cable:
         self.sim = sim
         self.loop = asyncio.get_running_loop()
         self.client_fd, self.server_fd = client_fd, server_fd
-        self.to_client, self.to_server = Line(self.loop, client_fd), Line(self.loop, server_fd)
+        self.to_client = Line(self.loop, client_fd, precise=sim.wire_time)
+        self.to_server = Line(self.loop, server_fd)
         self.char_s = char_time_s(sim.baudrate) if sim.wire_time else 0.0
         self.gap_s = frame_gap_s(sim.baudrate) if sim.wire_time else 0.0
         self.busy_until = 0.0  # when the line falls silent (loop time)
