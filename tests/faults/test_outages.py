@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import asyncpg
@@ -75,10 +76,19 @@ def test_tcp_simulator_killed_and_restarted(store: Store, tmp_path: Path) -> Non
     config = write_config(
         tmp_path / "acquire.toml", [bus], store.sinks(), rate_hz=RATE_HZ, duration_s=DURATION_S
     )
+
     # Mid-slot, between two ticks: SIGKILL can land between the simulator's log line and its
-    # answer (the log is written first), which would count an answer never sent.
+    # answer (the log is written first), which would count an answer never sent. The restart
+    # follows the kill by a slot and a half, so at least one tick finds nothing listening
+    # (timed from the flow's start instead, it could follow the aligned kill at once, and the
+    # poller's immediate reconnect would then see no outage at all).
+    def kill_then_restart() -> None:
+        sim.kill()
+        time.sleep(1.5 / RATE_HZ)
+        sim.start()
+
     try:
-        run_flow(config, [(0.4, at_phase(RATE_HZ, 0.1, sim.kill)), (0.5, sim.start)])
+        run_flow(config, [(0.4, at_phase(RATE_HZ, 0.1, kill_then_restart))])
     finally:
         sim.kill()
     result = audit(store, [bus], {bus.name: sim.answered()})
