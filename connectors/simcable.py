@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import os
-import time
 import tty
 from typing import TYPE_CHECKING
 
@@ -62,7 +61,7 @@ class Line:
         self.timer = None
         while self.queue and self.queue[0][0] <= self.loop.time() + self.early:
             at, data = self.queue.popleft()
-            while time.monotonic() < at:  # the loop's clock (see _EARLY_S)
+            while self.loop.time() < at:  # see _EARLY_S
                 pass
             self._write(data)
         if self.queue:
