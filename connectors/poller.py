@@ -192,8 +192,9 @@ class BusPoller:
         try:
             while end_tick is None or tick < end_tick:
                 self.next_start = tick * self.period
-                delay = self.next_start - time.time()
-                if delay > 0 and not self._stop_requested:
+                # Again while it is early: uvloop's timers count whole milliseconds and
+                # may fire up to one early.
+                while (delay := self.next_start - time.time()) > 0 and not self._stop_requested:
                     await self._wait(loop, delay)
                 if self._stop_requested:
                     break
@@ -326,9 +327,8 @@ class BusPoller:
         inter-frame gap and the pauses), or longer after a bad frame."""
         if self._resync:  # after a bad frame, let the line fall silent before talking
             need, self._resync = max(need, _RESYNC_S), False
-        wait = self._idle_since + need - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        while (wait := self._idle_since + need - time.monotonic()) > 0:
+            await asyncio.sleep(wait)  # again if it woke early (see run())
 
     async def _transact(
         self, device: Device, read: Read, tick: int, samples: list[Sample], *, fallback=False

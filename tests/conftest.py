@@ -71,6 +71,7 @@ def poll_bus(
     rate_hz: float,
     ticks: int,
     on_tick: Callable[[int, BusSimulator], Any] | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     **simulator: Any,
 ) -> list[Tick]:
     """Poll ``bus`` with a BusPoller for ``ticks`` ticks against its simulator (started with
@@ -78,9 +79,11 @@ def poll_bus(
 
     ``on_tick(i, sim)`` runs on the loop after the i-th tick (0-based) was emitted; it may
     change fault knobs or schedule ``sim.stop()``/``sim.start()`` as tasks. Returns each
-    tick's samples and stats, in order.
+    tick's samples and stats, in order. ``loop_factory`` builds that loop (default:
+    asyncio's).
     """
-    return asyncio.run(_poll_bus(bus, rate_hz, ticks, on_tick, simulator))
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_poll_bus(bus, rate_hz, ticks, on_tick, simulator))
 
 
 async def _poll_bus(
