@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import math
@@ -11,11 +12,12 @@ import time
 from collections import Counter
 
 import pytest
+import uvloop
 
 from connectors.poller import Bus, Device
 from connectors.registers import load_profile
 from connectors.simulator import SimulatedDevice
-from connectors.source import ControllerSource
+from connectors.source import ControllerSource, _LoopThread
 from connectors.transport import parse_bus_url
 from tests.conftest import run_source, sim_bus
 
@@ -297,3 +299,14 @@ def test_polling_keeps_the_collector_off_the_heap_built_before(user_young: int |
     finally:
         gc.unfreeze()
         gc.set_threshold(*saved)
+
+
+def test_buses_poll_on_uvloop() -> None:
+    async def loop_class() -> type:
+        return type(asyncio.get_running_loop())
+
+    running = _LoopThread.submit(loop_class())  # type: ignore[arg-type]
+    try:
+        assert running.result(timeout=5) is uvloop.Loop
+    finally:
+        _LoopThread.release()
