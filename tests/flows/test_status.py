@@ -144,7 +144,10 @@ def test_status_lines_of_several_workers_say_so(caplog: pytest.LogCaptureFixture
     now = [0.0]
     part = IntoSummary(io.StringIO(), status_s=1.0, clock=lambda: now[0]).build("s", 1, 2)
     now[0] = 1.0
-    part.write_batch([sample("ok", 0, 1.0)])
+    try:
+        part.write_batch([sample("ok", 0, 1.0)])
+    finally:
+        part.close()  # an open partition stays in the metrics registry
     assert caplog.messages[0].startswith("status (worker 2/2, its buses): buses 1/1 up")
 
 
