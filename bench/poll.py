@@ -35,7 +35,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -56,10 +55,9 @@ from flows.acquire import acquire_with_stats  # noqa: E402
 from flows.config import Acquisition, Config  # noqa: E402
 
 try:
-    import uvloop as _uvloop
+    import uvloop
 except ImportError:  # Windows: the project polls on asyncio's loop there
-    _uvloop = None
-uvloop: ModuleType | None = _uvloop
+    uvloop = None  # type: ignore[assignment]
 
 BAUDRATE = 19200
 UNITS = tuple(range(1, 9))

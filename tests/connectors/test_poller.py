@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 from typing import Any
 
 import pytest
-import uvloop
 
 from connectors.faults import DeviceBackoff, Reconnect
 from connectors.poller import Bus, Device
@@ -201,7 +201,11 @@ def gaps(samples: list[Sample]) -> list[tuple[str, float]]:
 
 # The source runs its pollers on uvloop (connectors.source), whose timers may fire up to a
 # millisecond early; asyncio's fire late. The silences and tick starts hold on both.
-LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+LOOPS = {"asyncio": asyncio.new_event_loop}
+with contextlib.suppress(ImportError):  # uvloop is a dependency except on Windows
+    import uvloop
+
+    LOOPS["uvloop"] = uvloop.new_event_loop
 
 
 @pytest.mark.parametrize("loop", LOOPS)

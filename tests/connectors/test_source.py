@@ -12,7 +12,6 @@ import time
 from collections import Counter
 
 import pytest
-import uvloop
 
 from connectors.poller import Bus, Device
 from connectors.registers import load_profile
@@ -302,6 +301,8 @@ def test_polling_keeps_the_collector_off_the_heap_built_before(user_young: int |
 
 
 def test_buses_poll_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (Windows)")
+
     async def loop_class() -> type:
         return type(asyncio.get_running_loop())
 
