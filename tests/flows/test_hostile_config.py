@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.acquire import command_line_config
 from flows.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -300,13 +301,26 @@ def test_the_corpus() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS])
-def test_load_config_refuses_with_one_line(tmp_path: Path, text: str | bytes, message: str) -> None:
+def test_load_config_refuses_with_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str | bytes,
+    message: str,
+) -> None:
+    """Every case through load_config, and through what the command runs first
+    (command_line_config); the sample below also runs the real command."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path)
     line = str(info.value)
     assert "\n" not in line and "\r" not in line
     assert line.startswith(expected(message, path)), line
+    monkeypatch.setenv("ACQUIRE_CONFIG", str(path))
+    with pytest.raises(SystemExit) as exit_info:
+        command_line_config()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == line + "\n"
 
 
 SAMPLE = [c for c in CORPUS if c[0] in COMMAND_SAMPLE]
