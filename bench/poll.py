@@ -281,8 +281,11 @@ def cpu_cost(seconds: float, rate_hz: float, rounds: int) -> float:
             bares.append(asyncio.run(_bare_loop(port, polled, seconds)))
             projects.append(run_project(bus, rate_hz, seconds)[0])
             if uvloop is not None:
-                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    uvloops.append(runner.run(_bare_loop(port, polled, seconds)))
+                loop = uvloop.new_event_loop()
+                try:
+                    uvloops.append(loop.run_until_complete(_bare_loop(port, polled, seconds)))
+                finally:
+                    loop.close()
     finally:
         stop_server(proc)
     steal = steal_since(before)

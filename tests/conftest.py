@@ -82,8 +82,14 @@ def poll_bus(
     tick's samples and stats, in order. ``loop_factory`` builds that loop (default:
     asyncio's).
     """
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(_poll_bus(bus, rate_hz, ticks, on_tick, simulator))
+    polled = _poll_bus(bus, rate_hz, ticks, on_tick, simulator)
+    if loop_factory is None:
+        return asyncio.run(polled)
+    loop = loop_factory()  # asyncio.Runner(loop_factory=) is Python 3.11+
+    try:
+        return loop.run_until_complete(polled)
+    finally:
+        loop.close()
 
 
 async def _poll_bus(
