@@ -9,13 +9,15 @@ schema's column names. Cells: None is an empty field, bools are ``true``/``false
 
 Any text is written as is (quotes, delimiters, line breaks and NUL characters are quoted or
 kept) except what UTF-8 cannot encode: a lone surrogate rejects the batch with
-SinkValueError naming the column, and nothing of it is written.
+SinkValueError naming the column, and nothing of it is written. So does a NUL character on
+Python 3.10, whose csv module can neither write nor read one.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -40,6 +42,9 @@ from sinks.base import (
     worker_file,
 )
 from sinks.values import misfit
+
+# Python 3.10's csv module raises on a NUL character, writing or reading; 3.11 quotes it.
+_NUL = "CSV on Python 3.10" if sys.version_info < (3, 11) else None
 
 __all__ = ["IntoCsv"]
 
@@ -155,8 +160,8 @@ class _CsvPartition(LockedPartition):
             # Encoded here, not by a text file, so that a value UTF-8 cannot hold fails the
             # batch before any of it reaches the file.
             data = self._render(format_columns(schema, values, _FORMATTERS, where)).encode()
-        except (UnicodeEncodeError, ValueError) as exc:
-            problem = misfit(schema, values) or f"a value cannot be written: {exc}"
+        except (UnicodeEncodeError, ValueError, csv.Error) as exc:
+            problem = misfit(schema, values, nul=_NUL) or f"a value cannot be written: {exc}"
             raise SinkValueError(f"{where}: {problem}; none of the batch was written") from exc
         if self._file is None:
             self._open(schema)

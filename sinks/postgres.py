@@ -532,7 +532,7 @@ class _PostgresPartition(LockedPartition):
         except SinkWriteError as exc:
             # Looked for only after a failure, at no cost to good batches: a value that can
             # never be written is the caller's to fix, whatever the server said.
-            problem = misfit(schema, records, nul=True, int64=True)
+            problem = misfit(schema, records, nul="PostgreSQL text", int64=True)
             if problem is None and isinstance(exc.__cause__, self._pg.ProgramLimitExceededError):
                 problem = longest_key_text(schema, records)  # btree entries: 2704 bytes at most
             if problem is None:

@@ -27,18 +27,18 @@ def preview(value: Any, limit: int = 40) -> str:
     return repr(value)
 
 
-def _text_problem(value: str, nul: bool) -> str | None:
+def _text_problem(value: str, nul: str | None) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         code = ord(value[exc.start])
         return f"text {preview(value)} has the lone surrogate U+{code:04X}, which UTF-8 cannot hold"
-    if nul and "\0" in value:
-        return f"text {preview(value)} has a NUL character, which PostgreSQL text cannot hold"
+    if nul is not None and "\0" in value:
+        return f"text {preview(value)} has a NUL character, which {nul} cannot hold"
     return None
 
 
-def _problem(value: Any, required: bool, *, nul: bool, int64: bool) -> str | None:
+def _problem(value: Any, required: bool, *, nul: str | None, int64: bool) -> str | None:
     if isinstance(value, str):
         return _text_problem(value, nul)
     if isinstance(value, bool):
@@ -65,7 +65,7 @@ def misfit(
     schema: Schema,
     values: Sequence[Sequence[Any]],
     *,
-    nul: bool = False,
+    nul: str | None = None,
     int64: bool = False,
     nan_is_null: bool = False,
 ) -> str | None:
@@ -73,7 +73,8 @@ def misfit(
     hold, as ``column 'name' (type): <what>``, or None when every value fits.
 
     Always checked: text that UTF-8 cannot encode (lone surrogates), integers too long for
-    ``str()``, timestamps with no UTC equivalent. ``nul``: text with a NUL character.
+    ``str()``, timestamps with no UTC equivalent. ``nul``: text with a NUL character, which
+    the backend named so cannot hold (e.g. ``"PostgreSQL text"``).
     ``int64``: integers outside the signed 64-bit range. ``nan_is_null``: NaN in a column
     that takes no NULL (the backend stores NaN as NULL).
     """
