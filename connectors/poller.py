@@ -136,7 +136,7 @@ class BusPoller:
         self.last_drift = 0.0  # how late the latest tick started
         self.next_start = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Future[None] | None = None  # the wait for the next tick
+        self._waiter: asyncio.Future[None] | None = None  # the sleep in progress
         self._stop_requested = False
         self._reads = 0  # requests sent in the tick in progress
         self._errors_in_tick = 0  # planned reads of the tick that became error rows
@@ -165,13 +165,24 @@ class BusPoller:
             loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:
-        """End the wait for the next tick, if one is in progress (on the loop)."""
+        """End the sleep in progress, if any (on the loop)."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _wait(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        """Wait ``delay`` seconds, or until a stop is requested. One future and one timer:
-        ``wait_for`` on an Event would take a task each tick, at hundreds of ticks a second."""
+    async def _sleep_until(self, deadline: float) -> None:
+        """Sleep until about ``deadline`` (``time.monotonic()``) in one timer, or until a stop
+        is requested; it may end early, so callers look at the clock again.
+
+        uvloop's timers count whole milliseconds from now, rounded to the nearest: the
+        rest of a sleep that woke a little early (under half a millisecond) became a timer
+        of 0 that fired at once, again and again until the deadline, spinning the loop
+        (about a quarter of the poller's CPU per read at a fast tick). There the delay is
+        rounded up, so the timer fires at most a millisecond after the deadline.
+        """
+        loop = asyncio.get_running_loop()
+        delay = deadline - time.monotonic()
+        if type(loop).__module__.startswith("uvloop"):
+            delay = math.ceil(delay * 1000) / 1000
         self._waiter = loop.create_future()
         timer = loop.call_later(delay, self._wake)
         try:
@@ -182,7 +193,7 @@ class BusPoller:
 
     async def run(self, first_tick: int, end_tick: int | None) -> None:
         """Poll ticks ``first_tick`` .. ``end_tick - 1`` (forever if None) or until stopped."""
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._gap = frame_gap_s(self.url.baudrate) if self.url.scheme == "rtu" else 0.0
         for device in self.bus.devices:
             log.debug(
@@ -192,10 +203,10 @@ class BusPoller:
         try:
             while end_tick is None or tick < end_tick:
                 self.next_start = tick * self.period
-                # Again while it is early: uvloop's timers count whole milliseconds and
-                # may fire up to one early.
+                # The schedule is on the wall clock, timers on the monotonic one: look again
+                # after a wake, in case the wall clock was set back meanwhile.
                 while (delay := self.next_start - time.time()) > 0 and not self._stop_requested:
-                    await self._wait(loop, delay)
+                    await self._sleep_until(time.monotonic() + delay)
                 if self._stop_requested:
                     break
                 self.tick_started, self.tick_running = time.time(), True
@@ -327,8 +338,9 @@ class BusPoller:
         inter-frame gap and the pauses), or longer after a bad frame."""
         if self._resync:  # after a bad frame, let the line fall silent before talking
             need, self._resync = max(need, _RESYNC_S), False
-        while (wait := self._idle_since + need - time.monotonic()) > 0:
-            await asyncio.sleep(wait)  # again if it woke early (see run())
+        # A stop request wakes the sleep early; the silence is kept all the same.
+        while self._idle_since + need > time.monotonic():
+            await self._sleep_until(self._idle_since + need)
 
     async def _transact(
         self, device: Device, read: Read, tick: int, samples: list[Sample], *, fallback=False

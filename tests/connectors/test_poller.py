@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from connectors.faults import DeviceBackoff, Reconnect
-from connectors.poller import Bus, Device
+from connectors.poller import Bus, BusPoller, Device
 from connectors.registers import load_profile
 from connectors.sample import Sample
 from connectors.simulator import BusSimulator, SimulatedDevice
@@ -199,8 +199,8 @@ def gaps(samples: list[Sample]) -> list[tuple[str, float]]:
     ]
 
 
-# The source runs its pollers on uvloop (connectors.source), whose timers may fire up to a
-# millisecond early; asyncio's fire late. The silences and tick starts hold on both.
+# The source runs its pollers on uvloop (connectors.source), whose timers count whole
+# milliseconds; asyncio's do not. The silences and tick starts hold on both.
 LOOPS = {"asyncio": asyncio.new_event_loop}
 with contextlib.suppress(ImportError):  # uvloop is a dependency except on Windows
     import uvloop
@@ -236,6 +236,33 @@ def test_rtu_inter_frame_gap_and_pauses(loop: str) -> None:
     assert all(g >= 0.02 - 1e-5 for _, g in measured)
     assert all(g >= 0.06 - 1e-5 for device, g in measured if device == "q-2")
     assert all(s.error is None for tick, _ in ticks for s in tick)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_each_wait_is_one_timer_not_a_busy_loop(loop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What is left of a millisecond once a timer woke a little early used to become a
+    # timer of 0 on uvloop, again and again until the deadline: hundreds of loop turns
+    # per silence. Each silence and each tick start now takes one timer, two at most.
+    sleeps = 0
+    sleep_until = BusPoller._sleep_until
+
+    async def counted(self: BusPoller, deadline: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await sleep_until(self, deadline)
+
+    monkeypatch.setattr(BusPoller, "_sleep_until", counted)
+    only = {1: ["process_value", "heat_power", "temperature_units"]}
+    bus = sim_bus("s", "rtu", [SimulatedDevice(address=1, profile="watlow_pm")], parameters=only)
+    bus = dataclasses.replace(bus, url=parse_bus_url("rtu://pty?baudrate=19200"))
+    ticks = poll_bus(bus, rate_hz=20, ticks=5, loop_factory=LOOPS[loop])
+    requests = sum(stats.reads for _, stats in ticks)
+    assert requests == 15 and all(s.error is None for tick, _ in ticks for s in tick)
+    # A wait before every tick, a silence before every request but a tick's first.
+    assert requests <= sleeps <= 2 * requests
+    silences = [g for _, g in gaps([s for tick, _ in ticks for s in tick])]
+    assert min(silences) >= frame_gap_s(19200) - 1e-5
+    assert all(stats.drift_s >= 0 for _, stats in ticks)
 
 
 def test_wire_true_rtu_read_takes_its_wire_time() -> None:
