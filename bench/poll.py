@@ -46,7 +46,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition  # noqa: E402
 from bytewax.testing import TestingSink, run_main  # noqa: E402
 
 from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
-from connectors.poller import Bus, Device  # noqa: E402
+from connectors.bus import Bus, Device  # noqa: E402
 from connectors.registers import load_profile  # noqa: E402
 from connectors.sample import TickStats  # noqa: E402
 from connectors.simulator import BusSimulator, SimulatedDevice  # noqa: E402

@@ -26,33 +26,31 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect, exception_text, transport_text
 from connectors.registers import (
     Parameter,
     Read,
     decode_read,
     describe_plan,
-    plan_reads,
     split_read,
 )
 from connectors.sample import Sample, TickStats
-from connectors.simulator import InProcessClient, SimulatedDevice
+from connectors.simulator import InProcessClient
 from connectors.transport import (
     BadFrameError,
-    BusUrl,
     frame_gap_s,
     open_client,
     pending_bytes,
     set_timing,
 )
 
-__all__ = ["Bus", "BusPoller", "Device", "exception_text"]
+__all__ = ["BusPoller"]
 
 log = logging.getLogger(__name__)
 # pymodbus logs every timeout at ERROR with a dump of recent frames; here the
@@ -64,45 +62,6 @@ if logging.getLogger("pymodbus").level == logging.NOTSET:
 _TIMEOUT, _LOST, _BAD, _FALLBACK = "timeout", "lost", "bad", "fallback"
 _SKIPPED = "backoff: not sent after a timeout of this device in this tick"
 _RESYNC_S = 0.02  # silence kept after a bad frame, so its tail is not taken for an answer
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Device:
-    """One controller on a bus and the parameters to read from it.
-
-    ``reads`` is the request plan (``plan_reads`` with ``max_gap``), computed once.
-    """
-
-    name: str
-    address: int
-    parameters: tuple[Parameter, ...]
-    instance: int = 1
-    max_gap: int = 10  # unused registers a merged read may span (see plan_reads)
-    timeout_s: float | None = None  # None: the bus's
-    retries: int | None = None  # None: the bus's
-    pause_s: float = 0.0  # silence before each request to this device
-    reads: tuple[Read, ...] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "reads", plan_reads(self.parameters, max_gap=self.max_gap))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Bus:
-    """One bus (serial line or TCP gateway) and its devices.
-
-    With ``simulate`` set, the bus is served by a :class:`BusSimulator`
-    started with the poller; ``url``'s scheme picks its transport.
-    """
-
-    name: str
-    url: BusUrl
-    devices: tuple[Device, ...]
-    timeout_s: float = 1.0
-    retries: int = 0
-    simulate: tuple[SimulatedDevice, ...] | None = None
-    host: str | None = None
-    pause_s: float = 0.0  # silence between any two requests on the bus
 
 
 def _now() -> datetime:

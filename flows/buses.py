@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.poller import Bus, Device
+from connectors.bus import Bus, Device
 from connectors.registers import (
     Parameter,
     ProfileError,

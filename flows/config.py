@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.poller import Bus
+from connectors.bus import Bus
 from flows.buses import parse_bus
 from flows.configtable import ConfigError, Table, check_at_most
 from sinks.base import IntoSink

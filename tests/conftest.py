@@ -12,7 +12,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
-from connectors.poller import Bus, BusPoller, Device
+from connectors.bus import Bus, Device
+from connectors.poller import BusPoller
 from connectors.registers import load_profile
 from connectors.sample import Sample, TickStats
 from connectors.simulator import BusSimulator, SimulatedDevice

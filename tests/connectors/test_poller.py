@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
-from connectors.poller import Bus, BusPoller, Device
+from connectors.poller import BusPoller
 from connectors.registers import load_profile
 from connectors.sample import Sample
 from connectors.simulator import BusSimulator, SimulatedDevice

@@ -13,10 +13,11 @@ from collections import Counter
 
 import pytest
 
-from connectors.poller import Bus, Device
+from connectors.bus import Bus, Device
+from connectors.loopthread import LoopThread
 from connectors.registers import load_profile
 from connectors.simulator import SimulatedDevice
-from connectors.source import ControllerSource, _LoopThread
+from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
 from tests.conftest import run_source, sim_bus
 
@@ -306,8 +307,8 @@ def test_buses_poll_on_uvloop() -> None:
     async def loop_class() -> type:
         return type(asyncio.get_running_loop())
 
-    running = _LoopThread.submit(loop_class())  # type: ignore[arg-type]
+    running = LoopThread.submit(loop_class())  # type: ignore[arg-type]
     try:
         assert running.result(timeout=5) is uvloop.Loop
     finally:
-        _LoopThread.release()
+        LoopThread.release()

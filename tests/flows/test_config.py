@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.poller import Device
+from connectors.bus import Device
 from connectors.registers import load_profile, plan_reads
 from connectors.transport import BusUrl
 from flows.config import ConfigError, load_config
