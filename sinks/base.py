@@ -11,15 +11,13 @@ bytewax ``DynamicSink`` itself, can be handed straight to ``bytewax.operators.ou
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -27,7 +25,6 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 __all__ = [
     "IDENTIFIER",
     "Column",
-    "ColumnFormatter",
     "ColumnType",
     "IntoSink",
     "LockedPartition",
@@ -40,13 +37,7 @@ __all__ = [
     "SinkValueError",
     "SinkWriteError",
     "check_identifier",
-    "check_path",
-    "ends_with_newline",
-    "format_columns",
-    "format_timestamp",
     "infer_schema",
-    "timestamp_column",
-    "worker_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -186,105 +177,6 @@ def infer_schema(rows: Sequence[Mapping[str, Any]]) -> Schema:
     if not columns:
         raise ValueError("cannot infer a schema: the rows have no columns")
     return Schema(tuple(columns))
-
-
-def format_timestamp(value: datetime) -> str:
-    """ISO 8601 in UTC with microseconds, e.g. ``2026-11-22T05:01:54.123456+00:00``.
-
-    Aware datetimes in another zone are converted to UTC; naive ones raise SinkValueError,
-    since their instant is unknown, and so do those whose UTC day is before year 1 or after
-    9999, which a datetime cannot hold.
-    """
-    if not isinstance(value, datetime):
-        raise SinkValueError(f"{value!r} is not a datetime: a timestamp column takes datetimes")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise SinkValueError(
-            f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware"
-        )
-    try:
-        utc = value.astimezone(timezone.utc)
-    except OverflowError:
-        raise SinkValueError(
-            f"timestamp {value.isoformat()!r} is out of range in UTC (years 1 to 9999)"
-        ) from None
-    return utc.isoformat(timespec="microseconds")
-
-
-class _IsoCache(dict[datetime, str]):
-    def __missing__(self, value: datetime) -> str:
-        text = self[value] = format_timestamp(value)
-        return text
-
-
-def timestamp_column(values: Sequence[Any]) -> list[str | None]:
-    """:func:`format_timestamp` over a column.
-
-    The parameters of one Modbus read share their timestamps, so each distinct instant is
-    formatted once (equal instants in other zones hash alike and format alike).
-    """
-    cache = _IsoCache()
-    try:
-        return [None if v is None else cache[v] for v in values]
-    except TypeError:  # unhashable: not a datetime at all
-        return [None if v is None else format_timestamp(v) for v in values]
-
-
-ColumnFormatter = Callable[[Sequence[Any]], Sequence[Any]]
-
-
-def format_columns(
-    schema: Schema,
-    values: list[tuple[Any, ...]],
-    formatters: Mapping[ColumnType, ColumnFormatter],
-    where: str = "",
-) -> list[tuple[Any, ...]]:
-    """Rewrite the columns whose type has a formatter: ``formatters[type](column_values)``.
-
-    Works column by column (transpose, convert, transpose back): a Python call per cell
-    would cost several times more than the write itself. A formatter that returns its
-    column itself leaves it as is; when every one does, ``values`` come back untouched.
-    A SinkError of a formatter comes out as the same class, prefixed with ``where`` (the
-    target) and the column.
-    """
-    types = [c.type for c in schema.columns]
-    targets = [(i, formatters[t]) for i, t in enumerate(types) if t in formatters]
-    if not targets or not values:
-        return values
-    columns: list[Sequence[Any]] = list(zip(*values, strict=True))
-    changed = False
-    for i, fmt in targets:
-        try:
-            column = fmt(columns[i])
-        except SinkError as exc:
-            c = schema.columns[i]
-            prefix = f"{where}: " if where else ""
-            raise type(exc)(f"{prefix}column {c.name!r} ({c.type}): {exc}") from exc
-        if column is not columns[i]:
-            columns[i], changed = column, True
-    return list(zip(*columns, strict=True)) if changed else values
-
-
-def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
-    """The file a worker of a file sink writes: ``path`` itself with one worker, else
-    ``<stem>-w<index><suffix>`` beside it, so workers never clobber each other."""
-    if worker_count == 1:
-        return path
-    return path.with_name(f"{path.stem}-w{worker_index}{path.suffix}")
-
-
-def ends_with_newline(path: Path) -> bool:
-    """Whether the non-empty file at ``path`` ends with a line break (a crash mid-line
-    leaves it without one)."""
-    with open(path, "rb") as raw:
-        raw.seek(-1, io.SEEK_END)
-        return raw.read(1) == b"\n"
-
-
-def check_path(path: object, what: str) -> Path:
-    """``path`` as a Path; ValueError naming ``what`` unless it is a non-empty str or Path."""
-    if not isinstance(path, (str, Path)) or str(path) in ("", "."):
-        raise ValueError(f"{what}: {path!r} is not a file path")
-    return Path(path)
 
 
 class SchemaLock:

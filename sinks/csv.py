@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from sinks.base import (
-    ColumnFormatter,
     ColumnType,
     IntoSink,
     LockedPartition,
@@ -35,12 +34,9 @@ from sinks.base import (
     SinkSchemaError,
     SinkValueError,
     SinkWriteError,
-    check_path,
-    ends_with_newline,
-    format_columns,
-    timestamp_column,
-    worker_file,
 )
+from sinks.columns import ColumnFormatter, format_columns, timestamp_column
+from sinks.files import check_path, ends_with_newline, worker_file
 from sinks.values import misfit
 
 # Python 3.10's csv module raises on a NUL character, writing or reading; 3.11 quotes it.

@@ -29,11 +29,9 @@ from sinks.base import (
     SinkError,
     SinkValueError,
     SinkWriteError,
-    check_path,
-    ends_with_newline,
-    timestamp_column,
-    worker_file,
 )
+from sinks.columns import timestamp_column
+from sinks.files import check_path, ends_with_newline, worker_file
 from sinks.values import misfit
 
 __all__ = ["IntoJsonl"]

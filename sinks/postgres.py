@@ -37,7 +37,6 @@ import anyio
 from anyio.from_thread import start_blocking_portal
 
 from sinks.base import (
-    ColumnFormatter,
     ColumnType,
     IntoSink,
     LockedPartition,
@@ -49,9 +48,8 @@ from sinks.base import (
     SinkValueError,
     SinkWriteError,
     check_identifier,
-    format_columns,
-    format_timestamp,
 )
+from sinks.columns import ColumnFormatter, format_columns, format_timestamp
 from sinks.values import longest_key_text, misfit
 
 if TYPE_CHECKING:

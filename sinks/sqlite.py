@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from sinks.base import (
-    ColumnFormatter,
     ColumnType,
     IntoSink,
     LockedPartition,
@@ -40,10 +39,9 @@ from sinks.base import (
     SinkValueError,
     SinkWriteError,
     check_identifier,
-    check_path,
-    format_columns,
-    timestamp_column,
 )
+from sinks.columns import ColumnFormatter, format_columns, timestamp_column
+from sinks.files import check_path
 from sinks.values import misfit
 
 __all__ = ["IntoSqlite"]

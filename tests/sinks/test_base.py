@@ -22,9 +22,9 @@ from sinks.base import (
     SinkSchemaError,
     SinkWriteError,
     check_identifier,
-    format_timestamp,
     infer_schema,
 )
+from sinks.columns import format_timestamp
 
 T0 = datetime(2026, 11, 22, 5, 1, 54, 123456, tzinfo=timezone.utc)
 
@@ -241,7 +241,8 @@ def test_timestamp_column_formats_each_instant_in_utc() -> None:
 
     import pytest
 
-    from sinks.base import SinkError, timestamp_column
+    from sinks.base import SinkError
+    from sinks.columns import timestamp_column
 
     utc = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     zoned = utc.astimezone(timezone(timedelta(hours=-5)))
