@@ -18,7 +18,8 @@ from matplotlib.image import imread
 from connectors.registers import load_profile
 from flows.acquire import build_flow
 from flows.config import load_config
-from flows.plot import device_figure, load, main
+from flows.plot import device_figure, main
+from flows.plotdata import load
 from sinks.base import check_identifier
 
 ROOT = Path(__file__).resolve().parents[2]
