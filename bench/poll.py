@@ -49,7 +49,8 @@ from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 from connectors.bus import Bus, Device  # noqa: E402
 from connectors.registers import load_profile  # noqa: E402
 from connectors.sample import TickStats  # noqa: E402
-from connectors.simulator import BusSimulator, SimulatedDevice  # noqa: E402
+from connectors.simdevice import SimulatedDevice  # noqa: E402
+from connectors.simulator import BusSimulator  # noqa: E402
 from connectors.transport import frame_gap_s, parse_bus_url, wire_time_s  # noqa: E402
 from flows.acquire import acquire_with_stats  # noqa: E402
 from flows.config import Acquisition, Config  # noqa: E402

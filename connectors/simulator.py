@@ -28,247 +28,27 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
-import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Sequence
 
 from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import ModbusIOException, NoSuchIdException
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.pdu import ModbusPDU
-from pymodbus.pdu.exceptionresponse import ExceptionResponse
-from pymodbus.pdu.register_message import (
-    ReadHoldingRegistersResponse,
-    ReadInputRegistersResponse,
-)
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.registers import Parameter, Profile, encode, load_profile
 from connectors.simcable import Cable, open_pty
-from connectors.simmodels import device_values
-from connectors.transport import wire_time_s
+from connectors.simdevice import DeviceState, InProcessClient, SimulatedDevice
 
-__all__ = ["BusSimulator", "InProcessClient", "SimulatedDevice", "device_values", "wire_time_s"]
+__all__ = ["BusSimulator"]
 
 KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
-_TABLES = {3: "holding", 4: "input"}  # function code -> register table
-_RESPONSES = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SimulatedDevice:
-    """One simulated controller at one unit id, with its fault knobs."""
-
-    address: int
-    profile: str
-    set_point: float | None = None
-    delay_s: float = 0.0
-    dead: bool = False
-    exception_code: int | None = None
-    garbage: bool = False  # rtu only: answer with a frame whose CRC is wrong
-
-
-# A real controller refreshes its registers at its own scan rate (a Watlow PM's inputs at
-# about 10 Hz), not per request; the model does the same, so the reads of one poll cost one
-# model step, not one each.
-_REFRESH_S = 0.1
-
-
-def _same(a: object, b: object) -> bool:
-    """Whether ``a`` and ``b`` encode alike: equal, of one type, zeros of one sign."""
-    if type(a) is not type(b) or a != b:
-        return False
-    return a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b)  # type: ignore[arg-type]
-
-
-Span = list[tuple[int, Parameter]] | None
-# The spans of each profile's reads, shared by its devices (they meet the same parameters):
-# keyed by the profile's identity, the profile kept so its id is not reused.
-_SPANS: dict[int, tuple[Profile, dict[tuple[str, int, int], Span]]] = {}
-
-
-class _DeviceState:
-    """Registers of one simulated device, refreshed from its model at most every 0.1 s."""
-
-    def __init__(self, spec: SimulatedDevice, started: float, seed: int | None) -> None:
-        self.spec = spec
-        self.profile = load_profile(spec.profile)
-        self.started = started
-        self.rng = random.Random(seed if seed is None else seed + spec.address)
-        self._values: dict[str, int | float | str] = {}
-        # name -> (value, its words): encoded on the first read of a value, kept while the
-        # model gives the same value (set points and most states do not move).
-        self._words: dict[str, tuple[int | float | str, list[int]]] = {}
-        self._refreshed = -math.inf
-        self._spans = _SPANS.setdefault(id(self.profile), (self.profile, {}))[1]
-        # (table, address, count) -> reads answered with values: the device's own log, to
-        # hold what a run stored against (error answers and silences are not in it).
-        self.answered: Counter[tuple[str, int, int]] = Counter()
-        self.log: TextIO | None = None  # also one line per answered read, if set
-        # Cleared by BusSimulator.stop(), with ``stops`` counted up: a request still being
-        # handled (a delayed answer) then finds its connection closed, so its answer would
-        # never be sent and must not be counted.
-        self.serving = True
-        self.stops = 0
-
-    def _word(self, p: Parameter) -> list[int]:
-        """``p``'s register words, from the model as of at most 0.1 s ago."""
-        now = time.monotonic()
-        if now - self._refreshed >= _REFRESH_S:
-            spec = self.spec
-            self._values = device_values(
-                self.profile, now - self.started, spec.address, self.rng, spec.set_point
-            )
-            self._refreshed = now
-        value = self._values[p.name]
-        known = self._words.get(p.name)
-        if known is not None and _same(known[0], value):
-            return known[1]
-        words = encode(p, value)
-        self._words[p.name] = (value, words)
-        return words
-
-    def _span(self, table: str, address: int, count: int) -> list[tuple[int, Parameter]] | None:
-        """(first register, parameter) of those a read of ``count`` at ``address`` meets;
-        None when a register of the read belongs to no parameter (illegal data address)."""
-        key = (table, address, count)
-        if key not in self._spans:
-            end = address + count
-            met = [
-                (p.address, p)
-                for p in self.profile.parameters
-                if p.table == table and p.address < end and p.address + p.count > address
-            ]
-            covered = {r for first, p in met for r in range(first, first + p.count)}
-            whole = covered.issuperset(range(address, end))
-            self._spans[key] = met if whole else None
-        return self._spans[key]
-
-    def fill(self, table: str, address: int, count: int, registers: list[int], at: int) -> bool:
-        """Write the registers of a read of ``count`` at ``address`` into ``registers`` from
-        index ``at``; False (nothing written) when the read meets a register no parameter
-        has."""
-        span = self._span(table, address, count)
-        if span is None:
-            return False
-        self.answered[(table, address, count)] += 1
-        if self.log is not None:
-            self.log.write(f"{self.spec.address} {table} {address} {count}\n")
-            self.log.flush()
-        for first, p in span:
-            words = self._word(p)
-            offset = at + first - address
-            # A parameter may start before the read or end after it: clip it to the read.
-            lo, hi = max(offset, at), min(offset + len(words), at + count)
-            registers[lo:hi] = words[lo - offset : hi - offset]
-        return True
-
-    def sim_device(self) -> SimDevice:
-        blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
-        for p in self.profile.parameters:
-            blocks[p.table].append(
-                SimData(p.address, count=p.count, values=0, datatype=DataType.REGISTERS)
-            )
-        for table, block in blocks.items():
-            if not block:  # pymodbus wants every block non-empty; keep it unreadable
-                blocks[table] = [SimData(0, datatype=DataType.INVALID)]
-        bits = [SimData(0, values=False, datatype=DataType.BITS)]
-        return SimDevice(
-            id=self.spec.address,
-            simdata=(bits, list(bits), blocks["holding"], blocks["input"]),
-            action=self.action,
-        )
-
-    async def action(
-        self,
-        function_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        spec = self.spec
-        if spec.dead:
-            # The request handler answers nothing for a missing device.
-            raise NoSuchIdException(f"simulated dead device {spec.address}")
-        stops = self.stops
-        if spec.delay_s:
-            await asyncio.sleep(spec.delay_s)
-        if not self.serving or self.stops != stops:
-            raise NoSuchIdException(f"simulated bus stopped before device {spec.address} answered")
-        if spec.exception_code is not None:
-            return ExcCodes(spec.exception_code)
-        table = _TABLES.get(function_code)
-        if table is None or set_values is not None:
-            return None
-        # The server checked the address against its blocks (one per parameter) already.
-        self.fill(table, address, count, registers, address - start_address)
-        return None
 
 
 async def _silent(*_args: object) -> ExcCodes | None:
     raise NoSuchIdException("no simulated device at this unit id")
-
-
-class InProcessClient:
-    """The part of a pymodbus async client the poller uses, served in process.
-
-    Reads go straight to the simulated devices' registers and come back as the same
-    pymodbus response PDUs a real client returns, without framing, I/O or the server's
-    datastore, so the dataflow can be measured without Modbus overhead (the ``sim://``
-    bus kind). As on a real bus: a unit id nobody simulates, or a dead device, costs
-    ``timeout`` times ``retries + 1`` and raises ModbusIOException; a read meeting a
-    register no parameter has is answered with exception 2 (illegal data address). Both
-    attributes may be changed between requests.
-    """
-
-    connected = True
-
-    def __init__(
-        self, devices: Mapping[int, _DeviceState], timeout: float, retries: int = 0
-    ) -> None:
-        self._devices = devices
-        self.timeout = timeout
-        self.retries = retries
-
-    async def connect(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-    async def read_holding_registers(
-        self, address: int, *, count: int = 1, device_id: int = 1
-    ) -> ModbusPDU:
-        return await self._read(3, address, count, device_id)
-
-    async def read_input_registers(
-        self, address: int, *, count: int = 1, device_id: int = 1
-    ) -> ModbusPDU:
-        return await self._read(4, address, count, device_id)
-
-    async def _read(self, function_code: int, address: int, count: int, unit: int) -> ModbusPDU:
-        state = self._devices.get(unit)
-        if state is None or state.spec.dead:
-            await asyncio.sleep(self.timeout * (self.retries + 1))
-            raise ModbusIOException("No response received (simulated)")
-        spec = state.spec
-        if spec.delay_s:
-            await asyncio.sleep(spec.delay_s)
-        if spec.exception_code is not None:
-            return ExceptionResponse(function_code, ExcCodes(spec.exception_code), device_id=unit)
-        registers = [0] * count
-        if not state.fill(_TABLES[function_code], address, count, registers, 0):
-            return ExceptionResponse(function_code, ExcCodes.ILLEGAL_ADDRESS, device_id=unit)
-        response = _RESPONSES[function_code]
-        return response(registers=registers, dev_id=unit)
 
 
 class BusSimulator:
@@ -304,13 +84,13 @@ class BusSimulator:
         self.kind, self.host, self.port, self.baudrate = kind, host, port, baudrate
         self.wire_time, self.turnaround_s = wire_time, turnaround_s
         started = time.monotonic()
-        self.devices = {d.address: _DeviceState(d, started, seed) for d in devices}
+        self.devices = {d.address: DeviceState(d, started, seed) for d in devices}
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._fds: list[int] = []
         self._cable: Cable | None = None
         self.url = ""
 
-    def device(self, address: int) -> _DeviceState:
+    def device(self, address: int) -> DeviceState:
         """The state of the simulated device at ``address``."""
         return self.devices[address]
 

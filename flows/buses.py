@@ -18,7 +18,7 @@ from connectors.registers import (
     override_parameter,
     parameter_fields,
 )
-from connectors.simulator import SimulatedDevice
+from connectors.simdevice import SimulatedDevice
 from connectors.transport import parse_bus_url
 from flows.configtable import (
     ConfigError,

@@ -13,9 +13,10 @@ import pytest
 from pymodbus.exceptions import ModbusIOException
 
 from bench.machine import free_ports
-from connectors import simulator
-from connectors.simulator import BusSimulator, SimulatedDevice, wire_time_s
-from connectors.transport import BadFrameError, open_client, parse_bus_url, set_timing
+from connectors import simdevice
+from connectors.simdevice import SimulatedDevice
+from connectors.simulator import BusSimulator
+from connectors.transport import BadFrameError, open_client, parse_bus_url, set_timing, wire_time_s
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,7 @@ def test_turnaround_must_not_be_negative() -> None:
 
 def test_in_process_client_answers_as_the_server_does(monkeypatch: pytest.MonkeyPatch) -> None:
     # The sim:// client skips the server's datastore; its answers must not differ from it.
-    monkeypatch.setattr(simulator, "_REFRESH_S", 3600.0)  # the same values for both reads
+    monkeypatch.setattr(simdevice, "_REFRESH_S", 3600.0)  # the same values for both reads
     reads = [
         ("holding", 360, 2),  # one float32
         ("holding", 360, 1),  # the first word of it only

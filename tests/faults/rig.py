@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from bytewax.testing import run_main
 
-from connectors.simulator import BusSimulator, SimulatedDevice
+from connectors.simdevice import SimulatedDevice
+from connectors.simulator import BusSimulator
 from flows.acquire import build_flow
 from flows.config import load_config
 
