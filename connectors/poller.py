@@ -128,9 +128,9 @@ class BusPoller:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _sleep_until(self, deadline: float) -> None:
-        """Sleep until about ``deadline`` (``time.monotonic()``) in one timer, or until a stop
-        is requested; it may end early, so callers look at the clock again.
+    async def _sleep(self, delay: float) -> None:
+        """Sleep about ``delay`` seconds in one timer, or until a stop is requested; it may
+        end early, so callers look at the clock again.
 
         uvloop's timers count whole milliseconds from now, rounded to the nearest: the
         rest of a sleep that woke a little early (under half a millisecond) became a timer
@@ -139,7 +139,6 @@ class BusPoller:
         rounded up, so the timer fires at most a millisecond after the deadline.
         """
         loop = asyncio.get_running_loop()
-        delay = deadline - time.monotonic()
         if type(loop).__module__.startswith("uvloop"):
             delay = math.ceil(delay * 1000) / 1000
         self._waiter = loop.create_future()
@@ -162,10 +161,10 @@ class BusPoller:
         try:
             while end_tick is None or tick < end_tick:
                 self.next_start = tick * self.period
-                # The schedule is on the wall clock, timers on the monotonic one: look again
-                # after a wake, in case the wall clock was set back meanwhile.
+                # The schedule is on the wall clock, timers are not: look again after a
+                # wake, as a sleep may end early or the wall clock be set back meanwhile.
                 while (delay := self.next_start - time.time()) > 0 and not self._stop_requested:
-                    await self._sleep_until(time.monotonic() + delay)
+                    await self._sleep(delay)
                 if self._stop_requested:
                     break
                 self.tick_started, self.tick_running = time.time(), True
@@ -298,8 +297,8 @@ class BusPoller:
         if self._resync:  # after a bad frame, let the line fall silent before talking
             need, self._resync = max(need, _RESYNC_S), False
         # A stop request wakes the sleep early; the silence is kept all the same.
-        while self._idle_since + need > time.monotonic():
-            await self._sleep_until(self._idle_since + need)
+        while (wait := self._idle_since + need - time.monotonic()) > 0:
+            await self._sleep(wait)
 
     async def _transact(
         self, device: Device, read: Read, tick: int, samples: list[Sample], *, fallback=False

@@ -246,14 +246,14 @@ def test_each_wait_is_one_timer_not_a_busy_loop(loop: str, monkeypatch: pytest.M
     # timer of 0 on uvloop, again and again until the deadline: hundreds of loop turns
     # per silence. Each silence and each tick start now takes one timer, two at most.
     sleeps = 0
-    sleep_until = BusPoller._sleep_until
+    sleep = BusPoller._sleep
 
-    async def counted(self: BusPoller, deadline: float) -> None:
+    async def counted(self: BusPoller, delay: float) -> None:
         nonlocal sleeps
         sleeps += 1
-        await sleep_until(self, deadline)
+        await sleep(self, delay)
 
-    monkeypatch.setattr(BusPoller, "_sleep_until", counted)
+    monkeypatch.setattr(BusPoller, "_sleep", counted)
     only = {1: ["process_value", "heat_power", "temperature_units"]}
     bus = sim_bus("s", "rtu", [SimulatedDevice(address=1, profile="watlow_pm")], parameters=only)
     bus = dataclasses.replace(bus, url=parse_bus_url("rtu://pty?baudrate=19200"))
