@@ -9,7 +9,7 @@ carries. Achieved reads/s over the theoretical limit for the same reads: per rea
 baud) and the turnaround. Target >= 0.9.
 
 CPU cost: the same reads against a Modbus TCP simulator in another process
-(``python -m connectors.simulator --tcp``), through the project's flow and through a bare
+(``python -m connectors.sim --tcp``), through the project's flow and through a bare
 pymodbus ``AsyncModbusTcpClient`` loop making the identical requests, each for
 ``--seconds``, in ``--rounds`` interleaved rounds; CPU seconds (process time of this
 process) per read over all rounds, project / bare. Target <= 1.3. The project polls on
@@ -49,8 +49,7 @@ from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 from connectors.bus import Bus, Device  # noqa: E402
 from connectors.registers import load_profile  # noqa: E402
 from connectors.sample import TickStats  # noqa: E402
-from connectors.simdevice import SimulatedDevice  # noqa: E402
-from connectors.simulator import BusSimulator  # noqa: E402
+from connectors.sim import BusSimulator, SimulatedDevice  # noqa: E402
 from connectors.transport import frame_gap_s, parse_bus_url, wire_time_s  # noqa: E402
 from flows.acquire import acquire_with_stats  # noqa: E402
 from flows.config import Acquisition, Config  # noqa: E402
@@ -267,7 +266,7 @@ def cpu_cost(seconds: float, rate_hz: float, rounds: int) -> float:
     """Run the TCP half; prints its figures and returns project / bare CPU per read."""
     (port,) = free_ports(1)
     units = [arg for u in UNITS for arg in ("--device", f"{u}:{PROFILE}")]
-    command = [sys.executable, "-m", "connectors.simulator", "--tcp", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "connectors.sim", "--tcp", f"127.0.0.1:{port}"]
     proc, _ = start_server([*command, *units])
     polled = devices()
     bus = Bus(

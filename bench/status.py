@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from connectors.sample import Sample, TickStats
-from flows.summary import IntoSummary
+from flows.observe.summary import IntoSummary
 
 ROWS = 10_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from connectors.registers import Parameter, Read, plan_reads
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from connectors.transport import BusUrl
 
 __all__ = ["Bus", "Device"]

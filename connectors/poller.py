@@ -41,7 +41,7 @@ from connectors.registers import (
     split_read,
 )
 from connectors.sample import Sample, TickStats
-from connectors.simdevice import InProcessClient
+from connectors.sim.device import InProcessClient
 from connectors.transport import (
     BadFrameError,
     frame_gap_s,

@@ -22,7 +22,7 @@ from connectors.journal import Journal
 from connectors.loopthread import LoopThread, settle_gc
 from connectors.poller import BusPoller
 from connectors.sample import Sample, TickStats
-from connectors.simulator import BusSimulator
+from connectors.sim import BusSimulator
 from connectors.transport import parse_bus_url
 
 __all__ = ["BusState", "ControllerSource", "Item"]

@@ -31,11 +31,11 @@ from bytewax.dataflow import Dataflow, Stream
 from connectors.sample import Sample, TickStats
 from connectors.source import ControllerSource, Item
 from flows import recovery
-from flows.busstats import BUS_STATS_SCHEMA, to_stats_row
 from flows.config import Config, ConfigError, Windows, load_config
+from flows.observe.busstats import BUS_STATS_SCHEMA, to_stats_row
+from flows.observe.status import log_to_stderr
+from flows.observe.summary import IntoSummary
 from flows.rows import SAMPLE_SCHEMA, to_row
-from flows.status import log_to_stderr
-from flows.summary import IntoSummary
 from flows.windows import WINDOW_SCHEMA, WindowStreams, window_stats
 from sinks.base import IntoSink, Schema
 
@@ -122,7 +122,7 @@ def to_rows(samples: Stream[Sample]) -> Stream[dict[str, Any]]:
 
 
 def to_stats_rows(stats: Stream[TickStats]) -> Stream[dict[str, Any]]:
-    """Flatten TickStats into bus statistics rows (flows.busstats.BUS_STATS_SCHEMA)."""
+    """Flatten TickStats into bus statistics rows (flows.observe.busstats.BUS_STATS_SCHEMA)."""
     return op.map("to_stats_row", stats, to_stats_row)
 
 
@@ -157,7 +157,7 @@ def build_flow(
     """The whole acquisition flow for ``config``: source -> rows -> sinks; bus statistics ->
     stats rows -> stats sinks; with windows, rows -> window rows -> window sinks and late
     rows -> late sinks; and the run summary, with the status line every
-    ``config.status`` interval and the Prometheus metrics (flows.metrics).
+    ``config.status`` interval and the Prometheus metrics (flows.observe.metrics).
     ``journal_dir``: see :func:`acquire`."""
     flow = Dataflow("acquire")
     samples, tick_stats = acquire_with_stats(flow, config, stop=stop, journal_dir=journal_dir)

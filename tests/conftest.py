@@ -16,8 +16,7 @@ from connectors.bus import Bus, Device
 from connectors.poller import BusPoller
 from connectors.registers import load_profile
 from connectors.sample import Sample, TickStats
-from connectors.simdevice import SimulatedDevice
-from connectors.simulator import BusSimulator
+from connectors.sim import BusSimulator, SimulatedDevice
 from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
 

@@ -67,7 +67,7 @@ def test_every_command_is_covered() -> None:
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
     # and .ci/run, bench/poll.py by tests/test_bench_poll.py, bench/soak.py by
     # tests/test_bench_soak.py).
-    covered = ("ACQUIRE_CONFIG=", "connectors.simulator", "connectors.scan", "flows.plot",
+    covered = ("ACQUIRE_CONFIG=", "connectors.sim", "connectors.scan", "flows.plot",
                "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
                "bench/poll.py", "bench/soak.py", "bench/status.py",
                "BYTEWAX_DATAFLOW_API_ENABLED=true", "curl -s http://127.0.0.1:3030",
@@ -78,7 +78,7 @@ def test_every_command_is_covered() -> None:
 
 
 def test_scan_command_finds_the_simulated_devices() -> None:
-    (simulator,) = [c for c in commands() if "connectors.simulator" in c]
+    (simulator,) = [c for c in commands() if "connectors.sim" in c]
     (scan,) = [c for c in commands() if "connectors.scan" in c]
     proc = subprocess.Popen(
         argv(simulator.replace(":5020", ":0")), cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -148,7 +148,7 @@ def test_processes_command(tmp_path: Path) -> None:
 
 
 def test_simulator_command() -> None:
-    (line,) = [c for c in commands() if "connectors.simulator" in c]
+    (line,) = [c for c in commands() if "connectors.sim" in c]
     proc = subprocess.Popen(
         argv(line.replace(":5020", ":0")), cwd=ROOT, stdout=subprocess.PIPE, text=True
     )

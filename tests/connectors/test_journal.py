@@ -13,7 +13,7 @@ import pytest
 
 from connectors.journal import Journal, journal_path
 from connectors.sample import Sample, TickStats, Value
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from connectors.source import ControllerSource
 from tests.conftest import sim_bus
 

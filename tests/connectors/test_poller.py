@@ -15,8 +15,7 @@ from connectors.faults import DeviceBackoff, Reconnect
 from connectors.poller import BusPoller
 from connectors.registers import load_profile
 from connectors.sample import Sample
-from connectors.simdevice import SimulatedDevice
-from connectors.simulator import BusSimulator
+from connectors.sim import BusSimulator, SimulatedDevice
 from connectors.transport import char_time_s, frame_gap_s, parse_bus_url, wire_time_s
 from flows.rows import to_row
 from tests.conftest import Tick, poll_bus, sim_bus

@@ -20,9 +20,8 @@ import pytest
 from bench.machine import free_ports
 from connectors import scan
 from connectors.registers import PROFILE_DIR, load_profile
-from connectors.simcable import open_pty
-from connectors.simdevice import SimulatedDevice
-from connectors.simulator import BusSimulator
+from connectors.sim import BusSimulator, SimulatedDevice
+from connectors.sim.cable import open_pty
 from connectors.transport import parse_bus_url
 from flows.config import load_config, parse_config
 

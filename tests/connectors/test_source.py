@@ -16,7 +16,7 @@ import pytest
 from connectors.bus import Bus, Device
 from connectors.loopthread import LoopThread
 from connectors.registers import load_profile
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
 from tests.conftest import run_source, sim_bus

@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 
 from bytewax.testing import run_main
 
-from connectors.simdevice import SimulatedDevice
-from connectors.simulator import BusSimulator
+from connectors.sim import BusSimulator, SimulatedDevice
 from flows.acquire import build_flow
 from flows.config import load_config
 
@@ -117,7 +116,7 @@ class SimLoop:
 
 
 class SimProcess:
-    """``python -m connectors.simulator --tcp 127.0.0.1:PORT`` as a subprocess that can be
+    """``python -m connectors.sim --tcp 127.0.0.1:PORT`` as a subprocess that can be
     killed with SIGKILL and started again on the same port, logging every read it answers
     to one file over all its lives."""
 
@@ -129,7 +128,7 @@ class SimProcess:
     def start(self) -> None:
         """Start it and wait until it listens (it says so on its output)."""
         devices = [a for u in self.units for a in ("--device", f"{u}:{PROFILE}")]
-        command = [sys.executable, "-m", "connectors.simulator", "--tcp", f"127.0.0.1:{self.port}"]
+        command = [sys.executable, "-m", "connectors.sim", "--tcp", f"127.0.0.1:{self.port}"]
         output = self.log.with_suffix(".out")
         # To a file, not a pipe: a pipe nobody reads would block it once full.
         with output.open("w") as out:

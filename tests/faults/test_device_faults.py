@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from tests.faults.audit import Audit, audit, report
 from tests.faults.rig import PROFILE, BusSpec, SimLoop, run_flow, write_config
 from tests.faults.stores import Store

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from bench.machine import free_ports
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from tests.faults.audit import Audit, audit, report
 from tests.faults.rig import (
     PROFILE,

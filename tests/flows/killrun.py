@@ -131,7 +131,7 @@ def run_with_kills(tmp: Path, kills: int, pg: tuple[str, str] | None, seed: int)
             for unit in units:
                 args += ["--device", unit]
             sim = subprocess.Popen(
-                [sys.executable, "-m", "connectors.simulator", *args],
+                [sys.executable, "-m", "connectors.sim", *args],
                 cwd=ROOT, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             sims.append(sim)

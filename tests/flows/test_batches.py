@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bytewax.testing import TestingSource, run_main
 
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from flows.batches import BatchLabel, build_batch_flow
 from flows.config import Acquisition, Config
 from sinks.memory import IntoMemory

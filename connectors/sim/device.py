@@ -1,6 +1,6 @@
 """One simulated controller: its fault knobs (:class:`SimulatedDevice`), its registers
-(:class:`DeviceState`, refreshed from its model in connectors.simmodels) and the client that
-reads them in process (:class:`InProcessClient`, the ``sim://`` bus). connectors.simulator
+(:class:`DeviceState`, refreshed from its model in connectors.sim.models) and the client that
+reads them in process (:class:`InProcessClient`, the ``sim://`` bus). connectors.sim.server
 serves them through a real pymodbus server."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pymodbus.pdu.register_message import (
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.registers import Parameter, Profile, encode, load_profile
-from connectors.simmodels import device_values
+from connectors.sim.models import device_values
 
 __all__ = ["DeviceState", "InProcessClient", "SimulatedDevice"]
 

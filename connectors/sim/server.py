@@ -18,7 +18,7 @@ Every read a device answers with values is counted (:meth:`BusSimulator.answered
 
 Standalone, for pointing a real client at it::
 
-    python -m connectors.simulator --tcp 127.0.0.1:5020 --device 1:watlow_pm \
+    python -m connectors.sim --tcp 127.0.0.1:5020 --device 1:watlow_pm \
         --device 2:servomex_4100 [--log answered.txt]
 """
 
@@ -39,8 +39,8 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.simcable import Cable, open_pty
-from connectors.simdevice import DeviceState, InProcessClient, SimulatedDevice
+from connectors.sim.cable import Cable, open_pty
+from connectors.sim.device import DeviceState, InProcessClient, SimulatedDevice
 
 __all__ = ["BusSimulator"]
 
@@ -130,7 +130,14 @@ class BusSimulator:
             server_master, server_slave, server_path = open_pty()
             client_master, client_slave, client_path = open_pty()
             self._fds = [server_master, server_slave, client_master, client_slave]
-            self._cable = Cable(self, client_master, server_master)
+            self._cable = Cable(
+                self.devices,
+                client_master,
+                server_master,
+                baudrate=self.baudrate,
+                wire_time=self.wire_time,
+                turnaround_s=self.turnaround_s,
+            )
             self._server = ModbusSerialServer(
                 context,
                 framer=FramerType.RTU,
@@ -199,8 +206,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line entry point: ``python -m connectors.simulator``."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.simulator", description=__doc__)
+    """Command line entry point: ``python -m connectors.sim``."""
+    parser = argparse.ArgumentParser(prog="python -m connectors.sim", description=__doc__)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve Modbus TCP")
     where.add_argument("--rtu-over-tcp", metavar="HOST:PORT", help="serve RTU framing over TCP")
@@ -215,7 +222,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
-
-
-if __name__ == "__main__":
-    main()

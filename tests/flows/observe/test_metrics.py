@@ -19,11 +19,11 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.metrics import BUCKETS
-from flows.summary import IntoSummary
-from tests.flows.test_status import sample, stats, write_config
+from flows.observe.metrics import BUCKETS
+from flows.observe.summary import IntoSummary
+from tests.flows.observe.test_status import sample, stats, write_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 

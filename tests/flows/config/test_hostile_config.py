@@ -14,7 +14,7 @@ import pytest
 from flows.acquire import command_line_config
 from flows.config import ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 BASE = """[acquisition]
 rate_hz = 2

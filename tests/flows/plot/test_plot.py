@@ -19,10 +19,10 @@ from connectors.registers import load_profile
 from flows.acquire import build_flow
 from flows.config import load_config
 from flows.plot import device_figure, main
-from flows.plotdata import load
+from flows.plot.data import load
 from sinks.base import check_identifier
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 CONFIG = """
 [acquisition]

@@ -1,10 +1,11 @@
 """The end-of-run summary, the live status line and the metrics of one worker.
 
-IntoSummary's partition counts the worker's Samples and TickStats (flows.figures), logs the
-status line every interval (flows.status), exposes the counts to Prometheus (flows.metrics)
-and, when the run ends, prints per device: rows, error rows, error rate, its bus's late
-ticks and the p50/p99 latency (received_at - requested_at); per bus: ticks and late ticks,
-with the tick duration (p50, p99) and largest drift when the bus statistics are there; and
+IntoSummary's partition counts the worker's Samples and TickStats (flows.observe.figures),
+logs the status line every interval (flows.observe.status), exposes the counts to Prometheus
+(flows.observe.metrics) and, when the run ends, prints per device: rows, error rows, error
+rate, its bus's late ticks and the p50/p99 latency (received_at - requested_at); per bus:
+ticks and late ticks, with the tick duration (p50, p99) and largest drift when the bus
+statistics are there; and
 (with windows) the window rows and the late samples.
 """
 
@@ -20,9 +21,9 @@ from typing import Any, TextIO
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.sample import Sample, TickStats
-from flows.figures import BusFigures, Figures, counted_percentile
-from flows.metrics import COLLECTOR
-from flows.status import StatusLine
+from flows.observe.figures import BusFigures, Figures, counted_percentile
+from flows.observe.metrics import COLLECTOR
+from flows.observe.status import StatusLine
 
 __all__ = ["IntoSummary", "percentile"]
 
@@ -133,8 +134,8 @@ class IntoSummary(DynamicSink[Item]):
     prints a summary when the run ends, one per worker, about that worker's buses.
 
     Without TickStats for a bus, its ticks and late ticks are counted from its samples.
-    ``status_s``: log a status line (flows.status) every that many seconds of ``clock``;
-    None: none. ``metrics``: expose the counts through flows.metrics.COLLECTOR while the
+    ``status_s``: log a status line (flows.observe.status) every that many seconds of ``clock``;
+    None: none. ``metrics``: expose the counts through flows.observe.metrics.COLLECTOR while the
     partition is open.
     """
 

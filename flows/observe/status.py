@@ -1,4 +1,4 @@
-"""The live status line, logged at INFO on the ``flows.status`` logger every interval.
+"""The live status line, logged at INFO on the ``flows.observe.status`` logger every interval.
 
 One line per worker and interval, about that worker's buses only::
 
@@ -9,7 +9,7 @@ One line per worker and interval, about that worker's buses only::
 when its last tick had a read that did not fail; a device answers when its last row is not
 an error; rows, late ticks and errors count the interval since the previous line; the worst
 device is the one with the most error rows in it, with its last error
-(flows.figures.DeviceFigures.last_error). The line is logged with the first batch after
+(flows.observe.figures.DeviceFigures.last_error). The line is logged with the first batch after
 each interval has passed.
 """
 
@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from flows.figures import Figures
+from flows.observe.figures import Figures
 
 __all__ = ["LOGGER", "StatusLine", "log_to_stderr"]
 
@@ -28,7 +28,7 @@ LOGGER = logging.getLogger("flows.status")
 
 def log_to_stderr() -> None:
     """Send the status lines to stderr, unless logging already has somewhere to send them
-    (a handler on ``flows.status`` or on the root logger)."""
+    (a handler on ``flows.observe.status`` or on the root logger)."""
     if LOGGER.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler(sys.stderr)

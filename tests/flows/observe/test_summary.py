@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timezone
 
 from connectors.sample import Sample, TickStats
-from flows.summary import IntoSummary, percentile
+from flows.observe.summary import IntoSummary, percentile
 
 
 def sample(bus: str, device: str, tick: int, error: str | None = None) -> Sample:

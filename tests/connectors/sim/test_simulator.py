@@ -13,9 +13,9 @@ import pytest
 from pymodbus.exceptions import ModbusIOException
 
 from bench.machine import free_ports
-from connectors import simdevice
-from connectors.simdevice import SimulatedDevice
-from connectors.simulator import BusSimulator
+from connectors.sim import BusSimulator
+from connectors.sim import device as simdevice
+from connectors.sim.device import SimulatedDevice
 from connectors.transport import BadFrameError, open_client, parse_bus_url, set_timing, wire_time_s
 
 
@@ -160,7 +160,7 @@ def test_answered_reads_are_counted_and_logged(tmp_path: Path) -> None:
     # only, whether served over Modbus or in process, and one line each with --log.
     (port,) = free_ports(1)
     log = tmp_path / "answered.txt"
-    command = [sys.executable, "-m", "connectors.simulator", "--tcp", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "connectors.sim", "--tcp", f"127.0.0.1:{port}"]
     server = subprocess.Popen(
         [*command, "--device", "1:watlow_pm", "--log", str(log)], stdout=subprocess.PIPE
     )

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.plotdata import Loaded, PlotError, Row, load, need
+from flows.plot.data import Loaded, PlotError, Row, load, need
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -214,7 +214,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

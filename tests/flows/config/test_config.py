@@ -14,7 +14,7 @@ from flows.config import ConfigError, load_config
 from sinks.csv import IntoCsv
 from sinks.sqlite import IntoSqlite
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 GOOD = """
 [acquisition]

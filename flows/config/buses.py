@@ -18,9 +18,9 @@ from connectors.registers import (
     override_parameter,
     parameter_fields,
 )
-from connectors.simdevice import SimulatedDevice
+from connectors.sim import SimulatedDevice
 from connectors.transport import parse_bus_url
-from flows.configtable import (
+from flows.config.table import (
     ConfigError,
     Table,
     check_max_gap,

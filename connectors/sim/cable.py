@@ -11,14 +11,12 @@ import collections
 import contextlib
 import os
 import tty
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from pymodbus.framer import FramerRTU
 
+from connectors.sim.device import DeviceState
 from connectors.transport import char_time_s, frame_gap_s
-
-if TYPE_CHECKING:
-    from connectors.simulator import BusSimulator
 
 __all__ = ["Cable", "open_pty"]
 
@@ -90,14 +88,23 @@ class Cable:
     wrong.
     """
 
-    def __init__(self, sim: BusSimulator, client_fd: int, server_fd: int) -> None:
-        self.sim = sim
+    def __init__(
+        self,
+        devices: Mapping[int, DeviceState],
+        client_fd: int,
+        server_fd: int,
+        *,
+        baudrate: int,
+        wire_time: bool,
+        turnaround_s: float,
+    ) -> None:
+        self.devices, self.turnaround_s = devices, turnaround_s
         self.loop = asyncio.get_running_loop()
         self.client_fd, self.server_fd = client_fd, server_fd
-        self.to_client = Line(self.loop, client_fd, precise=sim.wire_time)
+        self.to_client = Line(self.loop, client_fd, precise=wire_time)
         self.to_server = Line(self.loop, server_fd)
-        self.char_s = char_time_s(sim.baudrate) if sim.wire_time else 0.0
-        self.gap_s = frame_gap_s(sim.baudrate) if sim.wire_time else 0.0
+        self.char_s = char_time_s(baudrate) if wire_time else 0.0
+        self.gap_s = frame_gap_s(baudrate) if wire_time else 0.0
         self.busy_until = 0.0  # when the line falls silent (loop time)
         self.request_seen = 0.0  # when the device saw the last request
         for fd, handler in ((client_fd, self._from_client), (server_fd, self._from_server)):
@@ -120,7 +127,7 @@ class Cable:
         end = max(self.loop.time(), self.busy_until) + len(data) * self.char_s
         self.busy_until = end
         self.request_seen = end + self.gap_s
-        state = self.sim.devices.get(data[0])
+        state = self.devices.get(data[0])
         if state is not None and state.spec.garbage:
             self._answer(_bad_crc_answer(data))
         else:  # at once: the server's own work overlaps the wire time; its answer waits
@@ -133,7 +140,7 @@ class Cable:
 
     def _answer(self, data: bytes) -> None:
         now = self.loop.time()
-        start = max(now, self.busy_until, self.request_seen + self.sim.turnaround_s)
+        start = max(now, self.busy_until, self.request_seen + self.turnaround_s)
         self.busy_until = start + len(data) * self.char_s
         self.to_client.send(data, self.busy_until)
 

@@ -7,16 +7,15 @@ Unknown keys are errors: a typo must not be silently ignored.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from connectors.bus import Bus
-from flows.buses import parse_bus
-from flows.configtable import ConfigError, Table, check_at_most
+from flows.config.buses import parse_bus
+from flows.config.sinks import check_targets, parse_sink
+from flows.config.table import ConfigError, Table, check_at_most
 from sinks.base import IntoSink
 
 try:
@@ -25,7 +24,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
-    "SINK_KINDS",
     "Acquisition",
     "Config",
     "ConfigError",
@@ -36,20 +34,6 @@ __all__ = [
 ]
 
 DEFAULT_PATH = "acquire.toml"
-# kind -> (module, class); imported only when a config names the kind.
-SINK_KINDS = {
-    "csv": ("sinks.csv", "IntoCsv"),
-    "jsonl": ("sinks.jsonl", "IntoJsonl"),
-    "sqlite": ("sinks.sqlite", "IntoSqlite"),
-    "parquet": ("sinks.parquet", "IntoParquet"),
-    "postgres": ("sinks.postgres", "IntoPostgres"),
-}
-# kind -> (the packages of its optional extra, the extra); checked with the config, so a
-# missing one is a one-line error before anything runs, not a traceback once it has.
-SINK_EXTRAS = {
-    "parquet": (("pyarrow",), "parquet"),
-    "postgres": (("asyncpg", "sqlalchemy"), "postgres"),
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +54,7 @@ class Windows:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
-    """The live status line: logged every ``interval_s`` seconds (``flows.status`` logger)
+    """The live status line: logged every ``interval_s`` seconds (``flows.observe.status`` logger)
     while ``enabled``; ``interval_s = 0`` turns it off as well."""
 
     enabled: bool = True
@@ -80,9 +64,6 @@ class Status:
     def every_s(self) -> float | None:
         """Seconds between status lines, None when off."""
         return self.interval_s if self.enabled and self.interval_s > 0 else None
-
-
-STREAMS = ("samples", "windows", "late", "bus_stats")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,80 +84,6 @@ class Config:
     stats_sinks: tuple[IntoSink, ...] = ()
     status: Status = Status()
     source: str = "<config>"
-
-
-def _sink(t: Table, base_dir: Path, windows: Windows | None) -> tuple[str, IntoSink]:
-    kind = t.get("kind", str)
-    stream = t.get(
-        "stream", str, "samples", lambda v: None if v in STREAMS else "is not " + ", ".join(STREAMS)
-    )
-    if stream in ("windows", "late") and windows is None:
-        raise t.error(f"{stream!r} needs a [windows] table", "stream")
-    if kind not in SINK_KINDS:
-        raise t.error(f"{kind!r} is not a sink kind ({', '.join(SINK_KINDS)})", "kind")
-    packages, extra = SINK_EXTRAS.get(kind, ((), ""))
-    for package in packages:
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            raise t.error(
-                f"a {kind} sink needs {package}, which is not installed: "
-                f"pip install -e '.[{extra}]'",
-                "kind",
-            ) from None
-    module, cls_name = SINK_KINDS[kind]
-    cls = getattr(importlib.import_module(module), cls_name)
-    settable = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "schema"}
-    settings = {}
-    for key, value in t.data.items():
-        if key in ("kind", "stream"):
-            continue
-        if key not in settable:
-            known = ", ".join(sorted(settable | {"kind", "stream"}))
-            raise t.error(f"unknown key for a {kind} sink (known keys: {known})", key)
-        if key == "path" and isinstance(value, str) and value:
-            value = base_dir / value
-        settings[key] = value
-    for f in dataclasses.fields(cls):
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if f.init and required and f.name not in settings:
-            raise t.error("missing", f.name)
-    try:
-        sink = cls(**settings)
-    except (TypeError, ValueError) as exc:
-        # The sinks' messages start with "IntoX.field: "; report them under the key path.
-        field, sep, why = str(exc).partition(": ")
-        name = field.removeprefix(f"{cls_name}.")
-        if sep and name != field and name in settable:
-            raise t.error(why, name) from None
-        raise t.error(str(exc), None) from None
-    path, given = getattr(sink, "path", None), t.data.get("path")
-    if isinstance(path, Path) and kind == "parquet" and path.exists() and not path.is_dir():
-        raise t.error(f"{given!r} is a file; a parquet sink writes a directory", "path")
-    if isinstance(path, Path) and kind != "parquet" and path.is_dir():
-        raise t.error(f"{given!r} is a directory; a {kind} sink writes a file", "path")
-    return stream, sink
-
-
-def _target(sink: IntoSink) -> tuple[str, str | None, str]:
-    """What a sink writes: (file or database, table or None for all of it, key to blame)."""
-    table = getattr(sink, "table", None)
-    if hasattr(sink, "location"):  # postgres: host:port/database.schema.table
-        return str(sink.location), None, "table"
-    path = os.path.abspath(str(sink.path))  # type: ignore[attr-defined]
-    return path, table, "table" if table is not None else "path"
-
-
-def _check_targets(top: Table, sinks: list[IntoSink]) -> None:
-    """Two sinks writing one file or table would interleave or clobber their rows."""
-    seen: list[tuple[str, str | None]] = []
-    for j, sink in enumerate(sinks):
-        where, table, key = _target(sink)
-        for i, (other, other_table) in enumerate(seen):
-            if where == other and (table is None or other_table is None or table == other_table):
-                what = f"{table!r} in {where!r}" if table is not None else repr(where)
-                raise top.error(f"{what} is already written by sink[{i}]", f"sink[{j}].{key}")
-        seen.append((where, table))
 
 
 def parse_config(
@@ -216,8 +123,8 @@ def parse_config(
             ),
         )
         wt.done()
-    sinks = [_sink(st, base_dir, windows) for st in top.tables("sink")]
-    _check_targets(top, [sink for _, sink in sinks])
+    sinks = [parse_sink(st, base_dir, windows=windows is not None) for st in top.tables("sink")]
+    check_targets(top, [sink for _, sink in sinks])
     top.done()
     return Config(
         acquisition=acquisition,

@@ -3,7 +3,7 @@ does not grow with the run: the one place the summary, the status line and the m
 
 Updated once per batch by :meth:`Figures.add` (a few attribute and dict operations per
 sample); read by the status line, the end-of-run summary and, from the metrics server's
-thread, by flows.metrics.
+thread, by flows.observe.metrics.
 """
 
 from __future__ import annotations

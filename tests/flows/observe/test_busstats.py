@@ -17,8 +17,8 @@ from bytewax.testing import TestingSink, run_main
 
 from connectors.sample import Sample, TickStats
 from flows.acquire import acquire_with_stats, build_flow, to_stats_rows, write
-from flows.busstats import BUS_STATS_SCHEMA, to_stats_row
 from flows.config import load_config
+from flows.observe.busstats import BUS_STATS_SCHEMA, to_stats_row
 from sinks.memory import IntoMemory
 
 TICKS = 4  # 1 s at 4 Hz

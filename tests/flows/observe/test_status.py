@@ -17,8 +17,8 @@ from bytewax.testing import run_main
 from connectors.sample import Sample, TickStats
 from flows.acquire import build_flow
 from flows.config import ConfigError, Status, load_config, parse_config
-from flows.figures import NOT_SENT, error_kind, latency_key
-from flows.summary import IntoSummary, percentile
+from flows.observe.figures import NOT_SENT, error_kind, latency_key
+from flows.observe.summary import IntoSummary, percentile
 
 try:
     import tomllib

@@ -1,0 +1,5 @@
+"""``python -m connectors.sim``: serve simulated controllers for any Modbus client."""
+
+from connectors.sim.server import main
+
+main()

@@ -1,0 +1,7 @@
+"""``python -m flows.plot PATH``: one PNG per device from what a run wrote."""
+
+import sys
+
+from flows.plot import main
+
+sys.exit(main())
