@@ -1,7 +1,10 @@
-"""Every example in README.md runs: configs parse, commands run, the Python example builds."""
+"""Every example in README.md and docs/*.md runs: configs parse, commands run, the Python
+example builds. The pages' links lead to files that exist, and so do the README's layout
+and the logger names the pages give."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -14,6 +17,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
+import flows.acquire  # noqa: F401  (creates the loggers the pages name)
 from flows.config import parse_config
 
 try:
@@ -22,18 +26,47 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+README = ROOT / "README.md"
+# README.md first: its first two commands are the run and test commands.
+PAGES = (README, *sorted((ROOT / "docs").glob("*.md")))
 SHORT = (ROOT / "acquire.toml").read_text().replace("duration_s = 10", "duration_s = 1")
 # The recovery section's commands, run by tests/flows/test_recovery.py.
 RECOVERY = ("bytewax.recovery", " -r recovery")
+# Fenced blocks the tests run ("" is output and pictures: nothing to run).
+LANGUAGES = ("sh", "toml", "python", "yaml", "")
+
+
+def page_name(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+def examples(language: str) -> list[tuple[str, str]]:
+    """(page, block) for every fenced ``language`` block of README.md and docs/*.md, in
+    page order (README.md first, then docs/ by name) and, within a page, in text order."""
+    return [
+        (page_name(page), block)
+        for page in PAGES
+        for kind, block in re.findall(r"^```(\w*)\n(.*?)^```$", page.read_text(), flags=re.S | re.M)
+        if kind == language
+    ]
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    return [block for _, block in examples(language)]
+
+
+def command_lines() -> list[tuple[str, str]]:
+    """(page, line) for every non-empty line of every ``sh`` block."""
+    return [
+        (page, line)
+        for page, block in examples("sh")
+        for line in block.splitlines()
+        if line.strip()
+    ]
 
 
 def commands() -> list[str]:
-    return [line for block in blocks("sh") for line in block.splitlines() if line.strip()]
+    return [line for _, line in command_lines()]
 
 
 def short_config(tmp_path: Path) -> Path:
@@ -43,7 +76,7 @@ def short_config(tmp_path: Path) -> Path:
 
 
 def argv(command: str) -> list[str]:
-    """A README command line, run with this interpreter in place of the venv's."""
+    """A documented command line, run with this interpreter in place of the venv's."""
     return shlex.split(command.replace(".venv/bin/python", sys.executable))
 
 
@@ -54,19 +87,77 @@ def run(command: str, config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("text", blocks("toml"), ids=lambda t: t.split("\n", 2)[1][:30])
-def test_config_examples_parse(text: str, tmp_path: Path) -> None:
-    config = parse_config(tomllib.loads(text), source="README.md", base_dir=tmp_path)
+def prose(text: str) -> str:
+    """``text`` without its fenced blocks and inline code."""
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the page's headings."""
+    seen: dict[str, int] = {}
+    found = set()
+    for heading in re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", page.read_text(),
+                                                    flags=re.S | re.M), flags=re.M):  # fmt: skip
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+def layout_paths() -> list[str]:
+    """The paths the README's layout names, each relative to the root: the leading
+    file-like words of each line (``name.py``, ``dir/``), under the folder it is indented in."""
+    (block,) = re.findall(r"^## Layout\n.*?^```\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    paths: list[str] = []
+    folders: list[tuple[int, str]] = []  # (indent, folder) of the lines above
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        while folders and folders[-1][0] >= indent:
+            folders.pop()
+        base = folders[-1][1] if folders else ""
+        names = []
+        for word in line.split():
+            if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*/?", word):
+                break
+            if "/" not in word and not re.search(r"\.(py|toml|md)$", word):
+                break
+            names.append(base + word)
+        assert names, f"layout line names no path: {line!r}"
+        paths.extend(names)
+        if len(names) == 1 and names[0].endswith("/"):
+            folders.append((indent, names[0]))
+    return paths
+
+
+@pytest.mark.parametrize(
+    "page,text", examples("toml"), ids=lambda v: v.split("\n", 2)[1][:30] if "\n" in v else v
+)
+def test_config_examples_parse(page: str, text: str, tmp_path: Path) -> None:
+    config = parse_config(tomllib.loads(text), source=page, base_dir=tmp_path)
     assert config.buses
 
 
+def test_every_block_is_a_kind_the_tests_run() -> None:
+    for page in PAGES:
+        fences = re.findall(r"^```(.*)$", page.read_text(), flags=re.M)
+        assert len(fences) % 2 == 0, page
+        # Every second fence closes a block and has no language.
+        assert set(fences[1::2]) <= {""}, page
+        assert set(fences[::2]) <= set(LANGUAGES), (page, fences)
+
+
 def test_every_command_is_covered() -> None:
-    lines = commands()
+    pairs = command_lines()
+    lines = [line for _, line in pairs]
+    assert pairs[0][0] == pairs[1][0] == "README.md"
     assert lines[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[parquet]' && ")
     assert lines[1].startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && ")
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
     # and .ci/run, bench/poll.py by tests/test_bench_poll.py, bench/soak.py by
-    # tests/test_bench_soak.py).
+    # tests/test_bench_soak.py, bench/status.py by tests/test_bench_status.py, the metrics
+    # commands by tests/flows/observe/test_metrics.py, the recovery commands by
+    # tests/flows/test_recovery.py).
     covered = ("ACQUIRE_CONFIG=", "connectors.sim", "connectors.scan", "flows.plot",
                "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
                "bench/poll.py", "bench/soak.py", "bench/status.py",
@@ -75,6 +166,76 @@ def test_every_command_is_covered() -> None:
     assert len(lines) == 2 + len(covered), lines
     for marker in covered:
         assert sum(marker in line for line in lines) == 1, marker
+
+
+def test_relative_links_lead_to_files_that_exist() -> None:
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page.read_text())):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # https:, mailto:
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.is_relative_to(ROOT) and linked.exists(), (page_name(page), target)
+            if anchor and linked.suffix == ".md":
+                assert anchor in anchors(linked), (page_name(page), target)
+
+
+def test_readme_links_every_docs_page() -> None:
+    text = README.read_text()
+    for page in PAGES[1:]:
+        assert f"]({page_name(page)})" in text, page_name(page)
+
+
+def test_layout_names_only_paths_that_exist() -> None:
+    paths = layout_paths()
+    assert "flows/config/" in paths and "connectors/sim/" in paths
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    assert missing == [], missing
+
+
+def test_logger_names_are_the_codes_own() -> None:
+    loggers = logging.Logger.manager.loggerDict
+    named = []
+    for page in PAGES:
+        text = page.read_text()
+        named += re.findall(r"`([\w.]+)` logger", text) + re.findall(r"logger `([\w.]+)`", text)
+    assert "flows.status" in named
+    assert [n for n in named if n not in loggers] == []
+
+
+def test_troubleshooting_one_line_errors_are_the_flows_own(tmp_path: Path) -> None:
+    quoted = re.findall(r"`([^`\n]+)`", (ROOT / "docs" / "troubleshooting.md").read_text())
+    env = {k: v for k, v in os.environ.items() if k != "ACQUIRE_CONFIG"}
+    flow = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
+    no_config = subprocess.run(flow, cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=60)  # fmt: skip
+    env["ACQUIRE_CONFIG"] = str(short_config(tmp_path))
+    no_store = subprocess.run([*flow, "-r", "recovery", "-s", "10", "-b", "0"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    for result in (no_config, no_store):
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() in quoted, result.stderr
+
+
+def test_summary_example_has_the_runs_lines(tmp_path: Path) -> None:
+    """The README's summary has the lines a run prints, numbers aside."""
+    (example,) = [b for b in blocks("") if b.startswith("run summary:")]
+    result = run(".venv/bin/python -m bytewax.run flows.acquire", short_config(tmp_path))
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout[result.stdout.index("run summary:") :]
+
+    def shapes(text: str) -> set[str]:
+        return {re.sub(r"\d+(\.\d+)?", "N", " ".join(line.split())) for line in text.splitlines()}
+
+    assert shapes(example) == shapes(printed) - {""}
+
+
+def test_scrape_config_targets_the_metrics_port() -> None:
+    (scrape,) = blocks("yaml")
+    (curl,) = [c for c in commands() if c.startswith("curl ")]
+    port = re.search(r"127\.0\.0\.1:(\d+)/metrics", curl).group(1)  # type: ignore[union-attr]
+    assert re.search(rf'targets: \["[\w.-]+:{port}"\]', scrape), scrape
+    assert "scrape_configs:" in scrape and "job_name:" in scrape
 
 
 def test_scan_command_finds_the_simulated_devices() -> None:
@@ -177,11 +338,11 @@ def test_simulator_command() -> None:
 
 
 def test_python_example_builds_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (code,) = blocks("python")
+    ((page, code),) = examples("python")
     config = short_config(tmp_path)
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
-    exec(compile(code.replace('"acquire.toml"', repr(str(config))), "README.md", "exec"), namespace)
+    exec(compile(code.replace('"acquire.toml"', repr(str(config))), page, "exec"), namespace)
     flow = namespace["flow"]
     assert isinstance(flow, Dataflow)
     run_main(flow)

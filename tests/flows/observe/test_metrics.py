@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import shlex
 import socket
 import subprocess
@@ -139,21 +138,16 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
     assert (tmp_path / "dataflow.json").exists()
 
 
-# The commands given for README.md, run here until it has them.
-RUN = "BYTEWAX_DATAFLOW_API_ENABLED=true .venv/bin/python -m bytewax.run flows.acquire"
-CURL = "curl -s http://127.0.0.1:3030/metrics | grep '^daq_polls_total'"
+def test_documented_metrics_commands_run(tmp_path: Path) -> None:
+    """The metrics commands of the docs (docs/operations.md): the run with the API server and
+    its scrape of /metrics (on a free port)."""
+    from tests.test_readme import commands
 
-
-def test_readme_metrics_commands_run(tmp_path: Path) -> None:
-    """The README's run with the API server and its scrape of /metrics (on a free port)."""
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
-    lines = [line for block in blocks for line in block.splitlines()]
-    run = [line for line in lines if line.startswith("BYTEWAX_DATAFLOW_API_ENABLED=true ")]
-    curl = [line for line in lines if line.startswith("curl -s http://127.0.0.1:3030/metrics")]
-    run, curl = run or [RUN], curl or [CURL]
+    lines = commands()
+    (run,) = [line for line in lines if line.startswith("BYTEWAX_DATAFLOW_API_ENABLED=true ")]
+    (curl,) = [line for line in lines if line.startswith("curl -s http://127.0.0.1:3030/metrics")]
     port = free_port()
-    words = shlex.split(run[0].replace(".venv/bin/python", sys.executable))
+    words = shlex.split(run.replace(".venv/bin/python", sys.executable))
     env = {
         **os.environ,
         "ACQUIRE_CONFIG": str(write_config(tmp_path, duration=4.0)),
@@ -173,7 +167,7 @@ def test_readme_metrics_commands_run(tmp_path: Path) -> None:
                 break
             time.sleep(0.3)
         scraped = subprocess.run(
-            curl[0].replace("3030", str(port)), shell=True, capture_output=True, text=True
+            curl.replace("3030", str(port)), shell=True, capture_output=True, text=True
         )
     finally:
         proc.communicate(timeout=60)
