@@ -139,6 +139,11 @@ def parse_config(
     )
 
 
+def _error(file: str, message: str) -> ConfigError:
+    """An error about the file as a whole (no key path)."""
+    return ConfigError(file=file, path="", message=message)
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate ``path``, else ``$ACQUIRE_CONFIG``, else ``./acquire.toml``."""
     name = os.fspath(path) if path is not None else os.environ.get("ACQUIRE_CONFIG", DEFAULT_PATH)
@@ -146,20 +151,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         raw = file.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"{name}: no such file (set ACQUIRE_CONFIG or create {DEFAULT_PATH})"
-        ) from None
+        raise _error(name, f"no such file (set ACQUIRE_CONFIG or create {DEFAULT_PATH})") from None
     except OSError as exc:
-        raise ConfigError(f"{name}: {exc.strerror}") from None
+        raise _error(name, str(exc.strerror)) from None
     if raw.startswith(b"\xef\xbb\xbf"):
-        raise ConfigError(f"{name}: starts with a byte order mark, which TOML does not allow")
+        raise _error(name, "starts with a byte order mark, which TOML does not allow")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"{name}: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 (TOML is UTF-8 text)"
+        raise _error(
+            name, f"line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 (TOML is UTF-8 text)"
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+        raise _error(name, str(exc)) from None
     return parse_config(data, source=name, base_dir=file.parent)

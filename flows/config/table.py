@@ -1,12 +1,14 @@
-"""Reading one TOML table of a config, with errors that name the file, key path and value."""
+"""A config's tables (``connectors.tomltable``'s reader, raising ConfigError) and the checks
+of config values."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+
+from connectors import tomltable
+from connectors.tomltable import TableError
 
 __all__ = [
     "NAME",
@@ -25,74 +27,15 @@ __all__ = [
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used; ``str()`` is the one line to show the user."""
+class ConfigError(TableError):
+    """A config that cannot be used: ``file``, ``path`` (the key path) and ``message`` as
+    data; ``str()`` is the one line to show the user."""
 
 
-_MISSING: Any = object()
-# Named by the last accepted type: (int, float) reads "a number".
-_KIND_NAMES = {
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    bool: "true or false",
-    list: "an array",
-    dict: "a table",
-}
+class Table(tomltable.Table):
+    """One table of a config being read; its errors are ConfigErrors."""
 
-
-class Table:
-    """One TOML table being read: knows its key path and reports unknown keys."""
-
-    def __init__(self, data: Any, where: str, file: str) -> None:
-        self.file, self.where = file, where
-        if not isinstance(data, dict):
-            raise self.error(f"{data!r} is not a table", key=None)
-        self.data = data
-        self.used: set[str] = set()
-
-    def error(self, message: str, key: str | None) -> ConfigError:
-        path = ".".join(p for p in (self.where, key) if p)
-        return ConfigError(f"{self.file}: {path}: {message}" if path else f"{self.file}: {message}")
-
-    def get(
-        self,
-        key: str,
-        kind: type | tuple[type, ...],
-        default: Any = _MISSING,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is _MISSING:
-                # A misspelt required key is reported here, before done() sees it.
-                typo = difflib.get_close_matches(key, [k for k in self.data if k not in self.used])
-                hint = f" (found {typo[0]!r}: a typo?)" if typo else ""
-                raise self.error(f"missing{hint}", key)
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise self.error(f"{value!r} is not {_KIND_NAMES[kinds[-1]]}", key)
-        if check is not None and (problem := check(value)):
-            raise self.error(f"{value!r} {problem}", key)
-        return value
-
-    def tables(self, key: str) -> list[Table]:
-        self.used.add(key)
-        items = self.data.get(key, [])
-        prefix = f"{self.where}." if self.where else ""
-        if not isinstance(items, list):
-            # The TOML header to write, e.g. [[bus.device]] for bus[0].device.
-            header = re.sub(r"\[\d+\]", "", f"{prefix}{key}")
-            raise self.error(f"must be an array of tables ([[{header}]])", key)
-        return [Table(item, f"{prefix}{key}[{i}]", self.file) for i, item in enumerate(items)]
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            raise self.error(f"unknown key (known keys: {known})", unknown[0])
+    error_type = ConfigError
 
 
 def check_positive(value: float) -> str | None:
