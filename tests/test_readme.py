@@ -4,6 +4,7 @@ and the logger names the pages give."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import re
@@ -201,6 +202,31 @@ def test_logger_names_are_the_codes_own() -> None:
         named += re.findall(r"`([\w.]+)` logger", text) + re.findall(r"logger `([\w.]+)`", text)
     assert "flows.status" in named
     assert [n for n in named if n not in loggers] == []
+
+
+def imported_packages(folder: str) -> dict[str, set[str]]:
+    """Module path -> the top-level packages it imports, for every module under ``folder``."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        found[path.relative_to(ROOT).as_posix()] = names
+    return found
+
+
+def test_architecture_import_rules_hold() -> None:
+    """docs/architecture.md: sinks import neither connectors nor flows; connectors never
+    import flows."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    assert "`sinks/` imports neither `connectors/` nor `flows/`" in text
+    assert "`connectors/` never imports `flows/`" in text
+    for folder, banned in (("sinks", {"connectors", "flows"}), ("connectors", {"flows"})):
+        wrong = {m: n & banned for m, n in imported_packages(folder).items() if n & banned}
+        assert wrong == {}, wrong
 
 
 def test_troubleshooting_one_line_errors_are_the_flows_own(tmp_path: Path) -> None:
