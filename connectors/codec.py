@@ -1,7 +1,9 @@
-"""Register words <-> engineering values: data types, byte orders, scale, offset, labels.
+"""Register words <-> engineering values: data types, byte orders, scale, offset.
 
-Pure, no I/O and no pymodbus import: register words are plain ints 0..65535.
-``connectors.registers`` re-exports everything callers need from here.
+Pure, no I/O and no pymodbus import: register words are plain ints 0..65535. A
+:class:`Codec` is how one value is laid out in registers; ``decode``, ``encode`` and
+``decoder`` work on it. Where a value lives and how it is shown is
+``connectors.parameter.Parameter``, which holds a Codec.
 
 Byte orders name where the bytes of a big-endian value ``A B C D ...`` (A most
 significant) land in the registers as they arrive:
@@ -21,147 +23,114 @@ import functools
 import math
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any
 
 __all__ = [
     "BYTE_ORDERS",
     "DATA_TYPES",
-    "TABLES",
+    "INT_TYPES",
+    "TYPE_NAMES",
     "WORD_ORDERS",
+    "Codec",
     "Decoder",
-    "Parameter",
-    "Table",
+    "FieldError",
     "Value",
-    "check_field",
+    "check_codec_field",
     "decode",
     "decoder",
     "encode",
     "pack_registers",
 ]
 
-Table = Literal["holding", "input"]
+# A decoded engineering value; a Sample's value is this or None (a failed read).
 Value = int | float | str | bool
-TABLES: tuple[str, ...] = ("holding", "input")
 # Registers per numeric type; "string" takes ``length`` registers, "bit" one.
 DATA_TYPES: dict[str, int] = {
     "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
     "int64": 4, "uint64": 4, "float64": 4,
 }  # fmt: skip
+TYPE_NAMES: tuple[str, ...] = (*DATA_TYPES, "string", "bit")
+INT_TYPES: tuple[str, ...] = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
 BYTE_ORDERS: tuple[str, ...] = ("ABCD", "CDAB", "BADC", "DCBA")
 # The older profile key ``word_order``: an alias resolved when TOML is read.
 WORD_ORDERS: dict[str, str] = {"big": "ABCD", "little": "CDAB"}
 
-_TYPE_NAMES = (*DATA_TYPES, "string", "bit")
-_INT_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
 _FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
             "int64": "q", "uint64": "Q", "float64": "d"}  # fmt: skip
 _STRUCTS = {t: struct.Struct(">" + f) for t, f in _FORMATS.items()}
 
-_FIELDS = ("name", "table", "address", "type", "id", "byte_order", "scale", "offset", "unit",
-           "length", "bit", "labels")  # fmt: skip
-_CHOICES = {"table": TABLES, "type": _TYPE_NAMES, "byte_order": BYTE_ORDERS}
-_INT_FIELDS = {"address": (0, 65535), "id": (0, 2**63 - 1), "length": (0, 65535), "bit": (0, 15)}
+
+class FieldError(ValueError):
+    """A field of a Codec or Parameter with a bad value: ``key`` is the field's key path
+    (``"bit"``, ``"labels.3"``), ``why`` what is wrong with it; ``str()`` is ``"<key>: <why>"``.
+    """
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key, self.why = key, why
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.key, self.why)
 
 
-def check_field(field: str, value: Any) -> None:
-    """Raise ValueError("<field>: <why>") if ``value`` is not valid for ``Parameter.<field>``."""
-    if field in _CHOICES:
-        ok, want = value in _CHOICES[field], f"one of {', '.join(_CHOICES[field])}"
-    elif field in _INT_FIELDS:
-        low, top = _INT_FIELDS[field]
-        ok = (type(value) is int and low <= value <= top) or (
-            field in ("id", "bit") and value is None
-        )
-        want = f"an integer in {low}..{top}"
+def check_codec_field(field: str, value: Any) -> None:
+    """Raise FieldError if ``value`` is not valid for ``Codec.<field>`` on its own."""
+    if field == "type":
+        ok, want = value in TYPE_NAMES, f"one of {', '.join(TYPE_NAMES)}"
+    elif field == "byte_order":
+        ok, want = value in BYTE_ORDERS, f"one of {', '.join(BYTE_ORDERS)}"
     elif field == "scale":
         ok = type(value) in (int, float) and math.isfinite(value) and value != 0
         want = "a finite non-zero number"
     elif field == "offset":
         ok, want = type(value) in (int, float) and math.isfinite(value), "a finite number"
-    elif field == "labels":
-        _check_labels(value)
-        return
-    else:  # name, unit
-        ok = (isinstance(value, str) and value != "") or (field == "unit" and value is None)
-        want = "a non-empty string"
+    else:  # length, bit
+        top = 65535 if field == "length" else 15
+        ok = (type(value) is int and 0 <= value <= top) or (field == "bit" and value is None)
+        want = f"an integer in 0..{top}"
     if not ok:
-        raise ValueError(f"{field}: {value!r} is not {want}")
-
-
-def _check_labels(labels: Any) -> None:
-    if not isinstance(labels, tuple):
-        raise ValueError(f"labels: {labels!r} is not a tuple of (int, text) pairs")
-    seen: set[int] = set()
-    for pair in labels:
-        ok = isinstance(pair, tuple) and len(pair) == 2 and type(pair[0]) is int
-        if not ok or not isinstance(pair[1], str) or not pair[1]:
-            raise ValueError(f"labels: {pair!r} is not an (int, non-empty text) pair")
-        if pair[0] in seen:
-            raise ValueError(f"labels.{pair[0]}: given twice")
-        seen.add(pair[0])
+        raise FieldError(field, f"{value!r} is not {want}")
 
 
 @dataclass(frozen=True, slots=True)
-class Parameter:
-    """One value in a device's register map; validated on construction (ValueError whose
-    message starts with the offending field name, e.g. ``"bit: 16 is not an integer in 0..15"``).
+class Codec:
+    """How one value sits in registers: its data type, byte order, scale and offset, and for
+    a string its ``length`` in registers, for a bit its ``bit`` number (0 is the least
+    significant). The engineering value is ``raw * scale + offset``.
 
-    ``address`` is always the 0-based PDU address. The engineering value is
-    ``raw * scale + offset``. ``labels`` are enum texts for raw integer values; they need an
-    integer or bit type and no scale or offset, so the decoded value is the raw one.
+    Validated on construction: FieldError naming the field, e.g. ``"bit: 16 is not an
+    integer in 0..15"``.
     """
 
-    name: str
-    table: Table
-    address: int
     type: str  # a key of DATA_TYPES, "string" or "bit"
-    id: int | None = None  # vendor parameter id
+    _: KW_ONLY
     byte_order: str = "ABCD"
     scale: float = 1.0
     offset: float = 0.0
-    unit: str | None = None
     length: int = 0  # registers, only for type "string"
     bit: int | None = None  # 0 (least significant) .. 15, only for type "bit"
-    labels: tuple[tuple[int, str], ...] = ()  # enum: raw value -> text for value_text
-
-    def label(self, value: object) -> str | None:
-        """The enum text for ``value``, or None (no labels, or a value without one)."""
-        for raw, text in self.labels:
-            if raw == value:
-                return text
-        return None
 
     def __post_init__(self) -> None:
-        for field in _FIELDS:
-            check_field(field, getattr(self, field))
+        for field in ("type", "byte_order", "scale", "offset", "length", "bit"):
+            check_codec_field(field, getattr(self, field))
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "offset", float(self.offset))
-        numeric = self.type in DATA_TYPES
-        if not numeric and (self.scale != 1 or self.offset != 0):
-            raise ValueError(f"scale: scale and offset do not apply to type {self.type!r}")
+        if self.type not in DATA_TYPES and (self.scale != 1 or self.offset != 0):
+            raise FieldError("scale", f"scale and offset do not apply to type {self.type!r}")
         if (self.type == "string") != (self.length > 0):
             if self.type == "string":
-                raise ValueError("length: type 'string' needs a length of at least 1 register")
-            raise ValueError(f"length: {self.length!r} given for type {self.type!r}")
+                raise FieldError("length", "type 'string' needs a length of at least 1 register")
+            raise FieldError("length", f"{self.length!r} given for type {self.type!r}")
         if (self.type == "bit") != (self.bit is not None):
             if self.type == "bit":
-                raise ValueError("bit: type 'bit' needs a bit number 0..15")
-            raise ValueError(f"bit: {self.bit!r} given for type {self.type!r}")
-        if self.labels:
-            if self.type not in (*_INT_TYPES, "bit"):
-                raise ValueError(
-                    f"labels: enum labels need an integer or bit type, not {self.type}"
-                )
-            if self.scale != 1 or self.offset != 0:
-                raise ValueError("labels: enum labels apply to raw values: no scale or offset")
-        if self.address + self.count > 65536:
-            raise ValueError(f"address: {self.address}+{self.count} registers run past 65535")
+                raise FieldError("bit", "type 'bit' needs a bit number 0..15")
+            raise FieldError("bit", f"{self.bit!r} given for type {self.type!r}")
 
     @property
     def count(self) -> int:
-        """Number of registers the parameter occupies."""
+        """Number of registers the value occupies."""
         if self.type == "string":
             return self.length
         return 1 if self.type == "bit" else DATA_TYPES[self.type]
@@ -173,12 +142,12 @@ def _swap_bytes(data: bytes) -> bytes:
     return bytes(swapped)
 
 
-def _to_words(p: Parameter, data: bytes) -> list[int]:
+def _to_words(c: Codec, data: bytes) -> list[int]:
     """The registers, as they go on the wire, of the big-endian value bytes ``data``."""
-    if p.byte_order in ("BADC", "DCBA"):
+    if c.byte_order in ("BADC", "DCBA"):
         data = _swap_bytes(data)
     words = list(struct.unpack(f">{len(data) // 2}H", data))
-    if p.byte_order in ("CDAB", "DCBA") and p.type != "string":
+    if c.byte_order in ("CDAB", "DCBA") and c.type != "string":
         words.reverse()
     return words
 
@@ -196,12 +165,12 @@ def pack_registers(words: Sequence[int]) -> bytes:
         raise ValueError(f"register values must be ints 0..65535, got {list(words)!r}") from None
 
 
-def _value_order(p: Parameter, size: int) -> Callable[[bytes], bytes] | None:
+def _value_order(c: Codec, size: int) -> Callable[[bytes], bytes] | None:
     """What turns ``size`` bytes as they arrived into ``A B C D ...``; None: nothing to do."""
     words = size // 2
-    reverse = p.type != "string" and p.byte_order in ("CDAB", "DCBA")
+    reverse = c.type != "string" and c.byte_order in ("CDAB", "DCBA")
     registers = range(words - 1, -1, -1) if reverse else range(words)
-    swap = p.byte_order in ("BADC", "DCBA")
+    swap = c.byte_order in ("BADC", "DCBA")
     order = [2 * w + (1 - b if swap else b) for w in registers for b in (0, 1)]
     if order == list(range(size)):
         return None
@@ -211,14 +180,14 @@ def _value_order(p: Parameter, size: int) -> Callable[[bytes], bytes] | None:
     return lambda data: bytes(pick(data))
 
 
-def decoder(p: Parameter) -> Decoder:
-    """A new decoder of ``p``: ``decoder(p)(data, start)`` is ``p``'s engineering value from
-    the packed registers ``data`` whose first one at byte ``start`` is ``p``'s. The data
+def decoder(c: Codec) -> Decoder:
+    """A new decoder of ``c``: ``decoder(c)(data, start)`` is the engineering value in the
+    packed registers ``data`` whose first one, at byte ``start``, is the value's. The data
     type, byte order, scale and offset are settled here, once, not on every read; a float32
     decoder remembers its last value, so keep one per device (a request plan does)."""
-    size = 2 * p.count
-    order = _value_order(p, size)
-    if p.type == "string":
+    size = 2 * c.count
+    order = _value_order(c, size)
+    if c.type == "string":
 
         def text(data: bytes, start: int) -> Value:
             raw = data[start : start + size]
@@ -226,8 +195,8 @@ def decoder(p: Parameter) -> Decoder:
             return raw.split(b"\0", 1)[0].decode("latin-1").rstrip(" ")
 
         return text
-    if p.type == "bit":
-        mask = 1 << p.bit  # type: ignore[operator]
+    if c.type == "bit":
+        mask = 1 << c.bit  # type: ignore[operator]
 
         def bit(data: bytes, start: int) -> Value:
             raw = data[start : start + 2]
@@ -235,8 +204,8 @@ def decoder(p: Parameter) -> Decoder:
             return bool(int.from_bytes(raw, "big") & mask)
 
         return bit
-    unpack = _STRUCTS[p.type].unpack
-    scale, offset, float32 = p.scale, p.offset, p.type == "float32"
+    unpack = _STRUCTS[c.type].unpack
+    scale, offset, float32 = c.scale, c.offset, c.type == "float32"
     plain = scale == 1 and offset == 0
     # float32: (bits, value) of the last decode, swapped whole so threads never see a mix.
     last: list[tuple[bytes, float]] = [(b"", 0.0)]
@@ -258,8 +227,8 @@ def decoder(p: Parameter) -> Decoder:
     return number
 
 
-def decode(p: Parameter, words: Sequence[int]) -> Value:
-    """Decode exactly ``p.count`` register words into the engineering value of ``p``.
+def decode(c: Codec, words: Sequence[int]) -> Value:
+    """Decode exactly ``c.count`` register words into their engineering value.
 
     Integers stay ``int`` when scale is 1 and offset 0, else become ``raw * scale + offset``
     (a float); float types give ``float`` (float32 as the shortest decimal with the same
@@ -267,13 +236,9 @@ def decode(p: Parameter, words: Sequence[int]) -> Value:
     of trailing spaces. Raises ValueError on a wrong number of words or a word outside
     0..65535.
     """
-    if len(words) != p.count:
-        raise ValueError(f"{p.name}: expected {p.count} registers, got {len(words)}")
-    try:
-        data = pack_registers(words)
-    except ValueError as exc:
-        raise ValueError(f"{p.name}: {exc}") from None
-    return _shared_decoder(p)(data, 0)
+    if len(words) != c.count:
+        raise ValueError(f"expected {c.count} registers, got {len(words)}")
+    return _shared_decoder(c)(pack_registers(words), 0)
 
 
 _shared_decoder = functools.cache(decoder)
@@ -294,38 +259,38 @@ def _shortest_float32(x: float, bits: bytes) -> float:
     return x
 
 
-def encode(p: Parameter, value: Value) -> list[int]:
-    """Encode an engineering value into ``p.count`` register words; the inverse of decode.
+def encode(c: Codec, value: Value) -> list[int]:
+    """Encode an engineering value into ``c.count`` register words; the inverse of decode.
 
-    Numbers become ``(value - offset) / scale``, rounded for integer types. A bit parameter
+    Numbers become ``(value - offset) / scale``, rounded for integer types. A bit codec
     takes a bool (or 0/1) and gives a register with only that bit set or none. Raises
     ValueError when the value does not fit the type (or the string its length), TypeError
     when a string is given for a number or the other way round.
     """
-    if p.type == "string":
+    if c.type == "string":
         if not isinstance(value, str):
-            raise TypeError(f"{p.name}: expected str, got {type(value).__name__}")
+            raise TypeError(f"expected str, got {type(value).__name__}")
         try:
             data = value.encode("latin-1")
         except UnicodeEncodeError:
-            raise ValueError(f"{p.name}: {value!r} is not latin-1 text") from None
-        if len(data) > 2 * p.length or b"\0" in data:
-            raise ValueError(f"{p.name}: {value!r} does not fit {p.length} registers without NUL")
-        return _to_words(p, data.ljust(2 * p.length, b"\0"))
+            raise ValueError(f"{value!r} is not latin-1 text") from None
+        if len(data) > 2 * c.length or b"\0" in data:
+            raise ValueError(f"{value!r} does not fit {c.length} registers without NUL")
+        return _to_words(c, data.ljust(2 * c.length, b"\0"))
     if not isinstance(value, int | float):
-        raise TypeError(f"{p.name}: expected a number, got {type(value).__name__}")
-    if p.type == "bit":
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    if c.type == "bit":
         if value not in (0, 1):
-            raise ValueError(f"{p.name}: {value!r} is not a bit (true/false, 0/1)")
-        assert p.bit is not None
-        return _to_words(p, (int(value) << p.bit).to_bytes(2, "big"))
+            raise ValueError(f"{value!r} is not a bit (true/false, 0/1)")
+        assert c.bit is not None
+        return _to_words(c, (int(value) << c.bit).to_bytes(2, "big"))
     # Subtracting 0.0 or dividing by 1.0 would turn a large int64 into an inexact float.
-    raw = value if p.offset == 0 else value - p.offset
-    raw = raw if p.scale == 1 else raw / p.scale
+    raw = value if c.offset == 0 else value - c.offset
+    raw = raw if c.scale == 1 else raw / c.scale
     try:
-        if p.type not in ("float32", "float64"):
+        if c.type not in ("float32", "float64"):
             raw = round(raw)  # OverflowError for inf, ValueError for nan
-        data = _STRUCTS[p.type].pack(raw)  # struct.error for ints out of range
+        data = _STRUCTS[c.type].pack(raw)  # struct.error for ints out of range
     except (OverflowError, ValueError, struct.error):
-        raise ValueError(f"{p.name}: {value!r} is out of range for {p.type}") from None
-    return _to_words(p, data)
+        raise ValueError(f"{value!r} is out of range for {c.type}") from None
+    return _to_words(c, data)

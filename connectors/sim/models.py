@@ -69,4 +69,6 @@ def device_values(
     model = MODELS.get(profile.name)
     sp = set_point if set_point is not None else 70.0 + 5.0 * unit
     known = model(elapsed, unit, rng, sp) if model else {}
-    return {p.name: known.get(p.name, "" if p.type == "string" else 0) for p in profile.parameters}
+    return {
+        p.name: known.get(p.name, "" if p.codec.type == "string" else 0) for p in profile.parameters
+    }

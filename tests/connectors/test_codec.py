@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import struct
@@ -12,13 +13,15 @@ from pymodbus.client.mixin import ModbusClientMixin
 from connectors.codec import (
     BYTE_ORDERS,
     DATA_TYPES,
-    Parameter,
+    Codec,
+    FieldError,
     Value,
     decode,
     decoder,
     encode,
     pack_registers,
 )
+from connectors.parameter import Parameter, make_parameter
 
 # (type, engineering value, register words in ABCD order), worked out by hand.
 CASES: list[tuple[str, int | float, list[int]]] = [
@@ -66,8 +69,14 @@ LITERAL: list[tuple[str, str, int | float, list[int]]] = [
 ]
 
 
+def codec(type_: str, order: str = "ABCD", **kw: object) -> Codec:
+    return Codec(type_, byte_order=order, **kw)  # type: ignore[arg-type]
+
+
 def param(type_: str, order: str = "ABCD", **kw: object) -> Parameter:
-    return Parameter(name="p", table="holding", address=0, type=type_, byte_order=order, **kw)
+    """A parameter from flat TOML-like fields, codec and display mixed."""
+    fields = {"name": "p", "table": "holding", "address": 0, "type": type_, "byte_order": order}
+    return make_parameter({**fields, **kw})
 
 
 def arrange(abcd_words: list[int], order: str) -> list[int]:
@@ -81,7 +90,7 @@ def arrange(abcd_words: list[int], order: str) -> list[int]:
 @pytest.mark.parametrize(("type_", "value", "abcd"), CASES)
 def test_known_words(type_: str, value: float, abcd: list[int], order: str) -> None:
     words = arrange(abcd, order)
-    p = param(type_, order)
+    p = codec(type_, order)
     decoded = decode(p, words)
     assert decoded == value
     assert type(decoded) is type(value)
@@ -90,7 +99,7 @@ def test_known_words(type_: str, value: float, abcd: list[int], order: str) -> N
 
 @pytest.mark.parametrize(("type_", "order", "value", "words"), LITERAL)
 def test_literal_words(type_: str, order: str, value: float, words: list[int]) -> None:
-    p = param(type_, order)
+    p = codec(type_, order)
     assert decode(p, words) == value
     assert encode(p, value) == words
 
@@ -104,7 +113,7 @@ def _swap(words: list[int]) -> list[int]:
 def test_agrees_with_pymodbus(type_: str, order: str) -> None:
     """pymodbus knows word order only; byte-swapped orders are swapped back for it."""
     rng = random.Random(f"pymodbus-{type_}-{order}")
-    p = param(type_, order)
+    p = codec(type_, order)
     datatype = ModbusClientMixin.DATATYPE[type_.upper()]
     for _ in range(100):
         words = [rng.randrange(65536) for _ in range(p.count)]
@@ -122,7 +131,7 @@ def test_agrees_with_pymodbus(type_: str, order: str) -> None:
 
 def test_float32_reads_as_the_shortest_decimal() -> None:
     # 0x41A73333 is the float32 nearest 20.9; read back it is 20.9, not 20.899999618530273.
-    p = param("float32")
+    p = codec("float32")
     assert decode(p, [0x41A7, 0x3333]) == 20.9
     assert struct.unpack(">f", struct.pack(">f", 20.9))[0] != 20.9
     for value in (75.3, 22.846, 0.1, 1e-12, 3.4e38, 123456.78, -0.0):
@@ -135,8 +144,8 @@ def test_float32_reads_as_the_shortest_decimal() -> None:
 def test_a_float32_decoder_remembers_only_the_last_value(order: str) -> None:
     # A decoder keeps the last value it decoded; repeats, changes and returns must all read
     # what the registers say now, and a scale applies to the remembered value too.
-    p = param("float32", order, scale=10.0)
-    raw = Parameter(name="raw", table="holding", address=0, type="float32", byte_order=order)
+    p = codec("float32", order, scale=10.0)
+    raw = codec("float32", order)
     read = decoder(p)
     for value in (75.3, 75.3, 20.9, 75.3, -1.5, -1.5):
         assert read(pack_registers(encode(raw, value)), 0) == value * 10.0
@@ -147,7 +156,7 @@ def test_a_float32_decoder_remembers_only_the_last_value(order: str) -> None:
 @pytest.mark.parametrize("type_", list(DATA_TYPES))
 def test_words_round_trip(type_: str, order: str) -> None:
     rng = random.Random(f"{type_}-{order}")
-    p = param(type_, order)
+    p = codec(type_, order)
     for _ in range(200):
         words = [rng.randrange(65536) for _ in range(p.count)]
         value = decode(p, words)
@@ -158,42 +167,42 @@ def test_words_round_trip(type_: str, order: str) -> None:
 
 
 def test_scale() -> None:
-    p = param("int16", scale=0.1)
+    p = codec("int16", scale=0.1)
     assert decode(p, [0x04D2]) == pytest.approx(123.4)
     assert isinstance(decode(p, [0x04D2]), float)
     assert decode(p, [0xFF85]) == pytest.approx(-12.3)
     assert encode(p, 123.4) == [0x04D2]
     assert encode(p, -12.3) == [0xFF85]
     assert encode(p, decode(p, [0x7FFF])) == [0x7FFF]
-    assert decode(param("float32", scale=2), [0x4296, 0x0000]) == 150.0
-    assert encode(param("uint32", "CDAB", scale=10), 1000) == [100, 0]
-    assert type(decode(param("uint16"), [7])) is int
+    assert decode(codec("float32", scale=2), [0x4296, 0x0000]) == 150.0
+    assert encode(codec("uint32", "CDAB", scale=10), 1000) == [100, 0]
+    assert type(decode(codec("uint16"), [7])) is int
 
 
 def test_offset() -> None:
     # A transmitter reporting tenths of a kelvin: raw 2931 is 293.1 K, 20.0 degC.
-    p = param("uint16", scale=0.1, offset=-273.15)
+    p = codec("uint16", scale=0.1, offset=-273.15)
     assert decode(p, [2931]) == pytest.approx(19.95)
     assert encode(p, 19.95) == [2931]
-    q = param("int32", "DCBA", offset=-40)
+    q = codec("int32", "DCBA", offset=-40)
     assert decode(q, [0x3C00, 0x0000]) == 20.0  # raw 60, little-endian bytes
     assert type(decode(q, [0x3C00, 0x0000])) is float
     assert encode(q, 20.0) == [0x3C00, 0x0000]
-    assert decode(param("float32", scale=2, offset=1), [0x4296, 0x0000]) == 151.0
+    assert decode(codec("float32", scale=2, offset=1), [0x4296, 0x0000]) == 151.0
     with pytest.raises(ValueError, match="out of range"):
-        encode(param("uint16", offset=10), 5)  # raw -5
+        encode(codec("uint16", offset=10), 5)  # raw -5
 
 
 def test_labels() -> None:
     p = param("uint16", labels=((61, "none"), (65, "open")))
-    assert decode(p, [61]) == 61
-    assert p.label(decode(p, [61])) == "none"
+    assert decode(p.codec, [61]) == 61
+    assert p.label(decode(p.codec, [61])) == "none"
     assert p.label(65) == "open"
     assert p.label(62) is None
     assert param("uint16").label(61) is None
     flag = param("bit", bit=3, labels=((0, "off"), (1, "on")))
-    assert flag.label(decode(flag, [0x0008])) == "on"
-    assert flag.label(decode(flag, [0xFFF7])) == "off"
+    assert flag.label(decode(flag.codec, [0x0008])) == "on"
+    assert flag.label(decode(flag.codec, [0xFFF7])) == "off"
 
 
 @pytest.mark.parametrize(
@@ -216,16 +225,19 @@ def test_labels() -> None:
     ],
 )
 def test_parameter_validates(kw: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(FieldError) as info:
         param(**kw)  # type: ignore[arg-type]
     assert str(info.value).startswith(message)
+    # The key path is data: nobody splits the message to find it.
+    assert (info.value.key, info.value.why) == tuple(str(info.value).split(": ", 1))
+    assert info.value.key == message.split(":")[0]
 
 
 @pytest.mark.parametrize("order", BYTE_ORDERS)
 def test_bit(order: str) -> None:
     swapped = order in ("BADC", "DCBA")
     for bit in range(16):
-        p = param("bit", order, bit=bit)
+        p = codec("bit", order, bit=bit)
         assert p.count == 1
         word = 1 << bit
         on = [((word & 0xFF) << 8) | (word >> 8)] if swapped else [word]
@@ -235,9 +247,9 @@ def test_bit(order: str) -> None:
         assert encode(p, 0) == [0]
     # The 0x0201 word of a status register, read ABCD: bits 0 and 9 are set.
     status = [0x0201]
-    assert [b for b in range(16) if decode(param("bit", bit=b), status)] == [0, 9]
+    assert [b for b in range(16) if decode(codec("bit", bit=b), status)] == [0, 9]
     with pytest.raises(ValueError, match="is not a bit"):
-        encode(param("bit", bit=0), 2)
+        encode(codec("bit", bit=0), 2)
 
 
 @pytest.mark.parametrize(
@@ -253,17 +265,17 @@ def test_bit(order: str) -> None:
 )
 def test_string_decode(words: list[int], text: str) -> None:
     for order in ("ABCD", "CDAB"):  # the register order never applies to strings
-        assert decode(param("string", order, length=3), words) == text
+        assert decode(codec("string", order, length=3), words) == text
     for order in ("BADC", "DCBA"):  # the byte swap does
-        assert decode(param("string", order, length=3), _swap(words)) == text
+        assert decode(codec("string", order, length=3), _swap(words)) == text
 
 
 def test_string_encode() -> None:
-    p = param("string", "CDAB", length=2)
+    p = codec("string", "CDAB", length=2)
     assert encode(p, "ppm") == [0x7070, 0x6D00]
     assert encode(p, "%") == [0x2500, 0x0000]
     assert encode(p, "") == [0, 0]
-    assert encode(param("string", "BADC", length=2), "ppm") == [0x7070, 0x006D]
+    assert encode(codec("string", "BADC", length=2), "ppm") == [0x7070, 0x006D]
     assert decode(p, encode(p, "vpm")) == "vpm"
     for bad in ("toolong", "\u20ac", "a\0b"):
         with pytest.raises(ValueError):
@@ -271,7 +283,7 @@ def test_string_encode() -> None:
     with pytest.raises(TypeError):
         encode(p, 1.0)
     with pytest.raises(TypeError):
-        encode(param("float32"), "1.0")
+        encode(codec("float32"), "1.0")
 
 
 @pytest.mark.parametrize(
@@ -295,7 +307,7 @@ def test_string_encode() -> None:
 )
 def test_encode_out_of_range(type_: str, value: Value, scale: float) -> None:
     with pytest.raises(ValueError, match="out of range"):
-        encode(param(type_, scale=scale), value)
+        encode(codec(type_, scale=scale), value)
 
 
 @pytest.mark.parametrize(
@@ -305,11 +317,25 @@ def test_encode_out_of_range(type_: str, value: Value, scale: float) -> None:
 )  # fmt: skip
 def test_decode_bad_words(type_: str, words: list[int]) -> None:
     with pytest.raises(ValueError):
-        decode(param(type_, bit=0 if type_ == "bit" else None), words)
+        decode(codec(type_, bit=0 if type_ == "bit" else None), words)
 
 
 def test_parameter_limits() -> None:
     with pytest.raises(ValueError, match="run past 65535"):
-        Parameter(name="p", table="input", address=65535, type="float32")
-    assert param("string", length=5).count == 5
-    assert Parameter(name="p", table="input", address=65535, type="bit", bit=15).count == 1
+        Parameter("p", "input", 65535, Codec("float32"))
+    assert codec("string", length=5).count == 5
+    assert Parameter("p", "input", 65535, Codec("bit", bit=15)).count == 1
+
+
+def test_codec_is_a_value() -> None:
+    """Equal codecs are one value: a parameter holds one, decoders are shared by it."""
+    assert Codec("float32", byte_order="CDAB") == codec("float32", "CDAB")
+    assert hash(Codec("int16", scale=0.1)) == hash(Codec("int16", scale=0.1))
+    assert Codec("uint16", scale=2).scale == 2.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Codec("uint16").scale = 2  # type: ignore[misc]
+    p = Parameter("t", "input", 5, Codec("int16", scale=0.1), unit="degC")
+    assert (p.name, p.table, p.address, p.count, p.unit, p.codec.type) == (
+        "t", "input", 5, 1, "degC", "int16"
+    )  # fmt: skip
+    assert decode(p.codec, encode(p.codec, 21.5)) == pytest.approx(21.5)

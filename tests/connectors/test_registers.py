@@ -9,26 +9,25 @@ from pathlib import Path
 
 import pytest
 
+from connectors.codec import Codec, encode
+from connectors.parameter import Parameter, override_parameter, parameter_fields
 from connectors.registers import (
     PROFILE_DIR,
-    Parameter,
     ProfileError,
     Read,
     decode_read,
     describe_plan,
-    encode,
     load_profile,
-    override_parameter,
-    parameter_fields,
     plan_reads,
     split_read,
 )
+from connectors.tomltable import Table, TableError
 
 
 def test_watlow_profile() -> None:
     profile = load_profile("watlow_pm")
     assert profile.name == "watlow_pm"
-    assert {p.name: (p.address, p.type, p.id, p.unit) for p in profile.parameters} == {
+    assert {p.name: (p.address, p.codec.type, p.id, p.unit) for p in profile.parameters} == {
         "process_value": (360, "float32", 4001, "degC"),
         "input_error": (362, "uint16", None, None),
         "analog_input_2": (440, "float32", None, "degC"),
@@ -38,9 +37,9 @@ def test_watlow_profile() -> None:
         "active_set_point": (2172, "float32", None, "degC"),
         "temperature_units": (2490, "uint16", None, None),
     }
-    assert {(p.table, p.byte_order, p.scale, p.offset) for p in profile.parameters} == {
-        ("holding", "CDAB", 1.0, 0.0)
-    }
+    assert {
+        (p.table, p.codec.byte_order, p.codec.scale, p.codec.offset) for p in profile.parameters
+    } == {("holding", "CDAB", 1.0, 0.0)}
     assert profile.parameter("input_error").label(61) == "none"
     assert profile.parameter("temperature_units").labels == ((15, "C"), (30, "F"))
     with pytest.raises(KeyError, match="known: process_value, input_error"):
@@ -58,8 +57,10 @@ def test_servomex_profile() -> None:
         expected[f"derived_{n}"] = (base, "float32", 2)
     expected["ma_input_1"] = (56, "float32", 2)
     expected["ma_input_2"] = (63, "float32", 2)
-    assert {p.name: (p.address, p.type, p.count) for p in profile.parameters} == expected
-    assert {(p.table, p.byte_order, p.id) for p in profile.parameters} == {("input", "ABCD", None)}
+    assert {p.name: (p.address, p.codec.type, p.count) for p in profile.parameters} == expected
+    assert {(p.table, p.codec.byte_order, p.id) for p in profile.parameters} == {
+        ("input", "ABCD", None)
+    }
     assert profile.parameter("ma_input_2").unit == "mA"
 
 
@@ -154,27 +155,24 @@ def test_plan_reads_splits() -> None:
     watlow = load_profile("watlow_pm")
     gap = [watlow.parameter("process_value"), watlow.parameter("analog_input_2")]
     assert spans(plan_reads(gap)) == [("holding", 360, 2), ("holding", 440, 2)]
-    tables = [Parameter("a", "input", 0, "uint16"), Parameter("b", "holding", 1, "uint16")]
+    tables = [reg("a", 0, table="input"), reg("b", 1)]
     assert spans(plan_reads(tables)) == [("holding", 1, 1), ("input", 0, 1)]
-    words = [Parameter(f"r{i}", "holding", i, "uint16") for i in range(130)]
+    words = [reg(f"r{i}", i) for i in range(130)]
     assert spans(plan_reads(words)) == [("holding", 0, 125), ("holding", 125, 5)]
-    floats = [Parameter(f"f{i}", "input", 2 * i, "float32") for i in range(63)]
+    floats = [reg(f"f{i}", 2 * i, "float32", table="input") for i in range(63)]
     assert spans(plan_reads(floats)) == [("input", 0, 124), ("input", 124, 2)]
     assert spans(plan_reads(words[:10], max_registers=4)) == [
         ("holding", 0, 4), ("holding", 4, 4), ("holding", 8, 2)
     ]  # fmt: skip
     with pytest.raises(ValueError, match="exceed max_registers"):
-        plan_reads([Parameter("s", "input", 0, "string", length=126)])
+        plan_reads([reg("s", 0, "string", table="input", length=126)])
     assert plan_reads([]) == ()
 
 
 def test_plan_reads_overlap() -> None:
-    whole = Parameter("whole", "holding", 10, "float32")
-    low = Parameter("low", "holding", 11, "uint16")
+    whole, low = reg("whole", 10, "float32"), reg("low", 11)
     assert spans(plan_reads([whole, low])) == [("holding", 10, 2)]
-    assert spans(plan_reads([low, whole, Parameter("n", "holding", 12, "uint16")])) == [
-        ("holding", 10, 3)
-    ]
+    assert spans(plan_reads([low, whole, reg("n", 12)])) == [("holding", 10, 3)]
 
 
 def test_decode_read() -> None:
@@ -196,11 +194,11 @@ def test_decode_read() -> None:
 def test_decode_read_inverts_encode() -> None:
     """What the simulator does: encode every parameter into a register image, then read it."""
     servomex = load_profile("servomex_4100")
-    values = {p.name: (f"N{p.address}" if p.type == "string" else p.address + 0.5)
+    values = {p.name: (f"N{p.address}" if p.codec.type == "string" else p.address + 0.5)
               for p in servomex.parameters}  # fmt: skip
     image = [0] * 70
     for p in servomex.parameters:
-        image[p.address : p.address + p.count] = encode(p, values[p.name])
+        image[p.address : p.address + p.count] = encode(p.codec, values[p.name])
     decoded = {}
     for read in plan_reads(servomex.parameters):
         words = image[read.address : read.address + read.count]
@@ -234,7 +232,7 @@ def test_profile_byte_orders_and_alias(tmp_path: Path) -> None:
     word_order = "big"
     """
     profile = load_profile(write_profile(tmp_path, text.replace("\n    ", "\n")))
-    assert [p.byte_order for p in profile.parameters] == ["CDAB", "BADC", "ABCD"]
+    assert [p.codec.byte_order for p in profile.parameters] == ["CDAB", "BADC", "ABCD"]
 
 
 @pytest.mark.parametrize(
@@ -278,8 +276,8 @@ def test_profile_labels_bits_offset(tmp_path: Path) -> None:
     )
     state, alarm, t = load_profile(write_profile(tmp_path, text)).parameters
     assert state.labels == ((-1, "fault"), (0, "off"), (2, "on"))
-    assert (alarm.type, alarm.bit, alarm.count) == ("bit", 7, 1)
-    assert (t.scale, t.offset) == (0.1, -40.0)
+    assert (alarm.codec.type, alarm.codec.bit, alarm.count) == ("bit", 7, 1)
+    assert (t.codec.scale, t.codec.offset) == (0.1, -40.0)
     (read,) = plan_reads([state, alarm, t])
     values = dict((p.name, v) for p, v in decode_read(read, [0xFFFF, 0x0080, 600]))
     assert values["state"] == -1 and state.label(values["state"]) == "fault"
@@ -332,32 +330,66 @@ def test_address_base_values(tmp_path: Path) -> None:
     assert load_profile(path).parameters[0].address == 360
 
 
+def table(data: dict[str, object], where: str = "override.process_value") -> Table:
+    return Table(data, where, "x.toml")
+
+
 def test_parameter_fields_and_override() -> None:
-    assert parameter_fields({"word_order": "little", "labels": {"2": "b", "1": "a"}}) == {
+    assert parameter_fields(table({"word_order": "little", "labels": {"2": "b", "1": "a"}})) == {
         "byte_order": "CDAB",
         "labels": ((1, "a"), (2, "b")),
     }
-    with pytest.raises(ValueError, match=r"^adress: unknown key"):
-        parameter_fields({"adress": 1})
-    with pytest.raises(ValueError, match=r"^word_order: 'mid' is not one of big, little"):
-        parameter_fields({"word_order": "mid"})
+    with pytest.raises(TableError, match=r"^x\.toml: override\.process_value\.adress: unknown"):
+        parameter_fields(table({"adress": 1}))
+    with pytest.raises(TableError, match=r"word_order: 'mid' is not one of big, little$"):
+        parameter_fields(table({"word_order": "mid"}))
     pv = load_profile("watlow_pm").parameter("process_value")
-    swapped = override_parameter(pv, {"word_order": "big", "scale": 2, "unit": "degF"})
-    assert (swapped.byte_order, swapped.scale, swapped.unit, swapped.address) == (
+    swapped = override_parameter(pv, table({"word_order": "big", "scale": 2, "unit": "degF"}))
+    assert (swapped.codec.byte_order, swapped.codec.scale, swapped.unit, swapped.address) == (
         "ABCD", 2.0, "degF", 360
     )  # fmt: skip
-    assert override_parameter(pv, {"byte_order": "DCBA"}).byte_order == "DCBA"
-    assert override_parameter(pv, {}) == pv
-    with pytest.raises(ValueError, match=r"^name: 'x': an override cannot rename"):
-        override_parameter(pv, {"name": "x"})
-    with pytest.raises(ValueError, match=r"^labels: enum labels need an integer"):
-        override_parameter(pv, {"labels": {"1": "a"}})
-    with pytest.raises(ValueError, match=r"^address: 65535\+2 registers run past"):
-        override_parameter(pv, {"address": 65535})
+    assert override_parameter(pv, table({"byte_order": "DCBA"})).codec.byte_order == "DCBA"
+    assert override_parameter(pv, table({})) == pv
+    with pytest.raises(TableError, match=r"\.name: 'x': an override cannot rename"):
+        override_parameter(pv, table({"name": "x"}))
+    with pytest.raises(TableError, match=r"\.labels: enum labels need an integer"):
+        override_parameter(pv, table({"labels": {"1": "a"}}))
+    with pytest.raises(TableError, match=r"\.address: 65535\+2 registers run past"):
+        override_parameter(pv, table({"address": 65535}))
 
 
-def reg(name: str, address: int, type_: str = "uint16", table: str = "holding", **kw: object):
-    return Parameter(name, table, address, type_, **kw)  # type: ignore[arg-type]
+def test_profile_errors_carry_their_key_path(tmp_path: Path) -> None:
+    """file, key path and message are data; str() is the one line made of them."""
+    path = write_profile(tmp_path, PV.replace("holding", "coil") + 'address = 0\ntype = "uint16"\n')
+    path.write_text('name = "t"\n' + path.read_text())
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    error = info.value
+    assert (error.file, error.path, error.message) == (
+        str(path.resolve()), "parameter[0].table", "'coil' is not one of holding, input"
+    )  # fmt: skip
+    assert str(error) == f"{error.file}: {error.path}: {error.message}"
+    with pytest.raises(ProfileError) as info:
+        load_profile("nope")
+    assert (info.value.file, info.value.path) == (None, "")
+    assert str(info.value) == info.value.message
+    with pytest.raises(ProfileError) as info:
+        load_profile(tmp_path / "missing.toml")
+    assert (info.value.file, info.value.path) == (str(tmp_path / "missing.toml"), "")
+    # A label's key is part of the path.
+    path.write_text('name = "t"\n' + PV + 'address = 0\ntype = "uint16"\nlabels = { x = "a" }\n')
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert (info.value.path, info.value.message) == (
+        "parameter[0].labels.x",
+        "'x' is not an integer",
+    )
+
+
+def reg(
+    name: str, address: int, type_: str = "uint16", table: str = "holding", **kw: object
+) -> Parameter:
+    return Parameter(name, table, address, Codec(type_, **kw))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

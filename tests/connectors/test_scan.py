@@ -195,7 +195,9 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
     assert devices[3].name == "watlow-pm-3"
     assert devices[3].parameters == load_profile("watlow_pm").parameters
     assert devices[10].parameters == load_profile("servomex_4100").parameters
-    swapped = {p.name: p.byte_order for p in devices[8].parameters if p.type == "float32"}
+    swapped = {
+        p.name: p.codec.byte_order for p in devices[8].parameters if p.codec.type == "float32"
+    }
     assert set(swapped.values()) == {"ABCD"} and "process_value" in swapped
     for unit in (4, 5):  # listed, as comments, with what they answered
         assert f"# unit {unit} answered" in text and f'# name = "unit-{unit}"' in text

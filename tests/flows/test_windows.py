@@ -15,7 +15,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from connectors.sample import Sample, Value
+from connectors.codec import Value
+from connectors.sample import Sample
 from flows.rows import SAMPLE_SCHEMA, to_row
 from flows.windows import WINDOW_SCHEMA, window_stats
 from sinks.memory import IntoMemory
@@ -27,7 +28,7 @@ TEN_S = timedelta(seconds=10)
 def row(
     device: str,
     at_s: float,
-    value: Value,
+    value: Value | None,
     *,
     parameter: str = "process_value",
     instance: int = 1,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.bus import Device
+from connectors.codec import Codec
 from connectors.registers import load_profile, plan_reads
 from connectors.transport import BusUrl
 from flows.config import ConfigError, load_config
@@ -279,14 +280,18 @@ OVERRIDDEN = GOOD.replace(
 def test_overrides(tmp_path: Path) -> None:
     (device,) = load_config(write(tmp_path, OVERRIDDEN)).buses[0].devices
     pv, err, heat = device.parameters
-    assert (pv.name, pv.byte_order, pv.scale, pv.offset, pv.unit, pv.address, pv.id) == (
-        "process_value", "ABCD", 0.5, -10.0, "degF", 360, 4001
+    assert (pv.name, pv.codec, pv.unit, pv.address, pv.id) == (
+        "process_value", Codec("float32", byte_order="ABCD", scale=0.5, offset=-10), "degF", 360,
+        4001,
     )  # fmt: skip
-    assert (err.labels, err.byte_order, err.type) == (((1, "ok"), (2, "broken")), "BADC", "uint16")
-    assert (heat.type, heat.address, heat.scale, heat.byte_order) == ("int16", 1905, 0.1, "CDAB")
+    assert (err.labels, err.codec) == (
+        ((1, "ok"), (2, "broken")),
+        Codec("uint16", byte_order="BADC"),
+    )
+    assert (heat.address, heat.codec) == (1905, Codec("int16", byte_order="CDAB", scale=0.1))
     assert [(r.address, r.count) for r in device.reads] == [(360, 3), (1905, 1)]
     # The profile itself is untouched.
-    assert load_profile("watlow_pm").parameter("process_value").byte_order == "CDAB"
+    assert load_profile("watlow_pm").parameter("process_value").codec.byte_order == "CDAB"
 
 
 INLINE = GOOD.replace(
@@ -340,11 +345,11 @@ def test_inline_parameters(tmp_path: Path) -> None:
     (device,) = load_config(write(tmp_path, INLINE)).buses[0].devices
     assert [p.name for p in device.parameters] == ["temperature", "flow", "mode", "alarm", "tag"]
     temperature, flow, mode, alarm, tag = device.parameters
-    assert (temperature.table, temperature.scale, temperature.unit) == ("input", 0.1, "degC")
-    assert flow.byte_order == "DCBA"
+    assert (temperature.table, temperature.codec.scale, temperature.unit) == ("input", 0.1, "degC")
+    assert flow.codec.byte_order == "DCBA"
     assert mode.label(2) == "manual"
-    assert (alarm.type, alarm.bit) == ("bit", 3)
-    assert (tag.count, tag.byte_order) == (4, "CDAB")
+    assert (alarm.codec.type, alarm.codec.bit) == ("bit", 3)
+    assert (tag.count, tag.codec.byte_order) == (4, "CDAB")
     assert device.instance == 1
     assert [(r.table, r.address, r.count) for r in plan_reads(device.parameters)] == [
         ("holding", 100, 10), ("input", 0, 1)

@@ -1,0 +1,284 @@
+"""One value in a device's register map, and its keys in TOML.
+
+A :class:`Parameter` is where a value lives (register table and address), how it is
+laid out (its :class:`~connectors.codec.Codec`) and how it is shown (unit, enum labels).
+:data:`PARAMETER_KEYS` is the one list of the keys a parameter takes in TOML: a profile's
+``[[parameter]]`` and ``[defaults]``, a config's ``[[bus.device.parameter]]`` and
+``[bus.device.override.<name>]`` are all read by the functions here, from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Literal
+
+from connectors.codec import INT_TYPES, WORD_ORDERS, Codec, FieldError, check_codec_field
+from connectors.tomltable import Table
+
+__all__ = [
+    "DEFAULT_KEYS",
+    "KEY_NAMES",
+    "PARAMETER_KEYS",
+    "REQUIRED_KEYS",
+    "TABLES",
+    "Key",
+    "Parameter",
+    "RegisterTable",
+    "make_parameter",
+    "override_parameter",
+    "parameter_fields",
+    "read_defaults",
+    "read_parameter",
+]
+
+RegisterTable = Literal["holding", "input"]
+TABLES: tuple[str, ...] = ("holding", "input")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key of a parameter in TOML."""
+
+    name: str
+    required: bool = False  # every parameter has it, from its own table or [defaults]
+    default: bool = False  # a profile's [defaults] may give it for all its parameters
+    override: bool = True  # a config's [override.<name>] may change it
+
+
+# In the order values are checked, so the first bad key of a table is the one reported.
+# ``word_order`` is the older alias of ``byte_order`` (big = ABCD, little = CDAB).
+PARAMETER_KEYS: tuple[Key, ...] = (
+    Key("name", required=True, override=False),
+    Key("table", required=True, default=True),
+    Key("address", required=True),
+    Key("type", required=True, default=True),
+    Key("id"),
+    Key("byte_order", default=True),
+    Key("word_order", default=True),
+    Key("scale", default=True),
+    Key("offset", default=True),
+    Key("unit", default=True),
+    Key("length"),
+    Key("bit"),
+    Key("labels"),
+)
+KEY_NAMES: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS)
+DEFAULT_KEYS: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS if k.default)
+REQUIRED_KEYS: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS if k.required)
+_CODEC_FIELDS = tuple(f.name for f in dataclasses.fields(Codec))
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _check_field(key: str, value: Any) -> None:
+    """Raise FieldError if ``value`` is not valid for the field ``key`` on its own."""
+    if key in _CODEC_FIELDS:
+        check_codec_field(key, value)
+        return
+    if key == "labels":
+        _check_labels(value)
+        return
+    if key == "table":
+        ok, want = value in TABLES, f"one of {', '.join(TABLES)}"
+    elif key in ("address", "id"):
+        top = 65535 if key == "address" else 2**63 - 1
+        ok = (type(value) is int and 0 <= value <= top) or (key == "id" and value is None)
+        want = f"an integer in 0..{top}"
+    else:  # name, unit
+        ok = (isinstance(value, str) and value != "") or (key == "unit" and value is None)
+        want = "a non-empty string"
+    if not ok:
+        raise FieldError(key, f"{value!r} is not {want}")
+
+
+def _check_labels(labels: Any) -> None:
+    if not isinstance(labels, tuple):
+        raise FieldError("labels", f"{labels!r} is not a tuple of (int, text) pairs")
+    seen: set[int] = set()
+    for pair in labels:
+        ok = isinstance(pair, tuple) and len(pair) == 2 and type(pair[0]) is int
+        if not ok or not isinstance(pair[1], str) or not pair[1]:
+            raise FieldError("labels", f"{pair!r} is not an (int, non-empty text) pair")
+        if pair[0] in seen:
+            raise FieldError(f"labels.{pair[0]}", "given twice")
+        seen.add(pair[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One value in a device's register map; validated on construction (FieldError naming
+    the field, e.g. ``"address: 65535+2 registers run past 65535"``).
+
+    ``address`` is always the 0-based PDU address. ``labels`` are enum texts for raw integer
+    values; they need an integer or bit codec without scale or offset, so the decoded value
+    is the raw one.
+    """
+
+    name: str
+    table: RegisterTable
+    address: int
+    codec: Codec
+    _: KW_ONLY
+    id: int | None = None  # vendor parameter id
+    unit: str | None = None
+    labels: tuple[tuple[int, str], ...] = ()  # enum: raw value -> text for value_text
+
+    def __post_init__(self) -> None:
+        for key in _OWN_FIELDS:
+            _check_field(key, getattr(self, key))
+        codec = self.codec
+        if self.labels:
+            if codec.type not in (*INT_TYPES, "bit"):
+                raise FieldError(
+                    "labels", f"enum labels need an integer or bit type, not {codec.type}"
+                )
+            if codec.scale != 1 or codec.offset != 0:
+                raise FieldError("labels", "enum labels apply to raw values: no scale or offset")
+        if self.address + codec.count > 65536:
+            raise FieldError("address", f"{self.address}+{codec.count} registers run past 65535")
+
+    @property
+    def count(self) -> int:
+        """Number of registers the parameter occupies."""
+        return self.codec.count
+
+    def label(self, value: object) -> str | None:
+        """The enum text for ``value``, or None (no labels, or a value without one)."""
+        for raw, text in self.labels:
+            if raw == value:
+                return text
+        return None
+
+
+_OWN_FIELDS = tuple(f.name for f in dataclasses.fields(Parameter) if f.name != "codec")
+
+
+def make_parameter(fields: Mapping[str, Any]) -> Parameter:
+    """A Parameter from the flat fields of TOML (``name``, ``type``, ``scale`` ..., with
+    ``word_order`` already resolved and labels as pairs; see :func:`parameter_fields`).
+
+    Each value is checked in the order of PARAMETER_KEYS before any rule between two of
+    them, so the error names the first bad key. Raises FieldError (TypeError for a field
+    no parameter has).
+    """
+    for key in KEY_NAMES:
+        if key in fields:
+            _check_field(key, fields[key])
+    codec = Codec(**{k: v for k, v in fields.items() if k in _CODEC_FIELDS})
+    own = {k: v for k, v in fields.items() if k not in _CODEC_FIELDS}
+    return Parameter(**own, codec=codec)
+
+
+def _fields_of(p: Parameter) -> dict[str, Any]:
+    own = {k: getattr(p, k) for k in _OWN_FIELDS}
+    return {**own, **{k: getattr(p.codec, k) for k in _CODEC_FIELDS}}
+
+
+def parameter_fields(t: Table, keys: Iterable[str] = KEY_NAMES) -> dict[str, Any]:
+    """The keys of parameter table ``t`` as fields for :func:`make_parameter`.
+
+    ``word_order = "big"``/``"little"`` becomes ``byte_order = "ABCD"``/``"CDAB"``; a
+    ``labels`` table (TOML keys are strings) becomes (int, text) pairs ordered by value.
+    Other values pass through unchecked. Raises ``t``'s error for a key not in ``keys``,
+    both ``word_order`` and ``byte_order``, or a bad label.
+    """
+    t.allow(keys)
+    fields = dict(t.data)
+    if "word_order" in fields:
+        order = fields.pop("word_order")
+        if "byte_order" in fields:
+            raise t.error(
+                f"{order!r} given with byte_order = {fields['byte_order']!r}; "
+                "give one (word_order is the older alias: big = ABCD, little = CDAB)",
+                "word_order",
+            )
+        if not isinstance(order, str) or order not in WORD_ORDERS:
+            raise t.error(f"{order!r} is not one of {', '.join(WORD_ORDERS)}", "word_order")
+        fields["byte_order"] = WORD_ORDERS[order]
+    if "labels" in fields:
+        fields["labels"] = _labels(t, fields["labels"])
+    return fields
+
+
+def _labels(t: Table, table: Any) -> tuple[tuple[int, str], ...]:
+    if not isinstance(table, Mapping):
+        raise t.error(f'{table!r} is not a table like {{ 61 = "none" }}', "labels")
+    pairs: dict[int, str] = {}
+    for key, text in table.items():
+        if not isinstance(key, str) or not _INTEGER.match(key):
+            raise t.error(f"{key!r} is not an integer", f"labels.{key}")
+        if not isinstance(text, str) or not text:
+            raise t.error(f"{text!r} is not a non-empty string", f"labels.{key}")
+        if int(key) in pairs:
+            raise t.error(f"value {int(key)} is given twice", f"labels.{key}")
+        pairs[int(key)] = text
+    return tuple(sorted(pairs.items()))
+
+
+def read_defaults(t: Table) -> dict[str, Any]:
+    """A profile's ``[defaults]``: the fields it gives every parameter (DEFAULT_KEYS only),
+    each checked; raises ``t``'s error."""
+    fields = parameter_fields(t, DEFAULT_KEYS)
+    try:
+        for key, value in fields.items():
+            _check_field(key, value)
+    except FieldError as exc:
+        raise t.error(exc.why, exc.key) from None
+    return fields
+
+
+# 1-based register numbers: 4xxxx / 4xxxxx for holding, 3xxxx / 3xxxxx for input registers.
+_PREFIX = {"holding": 4, "input": 3}
+
+
+def _pdu_address(name: str, table: Any, address: Any) -> Any:
+    """The 0-based PDU address of 1-based register number ``address`` in ``table``."""
+    if not isinstance(table, str) or table not in _PREFIX or type(address) is not int:
+        return address  # Parameter reports the bad table or address
+    digit = _PREFIX[table]
+    for first, last in ((digit * 10000 + 1, digit * 10000 + 9999),
+                        (digit * 100000 + 1, digit * 100000 + 65536)):  # fmt: skip
+        if first <= address <= last:
+            return address - first
+    raise FieldError(
+        "address",
+        f"{address} of {name!r} is not a 1-based {table} register number "
+        f"({digit}0001-{digit}9999 or {digit}00001-{digit}65536)",
+    )
+
+
+def read_parameter(
+    t: Table, *, defaults: Mapping[str, Any] | None = None, one_based: bool = False
+) -> Parameter:
+    """The parameter of table ``t`` (a profile's ``[[parameter]]`` or a config's inline one),
+    over ``defaults`` (from :func:`read_defaults`). With ``one_based`` its ``address`` is a
+    1-based register number (40361 is holding 360, 30001 input 0). Raises ``t``'s error with
+    the key path of the bad key.
+    """
+    # Each level resolves its own word_order alias, so a parameter's byte_order
+    # overrides a word_order in [defaults] instead of clashing with it.
+    fields = {**(defaults or {}), **parameter_fields(t)}
+    for key in REQUIRED_KEYS:
+        if key not in fields:
+            raise t.error("missing", key)
+    try:
+        if one_based:
+            fields["address"] = _pdu_address(fields["name"], fields["table"], fields["address"])
+        return make_parameter(fields)
+    except FieldError as exc:
+        raise t.error(exc.why, exc.key) from None
+
+
+def override_parameter(p: Parameter, t: Table) -> Parameter:
+    """``p`` with the keys of table ``t`` replaced (any key of PARAMETER_KEYS an override may
+    change). Raises ``t``'s error when a key or the resulting parameter is invalid."""
+    for key in PARAMETER_KEYS:
+        if not key.override and key.name in t.data:
+            # name is the only such key: the override is addressed by it.
+            raise t.error(f"{t.data[key.name]!r}: an override cannot rename a parameter", key.name)
+    try:
+        return make_parameter({**_fields_of(p), **parameter_fields(t)})
+    except FieldError as exc:
+        raise t.error(exc.why, exc.key) from None
