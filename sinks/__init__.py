@@ -2,7 +2,8 @@
 
 Each backend lives in its own module (``sinks.csv``, ``sinks.sqlite``, ...) and is imported
 explicitly, so importing this package never loads pyarrow, asyncpg or sqlite3. The shared
-contract (schema, errors, ``IntoSink``, ``SinkPartition``) is re-exported from ``sinks.base``.
+contract (schema, errors, targets, ``IntoSink``, ``SinkPartition``) is re-exported from
+``sinks.base``; the write path partitions share is in ``sinks.partition``.
 """
 
 from sinks.base import (
@@ -10,10 +11,13 @@ from sinks.base import (
     ColumnType,
     IntoSink,
     Schema,
+    SinkConfigError,
     SinkDependencyError,
     SinkError,
     SinkPartition,
     SinkSchemaError,
+    SinkTarget,
+    SinkUnavailableError,
     SinkValueError,
     SinkWriteError,
     infer_schema,
@@ -24,10 +28,13 @@ __all__ = [
     "ColumnType",
     "IntoSink",
     "Schema",
+    "SinkConfigError",
     "SinkDependencyError",
     "SinkError",
     "SinkPartition",
     "SinkSchemaError",
+    "SinkTarget",
+    "SinkUnavailableError",
     "SinkValueError",
     "SinkWriteError",
     "infer_schema",

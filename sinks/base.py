@@ -1,4 +1,5 @@
-"""What every sink shares: the schema, its inference, the errors and the sink protocols.
+"""What every sink shares: the schema, its inference, the errors, the target and the sink
+protocols (the shared write path of the partitions is in :mod:`sinks.partition`).
 
 A row is a plain ``dict[str, Any]`` whose values are None, bool, int, float, str or a
 timezone-aware ``datetime``. Sinks write any rows, not only acquisition rows, so this
@@ -11,13 +12,12 @@ bytewax ``DynamicSink`` itself, can be handed straight to ``bytewax.operators.ou
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
 from typing import Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -27,20 +27,20 @@ __all__ = [
     "Column",
     "ColumnType",
     "IntoSink",
-    "LockedPartition",
     "Schema",
-    "SchemaLock",
+    "SinkConfigError",
     "SinkDependencyError",
     "SinkError",
     "SinkPartition",
     "SinkSchemaError",
+    "SinkTarget",
+    "SinkUnavailableError",
     "SinkValueError",
     "SinkWriteError",
     "check_identifier",
+    "identifier_problem",
     "infer_schema",
 ]
-
-logger = logging.getLogger(__name__)
 
 ColumnType = Literal["float", "int", "text", "timestamp", "bool"]
 COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
@@ -48,35 +48,96 @@ COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
+def identifier_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid identifier (:data:`IDENTIFIER`), or None if it is one."""
+    if isinstance(name, str) and IDENTIFIER.fullmatch(name):
+        return None
+    return (
+        f"{name!r} is not a valid identifier ({IDENTIFIER.pattern}: a letter or "
+        "underscore, then up to 62 letters, digits or underscores)"
+    )
+
+
 def check_identifier(name: str, what: str) -> str:
     """Return ``name`` if it matches :data:`IDENTIFIER`, else raise ValueError naming ``what``."""
-    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
-        raise ValueError(
-            f"{what}: {name!r} is not a valid identifier ({IDENTIFIER.pattern}: a letter or "
-            "underscore, then up to 62 letters, digits or underscores)"
-        )
+    problem = identifier_problem(name)
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}")
     return name
 
 
 class SinkError(Exception):
-    """Base of every error a sink raises."""
+    """Base of every error a sink raises.
+
+    Transient and permanent failures are told apart by class: only a
+    :class:`SinkUnavailableError` may go away if the same batch is written again later; every
+    other SinkError is permanent for that batch (a :class:`SinkValueError`, a
+    :class:`SinkSchemaError`, a :class:`SinkDependencyError`, any other
+    :class:`SinkWriteError`) or a misuse (``write_batch`` after ``close``).
+    """
 
 
 class SinkSchemaError(SinkError):
-    """The target (table or file) exists with columns incompatible with the schema."""
+    """Permanent: the target (table or file) exists with columns incompatible with the
+    schema, or no schema can be inferred from the rows."""
 
 
 class SinkWriteError(SinkError):
-    """The backend failed; the backend's exception is the ``__cause__``."""
+    """The backend failed; the backend's exception is the ``__cause__``. Permanent unless it
+    is a :class:`SinkUnavailableError`: the backend refused the batch for a reason a retry is
+    not known to fix (a trigger, a constraint, a permission the server denies)."""
+
+
+class SinkUnavailableError(SinkWriteError):
+    """Transient: the backend is down, unreachable, full or not writable (a lost connection,
+    a server restart, a locked database, a full disk, a missing or read-only directory). The
+    batch was not committed (a file sink may hold a cut last line, as after a crash) and the
+    same batch may succeed when the backend is back."""
 
 
 class SinkDependencyError(SinkError):
-    """An optional dependency of a backend is not installed."""
+    """Permanent: an optional dependency of a backend is not installed."""
 
 
 class SinkValueError(SinkError):
-    """A value the backend cannot hold, or NULL where the schema takes none. The message
-    names the column and the kind of value; nothing of the batch was written."""
+    """Permanent: a value the backend cannot hold, or NULL where the schema takes none. The
+    message names the column and the kind of value; nothing of the batch was written."""
+
+
+class SinkConfigError(ValueError):
+    """A setting an ``IntoX`` refuses when it is built. ``field`` is the setting to blame (None
+    when the fault is in how settings combine) and ``reason`` says why; the message is
+    ``IntoX.field: reason``, or ``reason`` alone without a field."""
+
+    def __init__(self, sink: str, field: str | None, reason: str) -> None:
+        super().__init__(reason if field is None else f"{sink}.{field}: {reason}")
+        self.sink = sink
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SinkTarget:
+    """What a sink writes, so that two sinks writing one thing can be refused.
+
+    ``kind``: ``file`` (one file, or one per worker beside it), ``directory`` (a dataset of
+    files), ``database`` or ``memory``. ``location``: the absolute path, or the database as
+    ``host:port/database.schema.table``, or the memory list. ``table``: the table inside the
+    file, or None when the sink writes all of ``location``. ``key``: the setting that names
+    the target, to blame when two sinks write it.
+    """
+
+    kind: Literal["file", "directory", "database", "memory"]
+    location: str
+    key: str
+    table: str | None = None
+
+    def overlaps(self, other: SinkTarget) -> bool:
+        """Whether writing both would interleave or clobber rows: one location, and one
+        table (or all of it)."""
+        return self.location == other.location and (
+            self.table is None or other.table is None or self.table == other.table
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,95 +240,14 @@ def infer_schema(rows: Sequence[Mapping[str, Any]]) -> Schema:
     return Schema(tuple(columns))
 
 
-class SchemaLock:
-    """The schema one partition writes, fixed once known, and the projection of rows onto it.
-
-    Given a schema it is used as is; otherwise it is inferred from the first non-empty batch
-    and kept. :meth:`project` turns rows into value tuples in column order: missing keys
-    become None, keys outside the schema are dropped with one warning per name, and None in a
-    required column (see :meth:`Schema.required`) rejects the whole batch with SinkError.
-    ``target`` names the table or file in messages.
-    """
-
-    def __init__(self, schema: Schema | None, target: str) -> None:
-        self._schema = schema
-        self._target = target
-        self._warned: set[str] = set()
-
-    @property
-    def schema(self) -> Schema | None:
-        """The locked schema, or None while no schema was given and no row was seen."""
-        return self._schema
-
-    def lock(self, rows: Sequence[Mapping[str, Any]]) -> Schema:
-        """Return the locked schema, inferring it from ``rows`` if it is not known yet."""
-        if self._schema is None:
-            try:
-                self._schema = infer_schema(rows)
-            except ValueError as exc:
-                raise SinkSchemaError(f"{self._target}: {exc}") from exc
-        return self._schema
-
-    def project(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Values of each row in the schema's column order (locking the schema if needed)."""
-        schema = self.lock(rows)
-        names = schema.names
-        width = len(names)
-        complete = True
-        try:
-            # Fast path: every row has every column (acquisition rows do).
-            getter = itemgetter(*names)
-            out = [getter(row) for row in rows] if width > 1 else [(getter(r),) for r in rows]
-        except KeyError:
-            complete = False
-            out = [tuple(row.get(name) for name in names) for row in rows]
-        # With every column in every row, only a longer row has unknown keys.
-        if not complete or max(map(len, rows), default=0) > width:
-            known = frozenset(names)
-            for row in rows:
-                if not known.issuperset(row):
-                    self._warn_unknown(row.keys() - known)
-        for i, column in enumerate(schema.columns):
-            # Column-wise, one C-level scan per required column; the row is looked up only
-            # for the message.
-            if schema.required(column) and None in map(itemgetter(i), out):
-                row = next(r for r, v in zip(rows, out, strict=True) if v[i] is None)
-                raise SinkValueError(
-                    f"{self._target}: column {column.name!r} takes no NULL (not nullable or "
-                    f"part of the key) but a row has none: {dict(row)!r}"
-                )
-        return out
-
-    def _warn_unknown(self, names: set[str]) -> None:
-        for name in sorted(names - self._warned, key=str):
-            self._warned.add(name)
-            logger.warning(
-                "%s: dropping key %r, which is not a column of the schema %s",
-                self._target,
-                name,
-                self._schema.names if self._schema else (),
-            )
-
-
-class LockedPartition(StatelessSinkPartition[dict[str, Any]]):
-    """Base of the backends' partitions: rows go through ``self._lock``, a :class:`SchemaLock`."""
-
-    _lock: SchemaLock
-
-    @property
-    def columns(self) -> tuple[str, ...] | None:
-        """The column names written, in order; None until the schema is locked."""
-        schema = self._lock.schema
-        return schema.names if schema is not None else None
-
-
 @runtime_checkable
 class SinkPartition(Protocol):
     """One worker's writer.
 
     ``write_batch([])`` is a no-op; ``close()`` is idempotent and safe when nothing was
     written; ``write_batch`` after ``close`` raises SinkError; a backend failure raises
-    SinkWriteError with the backend exception as ``__cause__``.
+    SinkWriteError with the backend exception as ``__cause__``: SinkUnavailableError when a
+    retry may fix it, SinkValueError or SinkSchemaError when none can (see SinkError).
     """
 
     def write_batch(self, rows: list[dict[str, Any]]) -> None:
@@ -282,9 +262,32 @@ class SinkPartition(Protocol):
 class IntoSink(DynamicSink[dict[str, Any]]):
     """Base of every IntoX dataclass: a bytewax DynamicSink whose build() calls build_partition().
 
-    Subclasses are frozen dataclasses holding their settings (validated in ``__post_init__``,
-    bad values raise ValueError naming the field) and implement :meth:`build_partition`.
+    Subclasses are frozen dataclasses holding their settings (validated in ``__post_init__``;
+    a bad value raises :class:`SinkConfigError` naming the field) and implement
+    :meth:`build_partition` and :attr:`target`. ``schema`` is the schema the sink writes,
+    None to infer it from the first batch (a dataclass field of every backend).
     """
+
+    schema: Schema | None = None
+
+    @property
+    @abstractmethod
+    def target(self) -> SinkTarget:
+        """What this sink writes; two sinks of one flow must not overlap."""
+
+    @classmethod
+    def settings(cls) -> dict[str, bool]:
+        """The settings a config may give, in order, each mapped to whether it is required:
+        the dataclass fields taken by ``__init__``, less ``schema``, which the flow gives."""
+        return {
+            f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.init and f.name != "schema"
+        }
+
+    def with_schema(self, schema: Schema | None) -> IntoSink:
+        """This sink writing ``schema`` (a copy; a wrapper passes it to what it wraps)."""
+        return dataclasses.replace(self, schema=schema)  # type: ignore[type-var]
 
     @abstractmethod
     def build_partition(self, worker_index: int, worker_count: int) -> SinkPartition:

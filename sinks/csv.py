@@ -27,16 +27,16 @@ from typing import Any
 from sinks.base import (
     ColumnType,
     IntoSink,
-    LockedPartition,
     Schema,
-    SchemaLock,
-    SinkError,
+    SinkConfigError,
     SinkSchemaError,
+    SinkTarget,
+    SinkUnavailableError,
     SinkValueError,
-    SinkWriteError,
 )
 from sinks.columns import ColumnFormatter, format_columns, timestamp_column
-from sinks.files import check_path, ends_with_newline, worker_file
+from sinks.files import check_path, ends_with_newline, file_target, worker_file
+from sinks.partition import LockedPartition
 from sinks.values import misfit
 
 # Python 3.10's csv module raises on a NUL character, writing or reading; 3.11 quotes it.
@@ -72,18 +72,25 @@ class IntoCsv(IntoSink):
     delimiter: str = ","
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", check_path(self.path, "IntoCsv.path"))
+        object.__setattr__(self, "path", check_path(self.path, "IntoCsv"))
         if self.schema is not None and not isinstance(self.schema, Schema):
-            raise ValueError(f"IntoCsv.schema: {self.schema!r} is not a Schema or None")
+            raise SinkConfigError("IntoCsv", "schema", f"{self.schema!r} is not a Schema or None")
         if (
             not isinstance(self.delimiter, str)
             or len(self.delimiter) != 1
             or self.delimiter in _FORBIDDEN_DELIMITERS
         ):
-            raise ValueError(
-                f"IntoCsv.delimiter: {self.delimiter!r} is not one character other than a "
-                "double quote or a line break"
+            raise SinkConfigError(
+                "IntoCsv",
+                "delimiter",
+                f"{self.delimiter!r} is not one character other than a double quote or a line "
+                "break",
             )
+
+    @property
+    def target(self) -> SinkTarget:
+        """The file at ``path`` (the per-worker files beside it are part of it)."""
+        return file_target(Path(self.path))
 
     def file_for(self, worker_index: int, worker_count: int) -> Path:
         """The file worker ``worker_index`` of ``worker_count`` writes."""
@@ -99,15 +106,16 @@ class _CsvPartition(LockedPartition):
     """One worker's CSV file; see the module docstring for the format."""
 
     def __init__(self, path: Path, schema: Schema | None, delimiter: str) -> None:
+        super().__init__(schema, f"CSV file {str(path)!r}")
         self._path = path
         self._delimiter = delimiter
-        self._lock = SchemaLock(schema, f"CSV file {str(path)!r}")
         self._file: io.BufferedWriter | None = None
-        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SinkWriteError(f"cannot create the directory of {str(path)!r}: {exc}") from exc
+            raise SinkUnavailableError(
+                f"cannot create the directory of {str(path)!r}: {exc}"
+            ) from exc
         if schema is not None:
             self._open(schema)
 
@@ -125,7 +133,7 @@ class _CsvPartition(LockedPartition):
                 self._file.write(self._render([expected]).encode())
             self._file.flush()
         except OSError as exc:
-            raise SinkWriteError(f"cannot open CSV file {str(self._path)!r}: {exc}") from exc
+            raise SinkUnavailableError(f"cannot open CSV file {str(self._path)!r}: {exc}") from exc
 
     def _check_header(self, expected: list[str]) -> None:
         with open(self._path, encoding="utf-8", newline="") as existing:
@@ -142,23 +150,17 @@ class _CsvPartition(LockedPartition):
         csv.writer(buffer, delimiter=self._delimiter).writerows(lines)
         return buffer.getvalue()
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        """Append ``rows`` and flush; the batch is rendered first so a bad value writes
-        nothing."""
-        if self._closed:
-            raise SinkError(f"CSV file {str(self._path)!r}: write_batch after close")
-        if not rows:
-            return
-        values = self._lock.project(rows)
-        schema = self._lock.lock(rows)
-        where = f"CSV file {str(self._path)!r}"
+    def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
+        """Append the batch and flush; it is rendered first so a bad value writes nothing."""
         try:
             # Encoded here, not by a text file, so that a value UTF-8 cannot hold fails the
             # batch before any of it reaches the file.
-            data = self._render(format_columns(schema, values, _FORMATTERS, where)).encode()
+            data = self._render(format_columns(schema, values, _FORMATTERS, self._where)).encode()
         except (UnicodeEncodeError, ValueError, csv.Error) as exc:
             problem = misfit(schema, values, nul=_NUL) or f"a value cannot be written: {exc}"
-            raise SinkValueError(f"{where}: {problem}; none of the batch was written") from exc
+            raise SinkValueError(
+                f"{self._where}: {problem}; none of the batch was written"
+            ) from exc
         if self._file is None:
             self._open(schema)
         assert self._file is not None
@@ -166,16 +168,14 @@ class _CsvPartition(LockedPartition):
             self._file.write(data)
             self._file.flush()
         except OSError as exc:
-            raise SinkWriteError(f"cannot write CSV file {str(self._path)!r}: {exc}") from exc
+            raise SinkUnavailableError(f"cannot write CSV file {str(self._path)!r}: {exc}") from exc
 
-    def close(self) -> None:
-        """Close the file; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
             try:
                 file.close()
             except OSError as exc:
-                raise SinkWriteError(f"cannot close CSV file {str(self._path)!r}: {exc}") from exc
+                raise SinkUnavailableError(
+                    f"cannot close CSV file {str(self._path)!r}: {exc}"
+                ) from exc

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
-__all__ = ["check_path", "ends_with_newline", "worker_file"]
+from sinks.base import SinkConfigError, SinkTarget
+
+__all__ = ["check_path", "ends_with_newline", "file_target", "worker_file"]
 
 
 def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
@@ -24,8 +27,16 @@ def ends_with_newline(path: Path) -> bool:
         return raw.read(1) == b"\n"
 
 
-def check_path(path: object, what: str) -> Path:
-    """``path`` as a Path; ValueError naming ``what`` unless it is a non-empty str or Path."""
+def check_path(path: object, sink: str) -> Path:
+    """``path`` as a Path; SinkConfigError for field ``path`` of ``sink`` (e.g. ``IntoCsv``)
+    unless it is a non-empty str or Path."""
     if not isinstance(path, (str, Path)) or str(path) in ("", "."):
-        raise ValueError(f"{what}: {path!r} is not a file path")
+        raise SinkConfigError(sink, "path", f"{path!r} is not a file path")
     return Path(path)
+
+
+def file_target(path: Path, table: str | None = None) -> SinkTarget:
+    """The target of a sink writing the file ``path`` (``table`` in it), blamed on its
+    ``table`` setting when it has one, else on ``path``."""
+    where = os.path.abspath(path)
+    return SinkTarget("file", where, "path" if table is None else "table", table)

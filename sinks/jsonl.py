@@ -23,15 +23,16 @@ from typing import Any
 from sinks.base import (
     ColumnType,
     IntoSink,
-    LockedPartition,
     Schema,
-    SchemaLock,
+    SinkConfigError,
     SinkError,
+    SinkTarget,
+    SinkUnavailableError,
     SinkValueError,
-    SinkWriteError,
 )
 from sinks.columns import timestamp_column
-from sinks.files import check_path, ends_with_newline, worker_file
+from sinks.files import check_path, ends_with_newline, file_target, worker_file
+from sinks.partition import LockedPartition
 from sinks.values import misfit
 
 __all__ = ["IntoJsonl"]
@@ -75,9 +76,14 @@ class IntoJsonl(IntoSink):
     schema: Schema | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", check_path(self.path, "IntoJsonl.path"))
+        object.__setattr__(self, "path", check_path(self.path, "IntoJsonl"))
         if self.schema is not None and not isinstance(self.schema, Schema):
-            raise ValueError(f"IntoJsonl.schema: {self.schema!r} is not a Schema or None")
+            raise SinkConfigError("IntoJsonl", "schema", f"{self.schema!r} is not a Schema or None")
+
+    @property
+    def target(self) -> SinkTarget:
+        """The file at ``path`` (the per-worker files beside it are part of it)."""
+        return file_target(Path(self.path))
 
     def build_partition(self, worker_index: int, worker_count: int) -> _JsonlPartition:
         """Open this worker's file for appending (creating its directory)."""
@@ -90,17 +96,15 @@ class _JsonlPartition(LockedPartition):
     """One worker's JSON Lines file."""
 
     def __init__(self, path: Path, schema: Schema | None) -> None:
+        super().__init__(schema, f"JSONL file {str(path)!r}")
         self._path = path
-        self._where = f"JSONL file {str(path)!r}"
-        self._lock = SchemaLock(schema, self._where)
-        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file: io.BufferedWriter = open(path, "ab")  # noqa: SIM115
             if self._file.tell() > 0 and not ends_with_newline(self._path):
                 self._file.write(b"\n")  # a crash mid-line left a partial row; start afresh
         except OSError as exc:
-            raise SinkWriteError(f"cannot open {self._where}: {exc}") from exc
+            raise SinkUnavailableError(f"cannot open {self._where}: {exc}") from exc
 
     @staticmethod
     def _render(schema: Schema, values: list[tuple[Any, ...]]) -> bytes:
@@ -114,14 +118,8 @@ class _JsonlPartition(LockedPartition):
                 raise type(exc)(f"column {c.name!r} ({c.type}): {exc}") from exc
         return "".join([line % row for row in zip(*columns, strict=True)]).encode()
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        """Append ``rows`` and flush; the batch is rendered first so a bad value writes nothing."""
-        if self._closed:
-            raise SinkError(f"{self._where}: write_batch after close")
-        if not rows:
-            return
-        schema = self._lock.lock(rows)
-        values = self._lock.project(rows)
+    def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
+        """Append the batch and flush; it is rendered first so a bad value writes nothing."""
         try:
             data = self._render(schema, values)
         except SinkValueError as exc:
@@ -134,14 +132,10 @@ class _JsonlPartition(LockedPartition):
             self._file.write(data)
             self._file.flush()
         except OSError as exc:
-            raise SinkWriteError(f"cannot write {self._where}: {exc}") from exc
+            raise SinkUnavailableError(f"cannot write {self._where}: {exc}") from exc
 
-    def close(self) -> None:
-        """Close the file; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         try:
             self._file.close()
         except OSError as exc:
-            raise SinkWriteError(f"cannot close {self._where}: {exc}") from exc
+            raise SinkUnavailableError(f"cannot close {self._where}: {exc}") from exc

@@ -6,7 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sinks.base import IntoSink, LockedPartition, Schema, SchemaLock, SinkError
+from sinks.base import IntoSink, Schema, SinkConfigError, SinkTarget
+from sinks.partition import LockedPartition
 
 __all__ = ["IntoMemory"]
 
@@ -25,9 +26,16 @@ class IntoMemory(IntoSink):
 
     def __post_init__(self) -> None:
         if not isinstance(self.rows, list):
-            raise ValueError(f"IntoMemory.rows: {self.rows!r} is not a list")
+            raise SinkConfigError("IntoMemory", "rows", f"{self.rows!r} is not a list")
         if self.schema is not None and not isinstance(self.schema, Schema):
-            raise ValueError(f"IntoMemory.schema: {self.schema!r} is not a Schema or None")
+            raise SinkConfigError(
+                "IntoMemory", "schema", f"{self.schema!r} is not a Schema or None"
+            )
+
+    @property
+    def target(self) -> SinkTarget:
+        """The list ``rows`` (by identity: two sinks sharing one list overlap)."""
+        return SinkTarget("memory", f"list at {id(self.rows):#x}", "rows")
 
     def build_partition(self, worker_index: int, worker_count: int) -> _MemoryPartition:
         """A writer appending to ``rows`` (shared by the workers of this process)."""
@@ -36,22 +44,12 @@ class IntoMemory(IntoSink):
 
 class _MemoryPartition(LockedPartition):
     def __init__(self, sink: IntoMemory, worker_index: int) -> None:
+        super().__init__(sink.schema, f"memory sink (worker {worker_index})")
         self._sink = sink
-        self._lock = SchemaLock(sink.schema, f"memory sink (worker {worker_index})")
-        self._closed = False
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        """Append ``rows``, projected onto the schema."""
-        if self._closed:
-            raise SinkError("memory sink: write_batch after close")
-        if not rows:
-            return
-        values = self._lock.project(rows)
-        names = self._lock.lock(rows).names
+    def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
+        """Append the rows, as dicts in column order."""
+        names = schema.names
         projected = [dict(zip(names, row, strict=True)) for row in values]
         with self._sink._guard:
             self._sink.rows.extend(projected)
-
-    def close(self) -> None:
-        """Nothing to release; idempotent."""
-        self._closed = True

@@ -37,14 +37,15 @@ from typing import TYPE_CHECKING, Any
 from sinks.base import (
     ColumnType,
     IntoSink,
-    LockedPartition,
     Schema,
-    SchemaLock,
+    SinkConfigError,
     SinkDependencyError,
-    SinkError,
+    SinkTarget,
+    SinkUnavailableError,
     SinkValueError,
     SinkWriteError,
 )
+from sinks.partition import LockedPartition
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["IntoParquet"]
 
 _CODECS = ("none", "snappy", "gzip", "brotli", "lz4", "zstd")
-_CHUNK = 512  # rows projected at a time; see _columns
 _INSTALL_HINT = 'pip install ".[parquet]"'
 # bool is an int subclass, but infer_schema keeps bools and numbers apart, and so do we.
 _PLAIN: dict[ColumnType, tuple[type, ...]] = {"float": (int, float), "int": (int,), "bool": (bool,)}
@@ -165,31 +165,44 @@ class IntoParquet(IntoSink):
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, (str, Path)) or str(self.path) == "":
-            raise ValueError(f"IntoParquet.path: {self.path!r} is not a directory path")
+            raise SinkConfigError("IntoParquet", "path", f"{self.path!r} is not a directory path")
         object.__setattr__(self, "path", Path(self.path))
         if self.schema is not None and not isinstance(self.schema, Schema):
-            raise ValueError(f"IntoParquet.schema: {self.schema!r} is not a Schema or None")
+            raise SinkConfigError(
+                "IntoParquet", "schema", f"{self.schema!r} is not a Schema or None"
+            )
         rows = self.rows_per_part
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise ValueError(f"IntoParquet.rows_per_part: {rows!r} is not an int >= 1")
+            raise SinkConfigError("IntoParquet", "rows_per_part", f"{rows!r} is not an int >= 1")
         age = self.part_age_s
         if isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0:
-            raise ValueError(f"IntoParquet.part_age_s: {age!r} is not a number of seconds > 0")
+            raise SinkConfigError(
+                "IntoParquet", "part_age_s", f"{age!r} is not a number of seconds > 0"
+            )
         codec = self.compression.lower() if isinstance(self.compression, str) else None
         if codec not in _CODECS:
-            raise ValueError(
-                f"IntoParquet.compression: {self.compression!r} is not one of {', '.join(_CODECS)}"
+            raise SinkConfigError(
+                "IntoParquet",
+                "compression",
+                f"{self.compression!r} is not one of {', '.join(_CODECS)}",
             )
         object.__setattr__(self, "compression", codec)
         level = self.compression_level
         if level is not None and (
             isinstance(level, bool) or not isinstance(level, int) or codec == "none"
         ):
-            raise ValueError(
-                f"IntoParquet.compression_level: {level!r} is not None or an int for a codec"
+            raise SinkConfigError(
+                "IntoParquet", "compression_level", f"{level!r} is not None or an int for a codec"
             )
         if not isinstance(self.use_dictionary, bool):
-            raise ValueError(f"IntoParquet.use_dictionary: {self.use_dictionary!r} is not a bool")
+            raise SinkConfigError(
+                "IntoParquet", "use_dictionary", f"{self.use_dictionary!r} is not a bool"
+            )
+
+    @property
+    def target(self) -> SinkTarget:
+        """The dataset directory ``path``."""
+        return SinkTarget("directory", os.path.abspath(self.path), "path")
 
     def build_partition(self, worker_index: int, worker_count: int) -> _ParquetPartition:
         """Import pyarrow (SinkDependencyError with the install hint if it is missing), check
@@ -204,58 +217,44 @@ class IntoParquet(IntoSink):
             try:
                 lib.Codec(self.compression, compression_level=self.compression_level)
             except lib.ArrowException as exc:
-                raise ValueError(f"IntoParquet.compression_level: {exc}") from exc
+                raise SinkConfigError("IntoParquet", "compression_level", str(exc)) from exc
         return _ParquetPartition(self, worker_index, lib, parquet)
 
 
 class _ParquetPartition(LockedPartition):
     """One worker's part files; see the module docstring for the layout and the types."""
 
+    layout = "columns"  # pa.array takes columns
+
     def __init__(
         self, sink: IntoParquet, worker_index: int, lib: ModuleType, parquet: ModuleType
     ) -> None:
+        super().__init__(sink.schema, f"Parquet dataset {str(sink.path)!r} (worker {worker_index})")
         self._sink = sink
         self._dir = Path(sink.path)
         self._worker = worker_index
         self._pa = lib
         self._pq = parquet
-        self._where = f"Parquet dataset {str(self._dir)!r} (worker {worker_index})"
-        self._lock = SchemaLock(sink.schema, self._where)
         self._arrow: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
         self._part_rows = 0
         self._opened_at = 0.0
-        self._closed = False
         mine = re.compile(rf"part-w{worker_index}-(\d+)\.parquet")
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
             found = [mine.fullmatch(p.name) for p in self._dir.iterdir()]
         except OSError as exc:
-            raise SinkWriteError(f"cannot open {self._where}: {exc}") from exc
+            raise SinkUnavailableError(f"cannot open {self._where}: {exc}") from exc
         self._seq = max((int(m.group(1)) + 1 for m in found if m), default=0)
 
     def _part(self, hidden: bool = False) -> Path:
         name = f"part-w{self._worker}-{self._seq:06d}.parquet"
         return self._dir / (f".{name}.tmp" if hidden else name)
 
-    def _columns(self, rows: list[dict[str, Any]], width: int) -> list[list[Any]]:
-        """The batch's values column by column, through ``SchemaLock.project``."""
-        columns: list[list[Any]] = [[] for _ in range(width)]
-        # Projected a chunk at a time, each chunk's row tuples freed before the next: holding
-        # a whole batch of them sets off CPython's cyclic GC, whose full collections walk the
-        # caller's whole heap (a quarter of the time in bench/sinks.py).
-        for start in range(0, len(rows), _CHUNK):
-            values = self._lock.project(rows[start : start + _CHUNK])
-            for column, cells in zip(columns, zip(*values, strict=True), strict=True):
-                column.extend(cells)
-        return columns
-
-    def _table(self, rows: list[dict[str, Any]]) -> pa.Table:
-        """The batch as one Arrow table; SinkError naming the column if a value misfits."""
-        schema = self._lock.lock(rows)
+    def _table(self, schema: Schema, columns: list[list[Any]]) -> pa.Table:
+        """The batch as one Arrow table; SinkValueError naming the column if a value misfits."""
         if self._arrow is None:
             self._arrow = _arrow_schema(self._pa, schema)
-        columns = self._columns(rows, len(schema.columns))
         lib, arrays = self._pa, []
         for column, field, cells in zip(schema.columns, self._arrow, columns, strict=True):
             try:
@@ -301,14 +300,10 @@ class _ParquetPartition(LockedPartition):
             with contextlib.suppress(Exception):
                 writer.close()
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        """Append ``rows`` as one row group (per part touched), rolling parts by age and by
+    def _write(self, schema: Schema, values: list[list[Any]]) -> None:
+        """Append the batch as one row group (per part touched), rolling parts by age and by
         row count; a bad value rejects the whole batch before anything is written."""
-        if self._closed:
-            raise SinkError(f"{self._where}: write_batch after close")
-        if not rows:
-            return
-        table = self._table(rows)
+        table = self._table(schema, values)
         limit, age = self._sink.rows_per_part, self._sink.part_age_s
         try:
             if self._writer is not None and time.monotonic() - self._opened_at >= age:
@@ -326,15 +321,14 @@ class _ParquetPartition(LockedPartition):
                     self._close_part()
         except (OSError, self._pa.ArrowException) as exc:
             self._drop_part()
-            raise SinkWriteError(f"{self._where}: writing {len(rows)} rows failed: {exc}") from exc
+            error = SinkUnavailableError if isinstance(exc, OSError) else SinkWriteError
+            raise error(f"{self._where}: writing {table.num_rows} rows failed: {exc}") from exc
 
-    def close(self) -> None:
-        """Close the open part, if any, making it visible; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
+        """Close the open part, if any, making it visible."""
         if self._writer is not None:
             try:
                 self._close_part()
             except (OSError, self._pa.ArrowException) as exc:
-                raise SinkWriteError(f"{self._where}: closing the open part failed: {exc}") from exc
+                error = SinkUnavailableError if isinstance(exc, OSError) else SinkWriteError
+                raise error(f"{self._where}: closing the open part failed: {exc}") from exc

@@ -31,17 +31,19 @@ from typing import Any
 from sinks.base import (
     ColumnType,
     IntoSink,
-    LockedPartition,
     Schema,
-    SchemaLock,
+    SinkConfigError,
     SinkError,
     SinkSchemaError,
+    SinkTarget,
+    SinkUnavailableError,
     SinkValueError,
     SinkWriteError,
-    check_identifier,
+    identifier_problem,
 )
 from sinks.columns import ColumnFormatter, format_columns, timestamp_column
-from sinks.files import check_path
+from sinks.files import check_path, file_target
+from sinks.partition import LockedPartition
 from sinks.values import misfit
 
 __all__ = ["IntoSqlite"]
@@ -81,6 +83,10 @@ def _affinity(declared: str) -> str:
 
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes; the named constants need Python 3.11
+# Primary result codes (https://www.sqlite.org/rescode.html) a later retry may clear: another
+# writer holding the lock, no memory, a read-only or full disk, an I/O error, a file that
+# cannot be opened, a lock protocol race, no permission.
+_TRANSIENT_CODES = frozenset({3, _SQLITE_BUSY, _SQLITE_LOCKED, 7, 8, 10, 13, 14, 15})
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -88,6 +94,22 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     if code is not None:
         return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _failure(exc: BaseException) -> type[SinkWriteError]:
+    """The class of a failure of the file or the database: SinkUnavailableError when a retry
+    may fix it, else SinkWriteError."""
+    if isinstance(exc, OSError):
+        return SinkUnavailableError
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+        if code is None:  # Python 3.10: those codes (and SQL errors) are OperationalErrors
+            transient = isinstance(exc, sqlite3.OperationalError)
+        else:
+            transient = code & 0xFF in _TRANSIENT_CODES
+        if transient:
+            return SinkUnavailableError
+    return SinkWriteError
 
 
 def _quote(name: str) -> str:
@@ -120,10 +142,13 @@ class IntoSqlite(IntoSink):
     busy_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", check_path(self.path, "IntoSqlite.path"))
-        check_identifier(self.table, "IntoSqlite.table")
+        object.__setattr__(self, "path", check_path(self.path, "IntoSqlite"))
+        if (problem := identifier_problem(self.table)) is not None:
+            raise SinkConfigError("IntoSqlite", "table", problem)
         if self.schema is not None and not isinstance(self.schema, Schema):
-            raise ValueError(f"IntoSqlite.schema: {self.schema!r} is not a Schema or None")
+            raise SinkConfigError(
+                "IntoSqlite", "schema", f"{self.schema!r} is not a Schema or None"
+            )
         timeout = self.busy_timeout_s
         if (
             isinstance(timeout, bool)
@@ -131,9 +156,16 @@ class IntoSqlite(IntoSink):
             or not math.isfinite(timeout)
             or timeout < 0
         ):
-            raise ValueError(
-                f"IntoSqlite.busy_timeout_s: {timeout!r} is not a finite number of seconds >= 0"
+            raise SinkConfigError(
+                "IntoSqlite",
+                "busy_timeout_s",
+                f"{timeout!r} is not a finite number of seconds >= 0",
             )
+
+    @property
+    def target(self) -> SinkTarget:
+        """Table ``table`` of the database file at ``path``."""
+        return file_target(Path(self.path), self.table)
 
     def build_partition(self, worker_index: int, worker_count: int) -> _SqlitePartition:
         """Open a connection (creating the directory), set WAL, and create or check the
@@ -147,18 +179,17 @@ class _SqlitePartition(LockedPartition):
     def __init__(
         self, path: Path, table: str, schema: Schema | None, busy_timeout_s: float
     ) -> None:
+        super().__init__(schema, f"SQLite table {table!r} in {str(path)!r}")
         self._path = path
         self._table = table
-        self._where = f"SQLite table {table!r} in {str(path)!r}"
-        self._lock = SchemaLock(schema, self._where)
         self._insert: str | None = None
-        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are opened explicitly with BEGIN IMMEDIATE.
             self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise SinkWriteError(f"cannot open SQLite database {str(path)!r}: {exc}") from exc
+            message = f"cannot open SQLite database {str(path)!r}: {exc}"
+            raise _failure(exc)(message) from exc
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             self._set_wal(busy_timeout_s)
@@ -169,7 +200,7 @@ class _SqlitePartition(LockedPartition):
             self._conn.close()
             self._closed = True
             if isinstance(exc, sqlite3.Error):
-                raise SinkWriteError(f"cannot set up {self._where}: {exc}") from exc
+                raise _failure(exc)(f"cannot set up {self._where}: {exc}") from exc
             raise
 
     def _set_wal(self, busy_timeout_s: float) -> None:
@@ -249,17 +280,12 @@ class _SqlitePartition(LockedPartition):
                     f"(expected PRIMARY KEY {schema.key!r}, found {tuple(pk)!r})"
                 )
 
-    def write_batch(self, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` in one transaction; rows whose key exists are ignored."""
-        if self._closed:
-            raise SinkError(f"{self._where}: write_batch after close")
-        if not rows:
-            return
-        schema = self._lock.lock(rows)
-        params = format_columns(schema, self._lock.project(rows), _FORMATTERS, self._where)
+    def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
+        """Insert the batch in one transaction; rows whose key exists are ignored."""
+        params = format_columns(schema, values, _FORMATTERS, self._where)
         try:
             if self._insert is None:
-                self._prepare(self._lock.lock(rows))
+                self._prepare(schema)
             assert self._insert is not None
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany(self._insert, params)
@@ -276,22 +302,20 @@ class _SqlitePartition(LockedPartition):
                 problem := misfit(schema, params, int64=True, nan_is_null=True)
             ):
                 raise SinkValueError(
-                    f"{self._where}: {problem}; none of the {len(rows)} rows was written"
+                    f"{self._where}: {problem}; none of the {len(values)} rows was written"
                 ) from exc
             if isinstance(exc, Exception):
-                raise SinkWriteError(
-                    f"{self._where}: writing {len(rows)} rows failed: {exc}"
+                raise _failure(exc)(
+                    f"{self._where}: writing {len(values)} rows failed: {exc}"
                 ) from exc
             raise
 
-    def close(self) -> None:
-        """Checkpoint and truncate the WAL, then close; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
+        """Checkpoint and truncate the WAL, then close."""
         try:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
-            raise SinkWriteError(f"{self._where}: WAL checkpoint at close failed: {exc}") from exc
+            message = f"{self._where}: WAL checkpoint at close failed: {exc}"
+            raise _failure(exc)(message) from exc
         finally:
             self._conn.close()

@@ -16,15 +16,16 @@ from sinks.base import (
     Column,
     IntoSink,
     Schema,
-    SchemaLock,
     SinkDependencyError,
     SinkError,
     SinkSchemaError,
+    SinkTarget,
     SinkWriteError,
     check_identifier,
     infer_schema,
 )
 from sinks.columns import format_timestamp
+from sinks.partition import SchemaLock
 
 T0 = datetime(2026, 11, 22, 5, 1, 54, 123456, tzinfo=timezone.utc)
 
@@ -196,6 +197,10 @@ class _ListPartition:
 @dataclass(frozen=True)
 class _IntoList(IntoSink):
     built: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def target(self) -> SinkTarget:
+        return SinkTarget("memory", f"list at {id(self.built):#x}", "built")
 
     def build_partition(self, worker_index: int, worker_count: int) -> _ListPartition:
         self.built.append((worker_index, worker_count))
