@@ -15,7 +15,6 @@ bigger dataflows: ``acquire`` -> ``to_rows`` -> ``windows`` -> ``write``, and
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sys
@@ -136,8 +135,8 @@ def write(
     """Write ``rows`` to every sink; a sink without its own schema gets ``schema`` (by default
     the acquisition row schema; None locks it from the first rows)."""
     for i, sink in enumerate(sinks):
-        if hasattr(sink, "schema") and sink.schema is None and schema is not None:
-            sink = dataclasses.replace(sink, schema=schema)
+        if sink.schema is None and schema is not None:
+            sink = sink.with_schema(schema)
         op.output(f"{name}_{i}_{type(sink).__name__}", rows, sink)
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import os
 from pathlib import Path
 
 from flows.config.table import Table
-from sinks.base import IntoSink
+from sinks.base import IntoSink, SinkConfigError, SinkTarget
 
 __all__ = ["SINK_KINDS", "STREAMS", "check_targets", "parse_sink"]
 
@@ -52,55 +50,48 @@ def parse_sink(t: Table, base_dir: Path, *, windows: bool) -> tuple[str, IntoSin
                 "kind",
             ) from None
     module, cls_name = SINK_KINDS[kind]
-    cls = getattr(importlib.import_module(module), cls_name)
-    settable = {f.name for f in dataclasses.fields(cls) if f.init and f.name != "schema"}
+    cls: type[IntoSink] = getattr(importlib.import_module(module), cls_name)
+    settable = cls.settings()
     settings = {}
     for key, value in t.data.items():
         if key in ("kind", "stream"):
             continue
         if key not in settable:
-            known = ", ".join(sorted(settable | {"kind", "stream"}))
+            known = ", ".join(sorted({*settable, "kind", "stream"}))
             raise t.error(f"unknown key for a {kind} sink (known keys: {known})", key)
         if key == "path" and isinstance(value, str) and value:
             value = base_dir / value
         settings[key] = value
-    for f in dataclasses.fields(cls):
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if f.init and required and f.name not in settings:
-            raise t.error("missing", f.name)
+    for name, required in settable.items():
+        if required and name not in settings:
+            raise t.error("missing", name)
     try:
         sink = cls(**settings)
+    except SinkConfigError as exc:
+        field = exc.field if exc.field in settable else None
+        raise t.error(exc.reason if field else str(exc), field) from None
     except (TypeError, ValueError) as exc:
-        # The sinks' messages start with "IntoX.field: "; report them under the key path.
-        field, sep, why = str(exc).partition(": ")
-        name = field.removeprefix(f"{cls_name}.")
-        if sep and name != field and name in settable:
-            raise t.error(why, name) from None
         raise t.error(str(exc), None) from None
-    path, given = getattr(sink, "path", None), t.data.get("path")
-    if isinstance(path, Path) and kind == "parquet" and path.exists() and not path.is_dir():
-        raise t.error(f"{given!r} is a file; a parquet sink writes a directory", "path")
-    if isinstance(path, Path) and kind != "parquet" and path.is_dir():
+    target, given = sink.target, t.data.get("path")
+    if target.kind == "directory":
+        path = Path(target.location)
+        if path.exists() and not path.is_dir():
+            raise t.error(f"{given!r} is a file; a {kind} sink writes a directory", "path")
+    elif target.kind == "file" and Path(target.location).is_dir():
         raise t.error(f"{given!r} is a directory; a {kind} sink writes a file", "path")
     return stream, sink
 
 
-def _target(sink: IntoSink) -> tuple[str, str | None, str]:
-    """What a sink writes: (file or database, table or None for all of it, key to blame)."""
-    table = getattr(sink, "table", None)
-    if hasattr(sink, "location"):  # postgres: host:port/database.schema.table
-        return str(sink.location), None, "table"
-    path = os.path.abspath(str(sink.path))  # type: ignore[attr-defined]
-    return path, table, "table" if table is not None else "path"
-
-
 def check_targets(top: Table, sinks: list[IntoSink]) -> None:
     """Two sinks writing one file or table would interleave or clobber their rows."""
-    seen: list[tuple[str, str | None]] = []
+    seen: list[SinkTarget] = []
     for j, sink in enumerate(sinks):
-        where, table, key = _target(sink)
-        for i, (other, other_table) in enumerate(seen):
-            if where == other and (table is None or other_table is None or table == other_table):
+        target = sink.target
+        for i, other in enumerate(seen):
+            if target.overlaps(other):
+                where, table = target.location, target.table
                 what = f"{table!r} in {where!r}" if table is not None else repr(where)
-                raise top.error(f"{what} is already written by sink[{i}]", f"sink[{j}].{key}")
-        seen.append((where, table))
+                raise top.error(
+                    f"{what} is already written by sink[{i}]", f"sink[{j}].{target.key}"
+                )
+        seen.append(target)
