@@ -12,7 +12,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
-from connectors.sample import Sample, TickStats
+from connectors.sample import ErrorKind, Sample, TickStats
 from flows.observe.summary import IntoSummary
 
 ROWS = 10_000
@@ -23,11 +23,12 @@ def batch() -> list[Sample | TickStats]:
     items: list[Sample | TickStats] = []
     for i in range(ROWS):
         error = "timeout: no response" if i % 20 == 0 else None
+        kind = ErrorKind.TIMEOUT if error else None
         s = Sample(
             bus=f"bus-{i % 8}", device=f"dev-{i % 64}", address=1, protocol="modbus-tcp",
             parameter="p", parameter_id=None, instance=1, value=None if error else 1.0,
             unit=None, requested_at=t, received_at=t + timedelta(microseconds=i % 5000),
-            tick=i // 64, error=error,
+            tick=i // 64, error=error, error_kind=kind,
         )  # fmt: skip
         items.append(s)
     for b in range(8):

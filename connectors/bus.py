@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from connectors.registers import Parameter, Read, plan_reads
-from connectors.sim import SimulatedDevice
+from connectors.parameter import Parameter
+from connectors.registers import Read, plan_reads
 from connectors.transport import BusUrl
 
-__all__ = ["Bus", "Device"]
+__all__ = ["Bus", "Device", "Simulation"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Simulation:
+    """How the simulator plays one device of a bus configured ``simulate = true``: plain data,
+    which connectors.sim turns into a simulated controller serving ``profile``.
+
+    ``delay_s`` answers late, ``dead`` never answers, ``exception_code`` answers every read
+    with that Modbus exception, ``garbage`` (``rtu`` only) answers with a frame whose CRC is
+    wrong; ``set_point`` is the set point the simulated controller starts with.
+    """
+
+    profile: str
+    set_point: float | None = None
+    delay_s: float = 0.0
+    dead: bool = False
+    exception_code: int | None = None
+    garbage: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,6 +34,7 @@ class Device:
     """One controller on a bus and the parameters to read from it.
 
     ``reads`` is the request plan (``plan_reads`` with ``max_gap``), computed once.
+    ``simulation`` is how the simulator plays it on a simulated bus (None: not simulated).
     """
 
     name: str
@@ -26,18 +45,29 @@ class Device:
     timeout_s: float | None = None  # None: the bus's
     retries: int | None = None  # None: the bus's
     pause_s: float = 0.0  # silence before each request to this device
+    simulation: Simulation | None = None
     reads: tuple[Read, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reads", plan_reads(self.parameters, max_gap=self.max_gap))
+
+    def timing(self, bus: Bus) -> tuple[float, int]:
+        """The response timeout (s) and retries of this device's requests on ``bus``: its own
+        where set, else the bus's."""
+        return (
+            bus.timeout_s if self.timeout_s is None else self.timeout_s,
+            bus.retries if self.retries is None else self.retries,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bus:
     """One bus (serial line or TCP gateway) and its devices.
 
-    With ``simulate`` set, the bus is served by a :class:`BusSimulator`
-    started with the poller; ``url``'s scheme picks its transport.
+    ``url`` is where the bus is, and its scheme picks its transport. With ``simulate`` the
+    bus is served by a simulator (connectors.sim, reached only through connectors.link)
+    playing each device's :class:`Simulation`; ``url`` then says how it is served (host,
+    port 0 for any, baud rate) and the live address belongs to the opened link.
     """
 
     name: str
@@ -45,6 +75,6 @@ class Bus:
     devices: tuple[Device, ...]
     timeout_s: float = 1.0
     retries: int = 0
-    simulate: tuple[SimulatedDevice, ...] | None = None
+    simulate: bool = False
     host: str | None = None
     pause_s: float = 0.0  # silence between any two requests on the bus

@@ -9,8 +9,6 @@ import math
 import time
 from collections.abc import Callable
 
-from pymodbus.exceptions import ModbusException
-
 __all__ = [
     "BACKOFF_AFTER",
     "BACKOFF_CAP",
@@ -18,7 +16,6 @@ __all__ = [
     "DeviceBackoff",
     "Reconnect",
     "exception_text",
-    "transport_text",
 ]
 
 BACKOFF_AFTER = 3  # ticks in a row without an answer before a device is backed off
@@ -42,16 +39,6 @@ EXCEPTION_NAMES = {
 def exception_text(code: int) -> str:
     """A Modbus exception code as a row's error text, e.g. ``illegal data address (2)``."""
     return f"{EXCEPTION_NAMES.get(code, 'exception')} ({code})"
-
-
-def transport_text(exc: ModbusException) -> str:
-    """A raised pymodbus failure as a row's error text (``timeout: no response`` ...)."""
-    text = str(exc)
-    if "No response received" in text:
-        return "timeout: no response"
-    if "cannot connect" in text.lower() or "not connected" in text.lower():
-        return "connection lost"
-    return text.replace("Modbus Error: ", "")
 
 
 class DeviceBackoff:

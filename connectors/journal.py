@@ -12,7 +12,9 @@ Contract:
   process (``kill -9``). A power cut may lose the last ticks (``synchronous=NORMAL``).
 - :meth:`Journal.replay` gives back the ticks at or after a tick, in tick order, with Samples
   equal to those appended: same values of the same types (bool, int of any size, float
-  including NaN, inf and -0.0, str, None), same UTC timestamps to the microsecond.
+  including NaN, inf and -0.0, str, None), same UTC timestamps to the microsecond, same
+  error kinds and exception codes. A journal written before Samples had error kinds is
+  given the columns when opened; its Samples come back with ``error_kind`` None.
 - :meth:`Journal.trim` forgets the ticks before a tick; :meth:`Journal.next_tick` is the tick
   the poller continues with after the last one journaled (skipping its late slots).
 - With recovery, a partition calls :meth:`Journal.resume` once (what to emit again) and
@@ -34,7 +36,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from connectors.sample import Sample, TickStats, Value
+from connectors.codec import Value
+from connectors.sample import ErrorKind, Sample, TickStats
 
 __all__ = ["Journal", "JournalEntry", "journal_path"]
 
@@ -55,16 +58,19 @@ CREATE TABLE IF NOT EXISTS samples (
     tick INTEGER NOT NULL, seq INTEGER NOT NULL, device TEXT NOT NULL, address INTEGER NOT NULL,
     protocol TEXT NOT NULL, parameter TEXT NOT NULL, parameter_id INTEGER,
     instance INTEGER NOT NULL, kind TEXT, value, unit TEXT, requested_at INTEGER NOT NULL,
-    received_at INTEGER NOT NULL, error TEXT, text TEXT, PRIMARY KEY (tick, seq)
+    received_at INTEGER NOT NULL, error TEXT, text TEXT, error_kind TEXT, exception_code INTEGER,
+    PRIMARY KEY (tick, seq)
 ) WITHOUT ROWID;
 """
+# Columns added since the first journals: added to an older file when it is opened.
+_ADDED = (("error_kind", "TEXT"), ("exception_code", "INTEGER"))
 _TICK_COLUMNS = "tick, started_at, duration_s, drift_s, devices, reads, errors, late"
 _INSERT_TICK = f"INSERT INTO ticks ({_TICK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_SAMPLE = "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SAMPLE_COLUMNS = (
     "tick, device, address, protocol, parameter, parameter_id, instance, kind, value, unit, "
-    "requested_at, received_at, error, text"
+    "requested_at, received_at, error, text, error_kind, exception_code"
 )
+_INSERT_SAMPLE = f"INSERT INTO samples (seq, {_SAMPLE_COLUMNS}) VALUES ({', '.join('?' * 17)})"
 
 
 def journal_path(directory: str | os.PathLike[str], bus: str) -> Path:
@@ -84,7 +90,7 @@ def _at(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def _encode(value: Value) -> tuple[str | None, object]:
+def _encode(value: Value | None) -> tuple[str | None, object]:
     """(kind, stored value): SQLite keeps neither bools, NaN, -0.0 nor ints beyond 64 bits."""
     kind = type(value)
     if value is None:
@@ -102,7 +108,7 @@ def _encode(value: Value) -> tuple[str | None, object]:
     raise TypeError(f"a Sample value of type {kind.__name__} cannot be journaled: {value!r}")
 
 
-def _decode(kind: str | None, stored: object) -> Value:
+def _decode(kind: str | None, stored: object) -> Value | None:
     if kind is None:
         return None
     if kind == "b":
@@ -117,18 +123,21 @@ def _decode(kind: str | None, stored: object) -> Value:
 
 
 def _sample_row(tick: int, seq: int, s: Sample) -> tuple[object, ...]:
+    error_kind = None if s.error_kind is None else s.error_kind.value
     return (
-        tick, seq, s.device, s.address, s.protocol, s.parameter, s.parameter_id, s.instance,
+        seq, tick, s.device, s.address, s.protocol, s.parameter, s.parameter_id, s.instance,
         *_encode(s.value), s.unit, _us(s.requested_at), _us(s.received_at), s.error, s.text,
+        error_kind, s.exception_code,
     )  # fmt: skip
 
 
 def _sample_from(bus: str, row: tuple[object, ...]) -> Sample:
-    tick, dev, addr, proto, par, pid, inst, kind, val, unit, req, rec, err, text = row
+    tick, dev, addr, proto, par, pid, inst, kind, val, unit, req, rec, err, text, ek, code = row
     return Sample(
         bus=bus, device=dev, address=addr, protocol=proto, parameter=par, parameter_id=pid,
         instance=inst, value=_decode(kind, val), unit=unit, requested_at=_at(req),
         received_at=_at(rec), tick=tick, error=err, text=text,
+        error_kind=None if ek is None else ErrorKind(ek), exception_code=code,
     )  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -167,6 +176,10 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(samples)")}
+            for column, kind in _ADDED:
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE samples ADD COLUMN {column} {kind}")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('bus', ?)", (bus,))
             (owner,) = self._db.execute("SELECT value FROM meta WHERE key = 'bus'").fetchone()
             if owner != bus:

@@ -43,8 +43,11 @@ from typing import Any
 from pymodbus.exceptions import ModbusException
 
 from connectors import transport
-from connectors.faults import exception_text, transport_text
-from connectors.registers import Parameter, Profile, decode, load_profile
+from connectors.codec import decode
+from connectors.faults import exception_text
+from connectors.parameter import Parameter
+from connectors.registers import Profile, load_profile
+from connectors.request import read_call
 from connectors.transport import BusUrl
 
 __all__ = ["UNITS", "Answer", "Found", "ScanError", "main", "parse_units", "scan", "snippet"]
@@ -99,23 +102,23 @@ def _text(p: Parameter, words: Sequence[int]) -> str | None:
     body = b"".join(w.to_bytes(2, "big") for w in words).rstrip(b"\0 ")
     if any(c < 0x20 or c > 0x7E for c in body):
         return None
-    return str(decode(p, words))
+    return str(decode(p.codec, words))
 
 
 def _watlow(pm: Profile, pv: Answer, sp: Answer, units: int) -> tuple[str, str | None] | None:
     """(evidence, byte order if not the profile's) when the reads look like a PM's."""
     p_pv, p_sp = pm.parameter("process_value"), pm.parameter("closed_loop_set_point")
-    for order in dict.fromkeys((p_pv.byte_order, "ABCD")):  # the profile's order first
+    for order in dict.fromkeys((p_pv.codec.byte_order, "ABCD")):  # the profile's order first
         values = [
-            decode(dataclasses.replace(p, byte_order=order), a.registers or ())
+            decode(dataclasses.replace(p.codec, byte_order=order), a.registers or ())
             for p, a in ((p_pv, pv), (p_sp, sp))
         ]
         if all(_plausible(v) for v in values):
             unit = pm.parameter("temperature_units").label(units)
             evidence = f"process value {values[0]:g}, set point {values[1]:g}, units {unit}"
-            if order == p_pv.byte_order:
+            if order == p_pv.codec.byte_order:
                 return evidence, None
-            return f"{evidence}; floats in byte order {order}, not {p_pv.byte_order}", order
+            return f"{evidence}; floats in byte order {order}, not {p_pv.codec.byte_order}", order
     return None
 
 
@@ -126,7 +129,7 @@ def _servomex(o2: Profile, block: Sequence[int]) -> str | None:
     def words(p: Parameter) -> Sequence[int]:
         return block[p.address - value.address :][: p.count]
 
-    reading, label, unit = decode(value, words(value)), _text(name, words(name)), None
+    reading, label, unit = decode(value.codec, words(value)), _text(name, words(name)), None
     if isinstance(reading, float) and math.isfinite(reading) and label:
         unit = _text(units, words(units))
     if unit is None or not any(c.isalpha() for c in label or ""):
@@ -158,8 +161,7 @@ class _Prober:
         if self.gap:
             await asyncio.sleep(self.gap)
         client = self.client
-        holding = p.table == "holding"
-        call = client.read_holding_registers if holding else client.read_input_registers
+        call = read_call(client, p.table)
         try:
             response = await call(p.address, count=at["count"], device_id=unit)
         except transport.BadFrameError as exc:
@@ -171,8 +173,7 @@ class _Prober:
                     await self.connect()
                 except ScanError as lost:
                     raise ScanError(f"connection lost at unit {unit}; {lost}") from None
-            text = transport_text(exc) if isinstance(exc, ModbusException) else str(exc)
-            return Answer(**at, error=text, silent=True)
+            return Answer(**at, error=transport.read_failure(exc)[1], silent=True)
         if response.isError():
             return Answer(**at, exception_code=getattr(response, "exception_code", 0))
         if len(response.registers) != at["count"]:
@@ -256,7 +257,7 @@ def snippet(bus: BusUrl, url: str, found: Sequence[Found], *, name: str | None =
         order = _toml(f.byte_order)
         lines.append(f"  name = {_toml(f.profile.replace('_', '-') + f'-{f.address}')}")
         lines += [f"  profile = {_toml(f.profile)}", f"  address = {f.address}"]
-        floats = [p for p in load_profile(f.profile).parameters if p.type == "float32"]
+        floats = [p for p in load_profile(f.profile).parameters if p.codec.type == "float32"]
         for p in floats if f.byte_order else ():
             lines += ["", f"    [bus.device.override.{p.name}]", f"    byte_order = {order}"]
     if not known:  # a bus without a device does not parse: leave it all to the user

@@ -19,11 +19,10 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.bus import Bus
 from connectors.journal import Journal
+from connectors.link import BusLink
 from connectors.loopthread import LoopThread, settle_gc
 from connectors.poller import BusPoller
 from connectors.sample import Sample, TickStats
-from connectors.sim import BusSimulator
-from connectors.transport import parse_bus_url
 
 __all__ = ["BusState", "ControllerSource", "Item"]
 
@@ -72,26 +71,16 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         self._queue: queue.SimpleQueue[tuple[int, list[Sample], TickStats]] = queue.SimpleQueue()
         self._journal = journal
         emit = self._emit if journal is None else self._emit_journaled
-        self._poller = BusPoller(bus, rate_hz=rate_hz, emit=emit)
+        # Made here, on the worker thread: a simulated bus's simulator and a sim:// bus's
+        # client are built with it, not on the loop the running buses share.
+        self._link = BusLink(bus)
+        self._poller = BusPoller(bus, link=self._link, rate_hz=rate_hz, emit=emit)
         self._period = 1.0 / rate_hz
         self._stopping = False
         self._closed = False
         self._fresh = fresh
         self._start = state["next_tick"]
         self._patience = _FIRST_PATIENCE_S
-        self._simulator: BusSimulator | None = None
-        if bus.simulate is not None:
-            url = bus.url
-            self._simulator = BusSimulator(
-                url.scheme,
-                bus.simulate,
-                host=url.host or "127.0.0.1",
-                port=url.port if url.scheme != "rtu" else 0,
-                baudrate=url.baudrate,
-            )
-            if url.scheme == "sim":
-                # Built here, on the worker thread, and not on the loop the running buses share.
-                self._poller.client = self._simulator.client(bus.timeout_s)
         # Polling starts at the first next_batch, once the worker has built all its partitions.
         self._done: concurrent.futures.Future[None] | None = None
         self._replay: list[tuple[int, list[Sample], TickStats]] = []
@@ -121,11 +110,11 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
 
     async def _run(self) -> None:
         start, end = self._start, self._state["end_tick"]
-        if not self._fresh and end is not None and max(start, self._journal_next or 0) >= end:
-            self._simulator = None  # a finished run resumed: nothing to poll, nothing to serve
-        simulator = self._simulator
-        if simulator is not None:
-            self._poller.url = parse_bus_url(await simulator.start())
+        finished = (
+            not self._fresh and end is not None and max(start, self._journal_next or 0) >= end
+        )
+        if not finished:  # a finished run resumed: nothing to poll, nothing to serve
+            await self._link.start()
         if self._fresh:
             # Setting up may have taken a while: a new run starts with the next slot, so the
             # start-up does not count as late ticks. A resumed one keeps its schedule.
@@ -141,8 +130,7 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         try:
             await self._poller.run(start, end)
         finally:
-            if simulator is not None:
-                await simulator.stop()
+            await self._link.close()
 
     def next_batch(self) -> list[Item]:
         if self._stop.is_set() and not self._stopping:
@@ -170,14 +158,12 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         if self._done is None or not self._queue.empty() or self._done.done():
             return None
         now = time.time()
-        poller = self._poller
-        # When the tick in progress started, or when the coming one will: as late as the
-        # last one did, since the buses sharing the loop take their turns in the same order.
-        due = poller.tick_started if poller.tick_running else poller.next_start + poller.last_drift
+        schedule = self._poller.schedule
+        due = schedule.due
         if due > now:
             self._patience = _FIRST_PATIENCE_S
-            wake = due + poller.last_duration + 0.002
-        elif (expected := due + poller.last_duration * 1.1 + 0.002) > now:
+            wake = due + schedule.duration + 0.002
+        elif (expected := due + schedule.duration * 1.1 + 0.002) > now:
             wake = expected  # samples arrive at the end of the tick: about as long as the last
         else:
             # Later than expected: the shared loop may still be busy with other buses. Look

@@ -1,6 +1,7 @@
 """Bus URLs and the pymodbus clients they open.
 
-This is the only module that builds pymodbus clients. Supported URLs::
+This is the only module that builds pymodbus clients, and the one place that turns what a
+pymodbus read raised into an error kind and text (:func:`read_failure`). Supported URLs::
 
     tcp://HOST[:PORT]                       Modbus TCP (port 502 by default)
     rtu+tcp://HOST[:PORT]                   Modbus RTU framing through a TCP gateway
@@ -10,14 +11,17 @@ This is the only module that builds pymodbus clients. Supported URLs::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+
+from connectors.sample import ErrorKind
 
 __all__ = [
     "PROTOCOLS",
@@ -28,6 +32,7 @@ __all__ = [
     "open_client",
     "parse_bus_url",
     "pending_bytes",
+    "read_failure",
     "set_timing",
     "wire_time_s",
 ]
@@ -204,8 +209,37 @@ def set_timing(client: object, *, timeout: float, retries: int) -> None:
         client.retries = retries  # type: ignore[attr-defined]
 
 
+def _serial_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
+    return AsyncModbusSerialClient(
+        bus.path,
+        framer=FramerType.RTU,
+        baudrate=bus.baudrate,
+        parity=bus.parity,
+        stopbits=bus.stopbits,
+        bytesize=bus.bytesize,
+        **common,
+    )
+
+
+def _tcp_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
+    return AsyncModbusTcpClient(bus.host, port=bus.port, framer=FramerType.SOCKET, **common)
+
+
+def _rtu_over_tcp_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
+    return AsyncModbusTcpClient(bus.host, port=bus.port, framer=FramerType.RTU, **common)
+
+
+# Scheme -> its client; a new transport is one more entry.
+_CLIENTS: dict[str, Callable[[BusUrl, dict[str, Any]], ModbusBaseClient]] = {
+    "tcp": _tcp_client,
+    "rtu+tcp": _rtu_over_tcp_client,
+    "rtu": _serial_client,
+}
+
+
 def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClient:
-    """An unconnected pymodbus async client for ``bus``.
+    """An unconnected pymodbus async client for ``bus``; ValueError for a scheme that has none
+    (``sim://``, served in process by its simulator, or one unknown).
 
     pymodbus's own reconnect loop is off (``reconnect_delay=0``): the poller
     decides when to reconnect, so an outage becomes error rows, not a stall.
@@ -217,22 +251,42 @@ def open_client(bus: BusUrl, *, timeout: float, retries: int) -> ModbusBaseClien
     """
     if bus.scheme == "sim":
         raise ValueError("a sim:// bus has no Modbus client: it is served by its simulator")
+    build = _CLIENTS.get(bus.scheme)
+    if build is None:
+        raise ValueError(f"no Modbus client for a {bus.scheme}:// bus")
     common = {"timeout": timeout, "retries": retries, "reconnect_delay": 0, "name": str(bus)}
-    client: ModbusBaseClient
-    if bus.scheme == "rtu":
-        client = AsyncModbusSerialClient(
-            bus.path,
-            framer=FramerType.RTU,
-            baudrate=bus.baudrate,
-            parity=bus.parity,
-            stopbits=bus.stopbits,
-            bytesize=bus.bytesize,
-            **common,
-        )
-    else:
-        framer = FramerType.SOCKET if bus.scheme == "tcp" else FramerType.RTU
-        client = AsyncModbusTcpClient(bus.host, port=bus.port, framer=framer, **common)
+    client = build(bus, common)
     _check_frames(client.ctx)
     _fail_on_disconnect(client.ctx)
     client.set_max_no_responses(2**62)  # in effect never
     return client
+
+
+# pymodbus 3.x raises a ModbusIOException whose message says this when a request's time is
+# up (after its retries); the same class also reports answers from the wrong unit or
+# transaction, and it carries no attribute that tells the two apart.
+_NO_RESPONSE = "No response received"
+
+
+def read_failure(exc: Exception) -> tuple[ErrorKind, str]:
+    """The kind and the row's error text of an exception a client's read raised.
+
+    A frame that failed its CRC or did not decode is :attr:`~ErrorKind.BAD_FRAME`; a
+    connection closed or not open (pymodbus's ConnectionException) or an OSError is
+    :attr:`~ErrorKind.CONNECTION_LOST`; no answer in time is :attr:`~ErrorKind.TIMEOUT`
+    (``timeout: no response``); any other pymodbus failure (an answer from another unit
+    or transaction) is :attr:`~ErrorKind.BAD_RESPONSE` with pymodbus's words; anything
+    else :attr:`~ErrorKind.INTERNAL`. Whether the connection survived a timeout is the
+    caller's to ask (the client's ``connected``).
+    """
+    if isinstance(exc, BadFrameError):
+        return ErrorKind.BAD_FRAME, f"bad frame: {exc.text}"
+    if isinstance(exc, ConnectionException):
+        return ErrorKind.CONNECTION_LOST, "connection lost"
+    if isinstance(exc, ModbusIOException) and _NO_RESPONSE in exc.string:
+        return ErrorKind.TIMEOUT, "timeout: no response"
+    if isinstance(exc, ModbusException):
+        return ErrorKind.BAD_RESPONSE, str(exc).replace("Modbus Error: ", "")
+    if isinstance(exc, OSError):
+        return ErrorKind.CONNECTION_LOST, str(exc)
+    return ErrorKind.INTERNAL, f"internal error: {exc!r}"

@@ -13,6 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
 from connectors.bus import Bus, Device
+from connectors.link import BusLink
 from connectors.poller import BusPoller
 from connectors.registers import load_profile
 from connectors.sample import Sample, TickStats
@@ -36,20 +37,26 @@ def sim_bus(
     parameters: dict[int, Sequence[str]] | None = None,
     timeout_s: float = 0.5,
 ) -> Bus:
-    """A simulated bus whose devices are named ``<bus>-<unit>`` and read every profile parameter
-    (or the names given per unit id in ``parameters``)."""
+    """A simulated bus whose devices are named ``<bus>-<unit>``, are played as ``devices`` say
+    and read every profile parameter (or the names given per unit id in ``parameters``)."""
     polled = []
     for d in devices:
         profile = load_profile(d.profile)
         names = (parameters or {}).get(d.address)
         params = tuple(profile.parameter(n) for n in names) if names else profile.parameters
-        polled.append(Device(name=f"{name}-{d.address}", address=d.address, parameters=params))
+        device = Device(
+            name=f"{name}-{d.address}",
+            address=d.address,
+            parameters=params,
+            simulation=d.simulation(),
+        )
+        polled.append(device)
     return Bus(
         name=name,
         url=parse_bus_url(SIM_URLS[kind]),
         devices=tuple(polled),
         timeout_s=timeout_s,
-        simulate=tuple(devices),
+        simulate=True,
     )
 
 
@@ -75,8 +82,9 @@ def poll_bus(
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     **simulator: Any,
 ) -> list[Tick]:
-    """Poll ``bus`` with a BusPoller for ``ticks`` ticks against its simulator (started with
-    ``simulator`` keyword arguments, e.g. ``wire_time=True``), all on one fresh event loop.
+    """Poll ``bus`` with a BusPoller for ``ticks`` ticks against its simulator, opened through its
+    BusLink (with ``simulator`` attributes set first, e.g. ``wire_time=True``), all on one fresh
+    event loop.
 
     ``on_tick(i, sim)`` runs on the loop after the i-th tick (0-based) was emitted; it may
     change fault knobs or schedule ``sim.stop()``/``sim.start()`` as tasks. Returns each
@@ -100,9 +108,13 @@ async def _poll_bus(
     on_tick: Callable[[int, BusSimulator], Any] | None,
     options: dict[str, Any],
 ) -> list[Tick]:
-    assert bus.simulate is not None
-    url = bus.url
-    sim = BusSimulator(url.scheme, bus.simulate, baudrate=url.baudrate, **options)
+    assert bus.simulate
+    link = BusLink(bus)
+    sim = link.simulator
+    assert sim is not None
+    for option, value in options.items():
+        assert hasattr(sim, option), option
+        setattr(sim, option, value)
     out: list[Tick] = []
     tasks: list[asyncio.Task[Any]] = []
 
@@ -113,14 +125,12 @@ async def _poll_bus(
             if asyncio.iscoroutine(result):
                 tasks.append(asyncio.ensure_future(result))
 
-    poller = BusPoller(bus, rate_hz=rate_hz, emit=emit)
-    poller.url = parse_bus_url(await sim.start())
-    if url.scheme == "sim":
-        poller.client = sim.client(bus.timeout_s)
+    poller = BusPoller(bus, link=link, rate_hz=rate_hz, emit=emit)
+    await link.start()
     first = math.floor(time.time() * rate_hz) + 1
     try:
         await poller.run(first, first + ticks)
         await asyncio.gather(*tasks)
     finally:
-        await sim.stop()
+        await link.close()
     return out

@@ -11,7 +11,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TextIO
 
 from pymodbus.constants import ExcCodes
@@ -24,7 +24,10 @@ from pymodbus.pdu.register_message import (
 )
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.registers import Parameter, Profile, encode, load_profile
+from connectors.bus import Simulation
+from connectors.codec import encode
+from connectors.parameter import Parameter
+from connectors.registers import Profile, load_profile
 from connectors.sim.models import device_values
 
 __all__ = ["DeviceState", "InProcessClient", "SimulatedDevice"]
@@ -44,6 +47,16 @@ class SimulatedDevice:
     dead: bool = False
     exception_code: int | None = None
     garbage: bool = False  # rtu only: answer with a frame whose CRC is wrong
+
+    @classmethod
+    def of(cls, address: int, simulation: Simulation) -> SimulatedDevice:
+        """The simulated controller at unit id ``address`` that plays ``simulation``."""
+        knobs = {f.name: getattr(simulation, f.name) for f in fields(simulation)}
+        return cls(address=address, **knobs)
+
+    def simulation(self) -> Simulation:
+        """This controller's knobs as a device's plain :class:`~connectors.bus.Simulation`."""
+        return Simulation(**{f.name: getattr(self, f.name) for f in fields(Simulation)})
 
 
 # A real controller refreshes its registers at its own scan rate (a Watlow PM's inputs at
@@ -102,7 +115,7 @@ class DeviceState:
         known = self._words.get(p.name)
         if known is not None and _same(known[0], value):
             return known[1]
-        words = encode(p, value)
+        words = encode(p.codec, value)
         self._words[p.name] = (value, words)
         return words
 

@@ -39,10 +39,11 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from connectors.bus import Bus
 from connectors.sim.cable import Cable, open_pty
 from connectors.sim.device import DeviceState, InProcessClient, SimulatedDevice
 
-__all__ = ["BusSimulator"]
+__all__ = ["BusSimulator", "simulator_for"]
 
 KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
 
@@ -175,6 +176,22 @@ class BusSimulator:
         for fd in self._fds:
             os.close(fd)
         self._fds = []
+
+
+def simulator_for(bus: Bus) -> BusSimulator:
+    """The simulator of a bus configured ``simulate = true``, not started: its kind is the
+    URL's scheme, it listens where the URL says (any free port for port 0; an ``rtu`` bus on a
+    new pseudo-terminal at the URL's baud rate) and plays each device that has a
+    :class:`~connectors.bus.Simulation` at its unit id (the others stay silent)."""
+    url = bus.url
+    devices = [SimulatedDevice.of(d.address, d.simulation) for d in bus.devices if d.simulation]
+    return BusSimulator(
+        url.scheme,
+        devices,
+        host=url.host or "127.0.0.1",
+        port=url.port if url.scheme != "rtu" else 0,
+        baudrate=url.baudrate,
+    )
 
 
 def _parse_device(text: str) -> SimulatedDevice:

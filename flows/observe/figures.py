@@ -9,30 +9,22 @@ thread, by flows.observe.metrics.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from typing import Any
 
-from connectors.sample import Sample, TickStats
+from connectors.sample import ErrorKind, Sample, TickStats
 
-__all__ = ["BusFigures", "DeviceFigures", "Figures", "counted_percentile", "error_kind"]
+__all__ = ["NOT_SENT", "BusFigures", "DeviceFigures", "Figures", "counted_percentile", "kind_name"]
 
 # Error kinds whose rows sent no request, so they have no latency.
-NOT_SENT = frozenset({"backoff", "connection failed"})
-_EXCEPTION = re.compile(r"\(\d+\)$")
-_KINDS: dict[str, str] = {}
+NOT_SENT = frozenset({ErrorKind.BACKOFF, ErrorKind.CONNECTION_FAILED})
 
 
-def error_kind(error: str) -> str:
-    """The kind of a row's error text: ``exception`` for a Modbus exception response (text
-    ending ``(code)``), else the text before its first colon (``timeout``, ``backoff``,
-    ``connection failed``, ``bad frame``), else the text, at most 32 characters."""
-    kind = _KINDS.get(error)
-    if kind is None:
-        kind = "exception" if _EXCEPTION.search(error) else error.partition(":")[0][:32]
-        if len(_KINDS) < 1000:  # error texts repeat; a bound keeps odd ones from piling up
-            _KINDS[error] = kind
-    return kind
+def kind_name(kind: ErrorKind | None) -> str:
+    """The name an error row's kind is counted under (the metrics' ``kind`` label): the
+    kind's value (``timeout``, ``exception``, ``backoff``, ...), ``unknown`` for a row
+    journaled before rows had kinds."""
+    return "unknown" if kind is None else kind.value
 
 
 def latency_key(latency_s: float) -> int:
@@ -67,9 +59,10 @@ def _bucket(duration_s: float) -> float:
 class DeviceFigures:
     """One device's rows, error rows (by kind), last error and latency bins.
 
+    ``kinds`` counts error rows by kind (None: journaled before rows had kinds).
     ``last_error`` is the text of its last failed request (a row not sent, such as a
-    ``backoff:`` row, only until there is one); ``latency`` counts the rows of requests
-    sent (not those of error_kind ``backoff`` or ``connection failed``).
+    backoff row, only until there is one); ``latency`` counts the rows of requests sent
+    (not those of a kind in :data:`NOT_SENT`).
     """
 
     __slots__ = ("answering", "bus", "device", "errors", "kinds", "last_error", "latency")
@@ -79,7 +72,7 @@ class DeviceFigures:
         self.bus, self.device = bus, device
         self.rows = 0
         self.errors = 0
-        self.kinds: Counter[str] = Counter()
+        self.kinds: Counter[ErrorKind | None] = Counter()
         self.last_error: str | None = None
         self.answering = False  # its last row was not an error
         self.latency: Counter[int] = Counter()  # latency_key -> rows
@@ -147,7 +140,7 @@ class Figures:
                 else:
                     d.answering = False
                     d.errors += 1
-                    kind = error_kind(error)
+                    kind = s.error_kind
                     d.kinds[kind] += 1
                     if kind in NOT_SENT:
                         # "backoff: not sent ..." says less than the failure behind it.

@@ -7,7 +7,7 @@ Nothing is done per sample: each summary partition adds its Figures here, and co
 turns their counts into metric families when scraped.
 
 Families: ``daq_polls_total`` and ``daq_errors_total`` (rows and error rows, per bus and
-device; errors also per ``kind``, see flows.observe.figures.error_kind), ``daq_latency_seconds``
+device; errors also per ``kind``, see flows.observe.figures.kind_name), ``daq_latency_seconds``
 (histogram per bus and device of received_at - requested_at, to 0.1 ms below 100 ms),
 ``daq_ticks_total``, ``daq_late_ticks_total``, ``daq_bus_reads_total``,
 ``daq_bus_read_errors_total`` and ``daq_bus_up`` per bus.
@@ -25,7 +25,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from flows.observe.figures import Figures
+from flows.observe.figures import Figures, kind_name
 
 __all__ = ["BUCKETS", "COLLECTOR", "Collector"]
 
@@ -73,7 +73,7 @@ class Collector:
             for d in list(figures.devices.values()):
                 polls.add_metric((d.bus, d.device), d.rows)
                 for kind, n in dict(d.kinds).items():
-                    errors.add_metric((d.bus, d.device, kind), n)
+                    errors.add_metric((d.bus, d.device, kind_name(kind)), n)
                 bins = sorted(dict(d.latency).items())
                 cumulative, i, buckets = 0, 0, []
                 for le in BUCKETS:

@@ -11,20 +11,21 @@ from pathlib import Path
 
 import pytest
 
+from connectors.codec import Value
 from connectors.journal import Journal, journal_path
-from connectors.sample import Sample, TickStats, Value
+from connectors.sample import Sample, TickStats
 from connectors.sim import SimulatedDevice
 from connectors.source import ControllerSource
 from tests.conftest import sim_bus
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=timezone.utc)
-VALUES: list[Value] = [
+VALUES: list[Value | None] = [
     21.5, math.nan, -0.0, 0.0, math.inf, -math.inf, 1e-320, 7, -(2**63), 2**64 - 1, -(2**70),
     True, False, "O2", "", "Ofen 'ÄÖÜ' \"温度\"", None,
 ]  # fmt: skip
 
 
-def sample(tick: int, i: int, value: Value, **changes: object) -> Sample:
+def sample(tick: int, i: int, value: Value | None, **changes: object) -> Sample:
     at = T0 + timedelta(seconds=tick, microseconds=i)
     fields: dict[str, object] = dict(
         bus="lab/bus 1", device=f"dev-{i % 3}", address=1 + i % 3, protocol="modbus-tcp",
@@ -191,5 +192,5 @@ def test_no_journal_directory_no_journal(tmp_path: Path) -> None:
     source = ControllerSource([bus], rate_hz=10, duration_s=0.2)
     assert source.journal_dir is None
     part = source.build_part("in", "n", None)
-    assert part._journal is None and part._poller.emit == part._emit
+    assert part._journal is None and part._poller._emit == part._emit
     part.close()

@@ -271,11 +271,10 @@ def test_wire_true_rtu_read_takes_its_wire_time() -> None:
     only = {1: ["process_value"]}  # float32: 2 registers
     bus = sim_bus("w", "rtu", [SimulatedDevice(address=1, profile="watlow_pm")], parameters=only)
     bus = with_devices(dataclasses.replace(bus, url=parse_bus_url(f"rtu://pty?baudrate={baud}")))
-    # Ten requests of the same read per tick.
-    device = dataclasses.replace(bus.devices[0], name="w-1")
-    bus = dataclasses.replace(
-        bus, devices=tuple(dataclasses.replace(device, name=f"w-{i}") for i in range(10))
-    )
+    # Ten requests of the same read per tick: ten polled devices, one simulated, at unit 1.
+    device = bus.devices[0]
+    polled = [dataclasses.replace(device, name=f"w-{i}", simulation=None) for i in range(1, 10)]
+    bus = dataclasses.replace(bus, devices=(device, *polled))
     ticks = poll_bus(bus, rate_hz=2, ticks=2, wire_time=True, turnaround_s=turnaround)
     samples = [s for tick, _ in ticks for s in tick]
     assert all(s.error is None for s in samples)

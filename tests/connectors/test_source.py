@@ -289,7 +289,7 @@ def test_polling_keeps_the_collector_off_the_heap_built_before(user_young: int |
             gc.set_threshold(user_young, *saved[1:])
         bus = sim_bus("g", "sim", [SimulatedDevice(address=1, profile="watlow_pm")])
         part = ControllerSource([bus], rate_hz=5, duration_s=0.2).build_part("in", "g", None)
-        built = part._poller.bus.devices[0].reads[0]  # part of the partition's heap
+        built = part._bus.devices[0].reads[0]  # part of the partition's heap
         assert gc.is_tracked(built) and gc.get_freeze_count() == 0
         drain(part)
         part.close()

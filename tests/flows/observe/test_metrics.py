@@ -18,9 +18,10 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from connectors.sample import ErrorKind
 from flows.observe.metrics import BUCKETS
 from flows.observe.summary import IntoSummary
-from tests.flows.observe.test_status import sample, stats, write_config
+from tests.flows.observe.test_status import TIMEOUT, sample, stats, write_config
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,9 +52,9 @@ def buckets(values: Samples, device: str) -> list[tuple[float, float]]:
 
 def test_collector_exposes_an_open_partition_only() -> None:
     part = IntoSummary(io.StringIO()).build("summary", 0, 1)
-    timeout = "timeout: no response"
     ok = [sample("m-ok", 0, 1.0), sample("m-ok", 1, 30.0)]
-    dead = [sample("m-dead", 0, 100.0, timeout), sample("m-dead", 1, 0.0, "backoff: x")]
+    backoff = (ErrorKind.BACKOFF, "backoff: x")
+    dead = [sample("m-dead", 0, 100.0, TIMEOUT), sample("m-dead", 1, 0.0, backoff)]
     part.write_batch([*ok, *dead, stats(0, late=2)])
     values = parse(generate_latest(REGISTRY).decode())
     assert by_device(values, "daq_polls_total") == {"m-ok": 2, "m-dead": 2}

@@ -1,0 +1,250 @@
+"""One request on a bus's wire: keep the line's silences, send it, check the answer, classify a
+failure where it happens, and build its Samples.
+
+A :class:`Wire` belongs to one bus's poller, which decides what to send and when (connectors.
+poller); the wire sends it and says how it went (:class:`Outcome`). Bus timing: on an
+``rtu://`` bus the line is kept silent for 3.5 character times (1.75 ms above 19200 baud)
+between the end of one transaction and the next request; ``Bus.pause_s`` and
+``Device.pause_s`` ask for longer silences; after a bad frame the line is left silent for
+a while, so its tail is not taken for the next answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pymodbus.exceptions import ModbusException
+
+from connectors.bus import Bus, Device
+from connectors.faults import exception_text
+from connectors.link import BusLink, Client
+from connectors.parameter import Parameter
+from connectors.registers import Read, decode_read
+from connectors.sample import ErrorKind, Sample
+from connectors.transport import frame_gap_s, pending_bytes, read_failure, set_timing
+
+__all__ = ["Outcome", "Wire", "read_call"]
+
+log = logging.getLogger("connectors.poller")  # the bus's log lines, under one name
+
+_RESYNC_S = 0.02  # silence kept after a bad frame, so its tail is not taken for an answer
+
+# Register table -> the client's read of it; a new table (coils, discrete inputs) is one entry.
+_READS = {"holding": "read_holding_registers", "input": "read_input_registers"}
+
+
+def _read_name(table: str) -> str:
+    name = _READS.get(table)
+    if name is None:
+        raise ValueError(f"no read for register table {table!r} (known: {', '.join(_READS)})")
+    return name
+
+
+def read_call(client: Client, table: str) -> Callable[..., Awaitable[Any]]:
+    """``client``'s read of register ``table``; ValueError for a table it has none for."""
+    return getattr(client, _read_name(table))  # type: ignore[no-any-return]
+
+
+class Outcome(Enum):
+    """How one request went, for the poller's bookkeeping (its rows say more)."""
+
+    ANSWERED = "answered"  # values, or a Modbus exception response: the device is there
+    TIMEOUT = "timeout"  # nothing answered
+    LOST = "lost"  # the connection went down (``Wire.lost`` says how)
+    FAILED = "failed"  # an answer that is no good (bad frame, bad response), or a bug
+    FALLBACK = "fallback"  # a merged read rejected with exception 2; no samples (asked for)
+
+
+class Wire:
+    """The requests of one bus, one at a time on the client its link gives.
+
+    ``reads`` counts the requests sent and ``errors`` the planned reads that became error
+    rows since the poller last set them to 0 (once per tick). ValueError at construction
+    for a read of a register table there is no read for.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        link: BusLink,
+        *,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        for device in bus.devices:
+            for read in device.reads:
+                _read_name(read.table)
+        self._bus, self._link, self._clock, self._sleep = bus, link, clock, sleep
+        self._protocol = bus.url.protocol
+        self._client: Client | None = None
+        self._gap = frame_gap_s(bus.url.baudrate) if bus.url.scheme == "rtu" else 0.0
+        self._timings = {d.name: d.timing(bus) for d in bus.devices}
+        self._timing = (bus.timeout_s, bus.retries)  # the client's timeout and retries now
+        self._idle_since = -math.inf  # when the last transaction ended (monotonic)
+        self._resync = False
+        self.lost: str | None = None  # how the connection went down in the last request
+        self.reads = 0
+        self.errors = 0
+
+    def connected(self) -> bool:
+        """Whether the client is open (the link's client is taken on the first call)."""
+        if self._client is None:
+            self._client = self._link.client()
+        return self._client.connected
+
+    async def connect(self) -> str | None:
+        """Open the client with the bus's timeout and retries; None when open, else the error
+        text of the rows not sent (``connection failed: ...``)."""
+        bus, client = self._bus, self._client
+        assert client is not None, "connected() first"
+        set_timing(client, timeout=bus.timeout_s, retries=bus.retries)
+        self._timing = (bus.timeout_s, bus.retries)
+        try:
+            ok = await client.connect()
+            return None if ok else f"connection failed: cannot open {self._link.url}"
+        except (ModbusException, OSError) as exc:
+            return f"connection failed: {exc}"
+
+    async def _quiet(self, need: float) -> None:
+        """Keep the bus silent for ``need`` seconds since the last transaction ended (the RTU
+        inter-frame gap and the pauses), or longer after a bad frame."""
+        if self._resync:  # after a bad frame, let the line fall silent before talking
+            need, self._resync = max(need, _RESYNC_S), False
+        # A stop request wakes the sleep early; the silence is kept all the same.
+        while (wait := self._idle_since + need - time.monotonic()) > 0:
+            await self._sleep(wait)
+
+    async def request(
+        self, device: Device, read: Read, tick: int, out: list[Sample], *, fallback: bool = False
+    ) -> Outcome:
+        """Send ``read`` to ``device`` and append its samples (values or error rows) to
+        ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead."""
+        client = self._client
+        assert client is not None, "connected() first"
+        timing = self._timings[device.name]
+        if timing != self._timing:
+            set_timing(client, timeout=timing[0], retries=timing[1])
+            self._timing = timing
+        need = max(self._gap, self._bus.pause_s, device.pause_s)
+        if need > 0 or self._resync:
+            await self._quiet(need)
+        call = read_call(client, read.table)
+        requested = self._clock()
+        self.reads += 1
+        outcome, code = Outcome.FAILED, None
+        try:
+            response = await call(read.address, count=read.count, device_id=device.address)
+        except Exception as exc:
+            kind, error = read_failure(exc)
+            if kind is ErrorKind.INTERNAL:
+                log.exception("bus %s device %s: read failed", self._bus.name, device.name)
+            outcome, kind, error = self._settle(kind, error)
+        else:
+            kind = error = None
+        received = self._clock()
+        self._idle_since = time.monotonic()
+        if kind is None:
+            if response.isError():
+                code = getattr(response, "exception_code", 0)
+                if fallback and code == 2:
+                    return Outcome.FALLBACK
+                outcome, kind, error = Outcome.ANSWERED, ErrorKind.EXCEPTION, exception_text(code)
+            else:
+                try:
+                    values = decode_read(read, response.registers)
+                except ValueError as exc:
+                    kind, error = ErrorKind.BAD_RESPONSE, f"bad response: {exc}"
+                else:
+                    out.extend(
+                        self._sample(device, p, tick, requested, received, v, None, None, None)
+                        for p, v in values
+                    )
+                    return Outcome.ANSWERED
+        self.errors += 1
+        for p in read.parameters:
+            out.append(self._sample(device, p, tick, requested, received, None, error, kind, code))
+        return outcome
+
+    def _settle(self, kind: ErrorKind, error: str) -> tuple[Outcome, ErrorKind, str]:
+        """The outcome of a raised failure, given the state the client is left in: a lost
+        connection is closed and noted in :attr:`lost`; a timeout with bytes received is a
+        bad frame."""
+        client = self._client
+        assert client is not None
+        if kind is ErrorKind.BAD_FRAME:
+            self._resync = True
+            return Outcome.FAILED, kind, error
+        if kind is ErrorKind.INTERNAL:
+            return Outcome.FAILED, kind, error
+        if kind is ErrorKind.CONNECTION_LOST or not client.connected:
+            if client.connected:
+                client.close()
+            self.lost = "connection lost" if kind is ErrorKind.TIMEOUT else error
+            return Outcome.LOST, ErrorKind.CONNECTION_LOST, self.lost
+        if kind is ErrorKind.TIMEOUT:
+            pending = pending_bytes(client)
+            if pending:
+                self._resync = True
+                return (
+                    Outcome.FAILED,
+                    ErrorKind.BAD_FRAME,
+                    (f"bad frame: {pending} bytes received, no valid response"),
+                )
+            return Outcome.TIMEOUT, kind, error
+        return Outcome.FAILED, kind, error
+
+    def not_sent(
+        self,
+        device: Device,
+        reads: Sequence[Read],
+        tick: int,
+        failure: tuple[ErrorKind, str],
+        out: list[Sample],
+    ) -> None:
+        """Error rows for reads not sent (their time is now). Reads kept from a down
+        connection count as errors; reads held back by backoff do not (nothing was asked)."""
+        kind, error = failure
+        now = self._clock()
+        if kind is not ErrorKind.BACKOFF:
+            self.errors += len(reads)
+        for read in reads:
+            for p in read.parameters:
+                out.append(self._sample(device, p, tick, now, now, None, error, kind, None))
+
+    def _sample(
+        self,
+        device: Device,
+        p: Parameter,
+        tick: int,
+        requested: datetime,
+        received: datetime,
+        value: int | float | str | None,
+        error: str | None,
+        kind: ErrorKind | None,
+        code: int | None,
+    ) -> Sample:
+        text = p.label(value) if p.labels and value is not None else None
+        return Sample(
+            bus=self._bus.name,
+            device=device.name,
+            address=device.address,
+            protocol=self._protocol,
+            parameter=p.name,
+            parameter_id=p.id,
+            instance=device.instance,
+            value=value,
+            unit=p.unit,
+            requested_at=requested,
+            received_at=received,
+            tick=tick,
+            error=error,
+            text=text,
+            error_kind=kind,
+            exception_code=code,
+        )
