@@ -16,10 +16,13 @@ from sinks.base import (
     Column,
     IntoSink,
     Schema,
+    SinkConfigError,
     SinkDependencyError,
     SinkError,
     SinkSchemaError,
     SinkTarget,
+    SinkUnavailableError,
+    SinkValueError,
     SinkWriteError,
     check_identifier,
     infer_schema,
@@ -139,9 +142,22 @@ def test_format_timestamp_rejects_naive_datetimes() -> None:
 
 
 def test_error_hierarchy() -> None:
-    for error in (SinkSchemaError, SinkWriteError, SinkDependencyError):
+    for error in (SinkSchemaError, SinkWriteError, SinkDependencyError, SinkValueError):
         assert issubclass(error, SinkError)
     assert issubclass(SinkError, Exception)
+    # Transient failures are the one kind a retry may fix, and they are backend failures.
+    assert issubclass(SinkUnavailableError, SinkWriteError)
+    for permanent in (SinkSchemaError, SinkValueError, SinkDependencyError):
+        assert not issubclass(permanent, SinkWriteError)
+
+
+def test_config_errors_carry_their_field_as_data() -> None:
+    error = SinkConfigError("IntoX", "table", "'a b' is not a valid identifier")
+    assert isinstance(error, ValueError)
+    assert str(error) == "IntoX.table: 'a b' is not a valid identifier"
+    assert (error.sink, error.field, error.reason) == ("IntoX", "table", error.reason)
+    combined = SinkConfigError("IntoX", None, "IntoX.a and IntoX.b are mutually exclusive")
+    assert str(combined) == combined.reason and combined.field is None
 
 
 def test_schema_lock_infers_once_and_projects_in_column_order() -> None:
