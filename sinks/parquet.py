@@ -11,13 +11,10 @@ A part is closed when it holds ``rows_per_part`` rows (a batch is split across p
 no part holds more) or, checked at each write, when it has been open ``part_age_s`` seconds.
 Each write appends one row group per part it touches, so rows are not held in memory.
 
-Types: timestamp -> ``timestamp[us, tz=UTC]`` (aware datetimes converted to UTC, naive ones
-rejected), float -> float64 (ints widened), int -> int64, text -> string, bool -> bool;
-non-nullable and key columns are not nullable. A text column stores other scalars as the CSV
-sink writes them (``true``/``false``, ``repr`` of floats, ISO 8601 UTC), so a column inferred
-as text from mixed kinds takes its own batch. Any other misfit, e.g. a float in an int
-column, rejects the whole batch with SinkValueError naming the column, before anything is
-written.
+The types, and which values a column takes, are those of :mod:`sinks.arrow`: a misfit, e.g.
+a float in an int column, rejects the whole batch with SinkValueError naming the column,
+before anything is written. A directory that cannot be made or written raises
+SinkUnavailableError.
 """
 
 from __future__ import annotations
@@ -26,23 +23,19 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from operator import attrgetter
 from pathlib import Path
-from types import ModuleType, NoneType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from sinks.arrow import arrow_schema, arrow_table
 from sinks.base import (
-    ColumnType,
     IntoSink,
     Schema,
     SinkConfigError,
     SinkDependencyError,
     SinkTarget,
     SinkUnavailableError,
-    SinkValueError,
     SinkWriteError,
 )
 from sinks.partition import LockedPartition
@@ -55,13 +48,6 @@ __all__ = ["IntoParquet"]
 
 _CODECS = ("none", "snappy", "gzip", "brotli", "lz4", "zstd")
 _INSTALL_HINT = 'pip install ".[parquet]"'
-# bool is an int subclass, but infer_schema keeps bools and numbers apart, and so do we.
-_PLAIN: dict[ColumnType, tuple[type, ...]] = {"float": (int, float), "int": (int,), "bool": (bool,)}
-_EXACT: dict[ColumnType, frozenset[type]] = {
-    kind: frozenset({exact, NoneType})
-    for kind, exact in (("float", float), ("int", int), ("bool", bool), ("text", str))
-} | {"timestamp": frozenset({datetime, NoneType})}
-_TZINFO = attrgetter("tzinfo")
 
 
 def _import_pyarrow() -> tuple[ModuleType, ModuleType]:
@@ -74,61 +60,6 @@ def _import_pyarrow() -> tuple[ModuleType, ModuleType]:
             f"the Parquet sink needs pyarrow, which is not installed: {_INSTALL_HINT}"
         ) from exc
     return pyarrow, pyarrow.parquet
-
-
-def _utc(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        raise TypeError(f"{value!r} ({type(value).__name__}) is not a timestamp")
-    # The rule of format_timestamp: a naive datetime's instant is unknown.
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()!r}: timestamps must be timezone-aware")
-    return value.astimezone(timezone.utc)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        return _utc(value).isoformat(timespec="microseconds")
-    raise TypeError(f"{value!r} ({type(value).__name__}) is not text")
-
-
-def _cells(kind: ColumnType, values: Sequence[Any]) -> Sequence[Any]:
-    """One column's values ready for ``pa.array``; TypeError or ValueError on a misfit."""
-    # The common case, kept cheap: exact types that pa.array converts as they are.
-    if set(map(type, values)) <= _EXACT[kind] and (
-        kind != "timestamp" or set(map(_TZINFO, filter(None, values))) <= {timezone.utc}
-    ):
-        return values
-    if kind == "timestamp":
-        return [None if v is None else _utc(v) for v in values]
-    if kind == "text":
-        return [None if v is None else _text(v) for v in values]
-    allowed = _PLAIN[kind]
-    for v in values:
-        if v is not None and (
-            not isinstance(v, allowed) or isinstance(v, bool) != (kind == "bool")
-        ):
-            raise TypeError(f"{v!r} ({type(v).__name__}) is not a {kind} value")
-    return values
-
-
-def _arrow_schema(lib: ModuleType, schema: Schema) -> pa.Schema:
-    types = {
-        "timestamp": lib.timestamp("us", tz="UTC"),
-        "float": lib.float64(),
-        "int": lib.int64(),
-        "text": lib.string(),
-        "bool": lib.bool_(),
-    }
-    required = schema.required
-    return lib.schema([lib.field(c.name, types[c.type], not required(c)) for c in schema.columns])
 
 
 def _sync(path: Path) -> None:
@@ -251,21 +182,6 @@ class _ParquetPartition(LockedPartition):
         name = f"part-w{self._worker}-{self._seq:06d}.parquet"
         return self._dir / (f".{name}.tmp" if hidden else name)
 
-    def _table(self, schema: Schema, columns: list[list[Any]]) -> pa.Table:
-        """The batch as one Arrow table; SinkValueError naming the column if a value misfits."""
-        if self._arrow is None:
-            self._arrow = _arrow_schema(self._pa, schema)
-        lib, arrays = self._pa, []
-        for column, field, cells in zip(schema.columns, self._arrow, columns, strict=True):
-            try:
-                arrays.append(lib.array(_cells(column.type, cells), type=field.type))
-            except (lib.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                raise SinkValueError(
-                    f"{self._where}: column {column.name!r} ({column.type}) cannot take a value "
-                    f"of the batch, so none of it was written: {exc}"
-                ) from exc
-        return lib.Table.from_arrays(arrays, schema=self._arrow)
-
     def _open_part(self) -> None:
         while self._part().exists():  # written by another process since we looked
             self._seq += 1
@@ -303,7 +219,9 @@ class _ParquetPartition(LockedPartition):
     def _write(self, schema: Schema, values: list[list[Any]]) -> None:
         """Append the batch as one row group (per part touched), rolling parts by age and by
         row count; a bad value rejects the whole batch before anything is written."""
-        table = self._table(schema, values)
+        if self._arrow is None:
+            self._arrow = arrow_schema(self._pa, schema)
+        table = arrow_table(self._pa, self._arrow, schema, values, self._where)
         limit, age = self._sink.rows_per_part, self._sink.part_age_s
         try:
             if self._writer is not None and time.monotonic() - self._opened_at >= age:
