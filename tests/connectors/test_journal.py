@@ -13,7 +13,7 @@ import pytest
 
 from connectors.codec import Value
 from connectors.journal import Journal, journal_path
-from connectors.sample import Sample, TickStats
+from connectors.sample import ErrorKind, Sample, TickStats
 from connectors.sim import SimulatedDevice
 from connectors.source import ControllerSource
 from tests.conftest import sim_bus
@@ -53,7 +53,15 @@ def ticks(n: int = 3) -> dict[int, list[Sample]]:
     out = {}
     for tick in range(100, 100 + n):
         out[tick] = [sample(tick, i, v) for i, v in enumerate(VALUES)]
-        out[tick].append(sample(tick, 99, None, error="timeout: no response"))
+        out[tick].append(
+            sample(tick, 99, None, error="timeout: no response", error_kind=ErrorKind.TIMEOUT)
+        )
+        out[tick].append(
+            sample(
+                tick, 97, None, error="illegal data address (2)",
+                error_kind=ErrorKind.EXCEPTION, exception_code=2,
+            )
+        )  # fmt: skip
         out[tick].append(sample(tick, 98, 61, text="none"))
     return out
 
@@ -194,3 +202,59 @@ def test_no_journal_directory_no_journal(tmp_path: Path) -> None:
     part = source.build_part("in", "n", None)
     assert part._journal is None and part._poller._emit == part._emit
     part.close()
+
+
+# The samples table of the journals written before Samples had error kinds.
+_OLD_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE ticks (
+    tick INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, duration_s REAL NOT NULL,
+    drift_s REAL NOT NULL, devices INTEGER NOT NULL, reads INTEGER NOT NULL,
+    errors INTEGER NOT NULL, late INTEGER NOT NULL
+);
+CREATE TABLE samples (
+    tick INTEGER NOT NULL, seq INTEGER NOT NULL, device TEXT NOT NULL, address INTEGER NOT NULL,
+    protocol TEXT NOT NULL, parameter TEXT NOT NULL, parameter_id INTEGER,
+    instance INTEGER NOT NULL, kind TEXT, value, unit TEXT, requested_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL, error TEXT, text TEXT, PRIMARY KEY (tick, seq)
+) WITHOUT ROWID;
+"""
+
+
+def test_every_error_kind_survives_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, "lab/bus 1")
+    failed = [
+        sample(7, i, None, error=f"{kind.value}: x", error_kind=kind)
+        for i, kind in enumerate(ErrorKind)
+    ]
+    journal.append(7, failed, stats(7))
+    (entry,) = journal.replay()
+    assert [(s.error_kind, s.error) for s in entry.samples] == [
+        (s.error_kind, s.error) for s in failed
+    ]
+    journal.close()
+
+
+def test_a_journal_from_before_error_kinds_still_resumes(tmp_path: Path) -> None:
+    bus = "old"
+    path = journal_path(tmp_path, bus)
+    with sqlite3.connect(path) as db:
+        db.executescript(_OLD_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('bus', ?)", (bus,))
+        db.execute("INSERT INTO ticks VALUES (5, 0, 0.01, 0.0, 1, 1, 1, 0)")
+        db.execute(
+            "INSERT INTO samples VALUES (5, 0, 'd', 1, 'modbus-tcp', 'p', NULL, 1, NULL, NULL,"
+            " NULL, 0, 1000, 'timeout: no response', NULL)"
+        )
+    db.close()
+    journal = Journal(tmp_path, bus)
+    (old,) = journal.resume(5)
+    assert old.tick == 5 and journal.next_tick() == 6
+    (row,) = old.samples
+    assert (row.error, row.error_kind, row.exception_code) == ("timeout: no response", None, None)
+    new = sample(6, 0, None, bus=bus, error="timeout: no response", error_kind=ErrorKind.TIMEOUT)
+    journal.append(6, [new], stats(6))
+    assert [s.error_kind for e in journal.replay() for s in e.samples] == [
+        None, ErrorKind.TIMEOUT
+    ]  # fmt: skip
+    journal.close()

@@ -14,7 +14,7 @@ from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
 from connectors.poller import BusPoller
 from connectors.registers import load_profile
-from connectors.sample import Sample
+from connectors.sample import ErrorKind, Sample
 from connectors.sim import BusSimulator, SimulatedDevice
 from connectors.transport import char_time_s, frame_gap_s, parse_bus_url, wire_time_s
 from flows.rows import to_row
@@ -58,12 +58,15 @@ def test_dead_device_backs_off_and_recovers(kind: str) -> None:
         elif errors == {"backoff: not polled after 3 timeouts"} or all(
             e and e.startswith("backoff: not polled after") for e in errors
         ):
+            assert {s.error_kind for s in tick} == {ErrorKind.BACKOFF}
             seen.append("skip")
         else:
             # One timeout per polled tick: the second read is not sent after it.
             first, second = tick
             assert first.error == "timeout: no response"
+            assert first.error_kind is ErrorKind.TIMEOUT
             assert second.error.startswith("backoff: not sent after a timeout")
+            assert second.error_kind is ErrorKind.BACKOFF
             seen.append("timeout")
     t, s, ok = "timeout", "skip", "ok"
     # Silent 3 ticks in a row: every 2nd tick, then every 4th, 8th...; revived after tick
@@ -100,6 +103,11 @@ def test_tcp_simulator_restarted_mid_run() -> None:
     assert all(s.error is None for tick in rows[:4] for s in tick)
     down = [s.error for tick in rows[4:9] for s in tick]
     assert all(e is not None and e.startswith("connection") for e in down), down
+    # Reopening the connection failed until the server was back (a request in flight when
+    # it went away would have lost it: tests/connectors/test_error_kinds.py).
+    kinds = {s.error_kind for tick in rows[4:9] for s in tick}
+    assert ErrorKind.CONNECTION_FAILED in kinds
+    assert kinds <= {ErrorKind.CONNECTION_LOST, ErrorKind.CONNECTION_FAILED}
     # Reconnected with backoff (at once, then 0.5 s, 1 s ...): rows resume and stay.
     good = [i for i, tick in enumerate(rows) if all(s.error is None for s in tick)]
     assert good[4] >= 9 and good[-1] == 29
@@ -121,6 +129,8 @@ def test_exception_codes_keep_their_name(kind: str, code: int, text: str) -> Non
     only = {1: ["process_value", "input_error"], 2: ["process_value"]}
     ticks = poll_bus(sim_bus("x", kind, devices, parameters=only), rate_hz=10, ticks=4)
     assert {s.error for tick in mine(ticks, "x-1") for s in tick} == {text}
+    answers = {(s.error_kind, s.exception_code) for tick in mine(ticks, "x-1") for s in tick}
+    assert answers == {(ErrorKind.EXCEPTION, code)}
     assert all(s.error is None for tick in mine(ticks, "x-2") for s in tick)
     assert all(st.errors == 1 and st.reads == 2 for _, st in ticks)  # answered: no backoff
 
@@ -140,6 +150,7 @@ def test_garbage_frame_on_the_pty_bus_then_good_reads() -> None:
     ticks = poll_bus(bus, rate_hz=5, ticks=5, on_tick=repair)
     bad = [s for tick in mine(ticks, "g-1")[:2] for s in tick]
     assert all(s.error.startswith("bad frame: CRC check failed") for s in bad)
+    assert {s.error_kind for s in bad} == {ErrorKind.BAD_FRAME}
     # Found at once, not after the 1 s timeout, and the bus is in step right after it.
     assert all((s.received_at - s.requested_at).total_seconds() < 0.5 for s in bad)
     assert all(s.error is None for tick in mine(ticks, "g-2") for s in tick)
