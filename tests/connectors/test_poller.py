@@ -190,6 +190,7 @@ def test_device_timeout_and_retries_override_the_bus(kind: str) -> None:
             c,
         ),
     )
+    assert [d.timing(bus) for d in bus.devices] == [(0.05, 0), (0.05, 2), (5.0, 0)]
     ticks = poll_bus(bus, rate_hz=2, ticks=2)
 
     def latency(device: str) -> list[float]:

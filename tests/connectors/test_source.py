@@ -16,6 +16,7 @@ import pytest
 from connectors.bus import Bus, Device
 from connectors.loopthread import LoopThread
 from connectors.registers import load_profile
+from connectors.sample import ErrorKind
 from connectors.sim import SimulatedDevice
 from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
@@ -223,6 +224,7 @@ def test_unreachable_buses_become_error_rows() -> None:
     assert Counter(s.device for s in samples) == {"x": 8, "y": 4}
     assert all(s.value is None for s in samples)
     assert all(s.error.startswith("connection failed: cannot open") for s in samples)
+    assert {s.error_kind for s in samples} == {ErrorKind.CONNECTION_FAILED}
 
 
 def test_idle_partitions_wake_rarely_and_together() -> None:
