@@ -286,7 +286,10 @@ class IntoSink(DynamicSink[dict[str, Any]]):
         }
 
     def with_schema(self, schema: Schema | None) -> IntoSink:
-        """This sink writing ``schema`` (a copy; a wrapper passes it to what it wraps)."""
+        """This sink writing ``schema``: a copy with that ``schema`` field; the sink itself if
+        it has no such field (it takes rows as they come). A wrapper passes it on."""
+        if not any(f.name == "schema" for f in dataclasses.fields(self)):  # type: ignore[arg-type]
+            return self
         return dataclasses.replace(self, schema=schema)  # type: ignore[type-var]
 
     @abstractmethod

@@ -230,6 +230,17 @@ def test_into_sink_build_calls_build_partition() -> None:
     assert sink.built == [(1, 3)]
 
 
+def test_with_schema_copies_the_schema_field_or_keeps_a_sink_without_one() -> None:
+    from sinks.memory import IntoMemory
+
+    schema = Schema((Column("a", "int"),))
+    memory = IntoMemory()
+    assert memory.with_schema(schema).schema == schema and memory.schema is None
+    assert memory.with_schema(schema).rows is memory.rows
+    plain = _IntoList()
+    assert plain.schema is None and plain.with_schema(schema) is plain
+
+
 def test_into_sink_is_abstract() -> None:
     with pytest.raises(TypeError):
         IntoSink()  # type: ignore[abstract]
