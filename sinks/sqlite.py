@@ -1,10 +1,9 @@
 """SQLite sink (stdlib sqlite3): idempotent, WAL-journaled, safe for several workers per file.
 
 The table is created (IF NOT EXISTS) from the schema as soon as the schema is known: at build
-when it is given, else at the first batch. Types: float -> REAL, int -> INTEGER, bool ->
-INTEGER (0/1), text -> TEXT, timestamp -> TEXT holding ISO 8601 UTC with microseconds
-(``2026-11-22T05:01:54.123456+00:00``); non-nullable and key columns are NOT NULL; the key is
-the PRIMARY KEY. An existing table is checked with ``PRAGMA table_info``.
+when it is given, else at the first batch, and checked (its types and the rules in
+:mod:`sinks.sqlite_sql`). Values: bool -> 0/1, timestamp -> TEXT holding ISO 8601 UTC with
+microseconds (``2026-11-22T05:01:54.123456+00:00``).
 
 Each batch is one ``BEGIN IMMEDIATE`` transaction of ``INSERT ... ON CONFLICT DO NOTHING``
 rows, so a replayed batch adds nothing and writers sharing the file queue for the lock (up to
@@ -15,7 +14,8 @@ a row that breaks NOT NULL.
 SQLite's own rules for values: NaN is stored as NULL (SQLite has no NaN), so a NaN in a
 column that takes no NULL rejects the batch; -0.0 reads back as 0.0. A value SQLite cannot
 hold (text with a lone surrogate, an integer outside 64 bits) rejects the batch with
-SinkValueError naming the column.
+SinkValueError naming the column. A database still locked after ``busy_timeout_s``, a full
+or read-only disk, a file that cannot be opened raise SinkUnavailableError.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from sinks.base import (
     Schema,
     SinkConfigError,
     SinkError,
-    SinkSchemaError,
     SinkTarget,
     SinkUnavailableError,
     SinkValueError,
@@ -44,43 +43,10 @@ from sinks.base import (
 from sinks.columns import ColumnFormatter, format_columns, timestamp_column
 from sinks.files import check_path, file_target
 from sinks.partition import LockedPartition
+from sinks.sqlite_sql import check_table, create_table_sql, insert_sql, quote
 from sinks.values import misfit
 
 __all__ = ["IntoSqlite"]
-
-_SQL_TYPES: dict[ColumnType, str] = {
-    "float": "REAL",
-    "int": "INTEGER",
-    "bool": "INTEGER",
-    "text": "TEXT",
-    "timestamp": "TEXT",
-}
-
-# Column affinities (https://www.sqlite.org/datatype3.html#affinity) that keep each type's
-# values as written; "BLOB" is the no-affinity of an untyped column. NUMERIC would turn text
-# like "42" into a number, REAL would turn ints into floats, INTEGER would turn 2.0 into 2.
-_ACCEPTED: dict[ColumnType, frozenset[str]] = {
-    "float": frozenset({"REAL", "NUMERIC", "BLOB"}),
-    "int": frozenset({"INTEGER", "NUMERIC", "BLOB"}),
-    "bool": frozenset({"INTEGER", "NUMERIC", "BLOB"}),
-    "text": frozenset({"TEXT", "BLOB"}),
-    "timestamp": frozenset({"TEXT", "BLOB"}),
-}
-
-
-def _affinity(declared: str) -> str:
-    """SQLite's rules for the affinity of a declared column type, in their order."""
-    upper = declared.upper()
-    if "INT" in upper:
-        return "INTEGER"
-    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
-        return "TEXT"
-    if "BLOB" in upper or not upper:
-        return "BLOB"
-    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
-        return "REAL"
-    return "NUMERIC"
-
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # result codes; the named constants need Python 3.11
 # Primary result codes (https://www.sqlite.org/rescode.html) a later retry may clear: another
@@ -110,11 +76,6 @@ def _failure(exc: BaseException) -> type[SinkWriteError]:
         if transient:
             return SinkUnavailableError
     return SinkWriteError
-
-
-def _quote(name: str) -> str:
-    # Names are checked identifiers; quoting only guards against reserved words.
-    return f'"{name}"'
 
 
 def _bool_column(values: Sequence[Any]) -> list[int | None]:
@@ -220,65 +181,18 @@ class _SqlitePartition(LockedPartition):
 
     def _prepare(self, schema: Schema) -> None:
         """Create the table if missing, check it, and build the INSERT."""
-        columns = []
-        for column in schema.columns:
-            spec = f"{_quote(column.name)} {_SQL_TYPES[column.type]}"
-            if schema.required(column):
-                spec += " NOT NULL"
-            columns.append(spec)
-        if schema.key:
-            columns.append(f"PRIMARY KEY ({', '.join(_quote(k) for k in schema.key)})")
         # Under the write lock: a deferred transaction would fail at once (SQLITE_BUSY, no
         # busy handler) when another worker creates the table between our read and write.
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_quote(self._table)} ({', '.join(columns)})"
-            )
-            self._check_table(schema)
+            self._conn.execute(create_table_sql(schema, self._table))
+            info = self._conn.execute(f"PRAGMA table_info({quote(self._table)})").fetchall()
+            check_table(self._where, schema, info)
         except BaseException:
             self._conn.rollback()
             raise
         self._conn.execute("COMMIT")
-        names = ", ".join(_quote(n) for n in schema.names)
-        marks = ", ".join("?" for _ in schema.columns)
-        self._insert = (
-            f"INSERT INTO {_quote(self._table)} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"
-        )
-
-    def _check_table(self, schema: Schema) -> None:
-        """Raise SinkSchemaError unless the existing table can take the schema's rows."""
-        info = self._conn.execute(f"PRAGMA table_info({_quote(self._table)})").fetchall()
-        # table_info rows: (cid, name, type, notnull, dflt_value, pk)
-        found = {row[1].lower(): row for row in info}
-        for column in schema.columns:
-            row = found.get(column.name.lower())
-            expected = _SQL_TYPES[column.type]
-            if row is None:
-                raise SinkSchemaError(
-                    f"{self._where}: column {column.name!r} is missing "
-                    f"(expected {expected}, found no such column)"
-                )
-            if _affinity(row[2]) not in _ACCEPTED[column.type]:
-                raise SinkSchemaError(
-                    f"{self._where}: column {column.name!r} cannot hold {column.type} values "
-                    f"(expected {expected}, found {row[2] or 'no type'!r})"
-                )
-        wanted = {n.lower() for n in schema.names}
-        for name, row in found.items():
-            # Every row would break the constraint, as none of them has the column.
-            if name not in wanted and row[3] and row[4] is None:
-                raise SinkSchemaError(
-                    f"{self._where}: column {row[1]!r} is NOT NULL without a default but is "
-                    f"not in the schema (expected it nullable or absent, found NOT NULL)"
-                )
-        if schema.key:
-            pk = [row[1].lower() for row in sorted(info, key=lambda r: r[5]) if row[5]]
-            if pk != [k.lower() for k in schema.key]:
-                raise SinkSchemaError(
-                    f"{self._where}: the primary key differs, so replays would duplicate rows "
-                    f"(expected PRIMARY KEY {schema.key!r}, found {tuple(pk)!r})"
-                )
+        self._insert = insert_sql(schema, self._table)
 
     def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
         """Insert the batch in one transaction; rows whose key exists are ignored."""
