@@ -10,7 +10,8 @@ schema's column names. Cells: None is an empty field, bools are ``true``/``false
 Any text is written as is (quotes, delimiters, line breaks and NUL characters are quoted or
 kept) except what UTF-8 cannot encode: a lone surrogate rejects the batch with
 SinkValueError naming the column, and nothing of it is written. So does a NUL character on
-Python 3.10, whose csv module can neither write nor read one.
+Python 3.10, whose csv module can neither write nor read one. A directory that cannot be
+made or a file that cannot be opened or written (a full disk) raises SinkUnavailableError.
 """
 
 from __future__ import annotations

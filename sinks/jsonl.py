@@ -6,7 +6,8 @@ timestamps are ISO 8601 UTC strings with microseconds, and non-finite floats (Na
 which JSON cannot hold, are written as ``null``. Text is UTF-8 as is (``ensure_ascii=False``),
 so text UTF-8 cannot encode (lone surrogates) rejects the batch with SinkValueError naming the
 column: ``\\uXXXX`` escapes would not do, as a reader joins a high and a low surrogate into
-one other character.
+one other character. A directory that cannot be made or a file that cannot be opened or
+written (a full disk) raises SinkUnavailableError.
 """
 
 from __future__ import annotations
