@@ -3,6 +3,7 @@ parameters, simulated devices)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
@@ -10,18 +11,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.bus import Bus, Device
-from connectors.registers import (
-    Parameter,
-    ProfileError,
-    load_profile,
-    override_parameter,
-    parameter_fields,
-)
-from connectors.sim import SimulatedDevice
+from connectors.bus import Bus, Device, Simulation
+from connectors.parameter import Parameter, override_parameter, read_parameter
+from connectors.registers import ProfileError, load_profile
 from connectors.transport import parse_bus_url
 from flows.config.table import (
-    ConfigError,
     Table,
     check_max_gap,
     check_name,
@@ -37,6 +31,16 @@ __all__ = ["parse_bus"]
 # RFC 1123 host names, with the underscores that plant networks use anyway.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default of each field of dataclass ``cls`` that has one: what a key left out means."""
+    return {
+        f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+    }
+
+
+_BUS, _DEVICE = _defaults(Bus), _defaults(Device)
 
 
 def check_host(value: str) -> str | None:
@@ -82,18 +86,12 @@ def _text_problem(p: Parameter) -> tuple[str, str, str] | None:
     return None
 
 
-def _parameter_error(t: Table, prefix: str, exc: ValueError) -> ConfigError:
-    """A registers-module ValueError ("<key>: <why>") as a ConfigError under ``prefix``."""
-    key, _, why = str(exc).partition(": ")
-    return t.error(why, f"{prefix}{key}")
-
-
 def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
     """The profile's parameters chosen by ``parameters``, with ``[override.<name>]`` applied."""
     try:
         profile = load_profile(profile_name)
     except ProfileError as exc:
-        raise t.error(str(exc), "profile") from None
+        raise t.error(str(exc), "profile") from exc
     known = [p.name for p in profile.parameters]
     overrides = t.get("override", dict, default={})
     by_name = {p.name: p for p in profile.parameters}
@@ -104,12 +102,7 @@ def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
                 f"{pname!r} is not a parameter of {profile.name} (known: {', '.join(known)})",
                 where,
             )
-        if not isinstance(entry, dict):
-            raise t.error(f"{entry!r} is not a table", where)
-        try:
-            by_name[pname] = override_parameter(by_name[pname], entry)
-        except ValueError as exc:
-            raise _parameter_error(t, f"{where}.", exc) from None
+        by_name[pname] = override_parameter(by_name[pname], t.table(where, entry))
     chosen = t.get("parameters", list, default=known)
     parameters = []
     for i, pname in enumerate(chosen):
@@ -133,22 +126,12 @@ def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
     return tuple(parameters)
 
 
-_INLINE_REQUIRED = ("name", "table", "address", "type")
-
-
 def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
     """A device's own ``[[bus.device.parameter]]`` tables (0-based addresses)."""
     parameters: list[Parameter] = []
     seen: dict[str, str] = {}
     for pt in t.tables("parameter"):
-        try:
-            fields = parameter_fields(pt.data)
-            for key in _INLINE_REQUIRED:
-                if key not in fields:
-                    raise ValueError(f"{key}: missing")
-            p = Parameter(**fields)
-        except ValueError as exc:
-            raise _parameter_error(pt, "", exc) from None
+        p = read_parameter(pt)
         if found := _text_problem(p):
             key, text, problem = found
             raise pt.error(f"{text!r} {problem}", key)
@@ -159,7 +142,7 @@ def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
     return tuple(parameters)
 
 
-def _device(t: Table, simulated: bool, base_dir: Path) -> tuple[Device, SimulatedDevice | None]:
+def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
     name = t.get("name", str, check=check_name)
     address = t.get("address", int, check=check_unit_id)
     profile_name = t.get("profile", str, default=None)
@@ -188,22 +171,22 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> tuple[Device, Simulate
         if profile_name.endswith(".toml"):
             profile_name = str(base_dir / profile_name)
         parameters = _profile_parameters(t, profile_name)
-    instance = t.get("instance", int, default=1, check=lambda v: None if v >= 1 else "must be >= 1")
+    instance = t.get(
+        "instance", int, _DEVICE["instance"], lambda v: None if v >= 1 else "must be >= 1"
+    )
     timing: dict[str, Any] = {
-        "timeout_s": t.get("timeout_s", (int, float), None, check_positive),
-        "retries": t.get("retries", int, None, check_retries),
-        "pause_s": t.get("pause_s", (int, float), 0.0, check_non_negative),
+        "timeout_s": t.get("timeout_s", (int, float), _DEVICE["timeout_s"], check_positive),
+        "retries": t.get("retries", int, _DEVICE["retries"], check_retries),
+        "pause_s": t.get("pause_s", (int, float), _DEVICE["pause_s"], check_non_negative),
+        "max_gap": t.get("max_gap", int, _DEVICE["max_gap"], check_max_gap),
     }
-    if "max_gap" in t.data:  # else the poller's default
-        timing["max_gap"] = t.get("max_gap", int, check=check_max_gap)
     sim = None
     if "simulate" in t.data:
         if not simulated:
             raise t.error("only a device on a simulated bus takes simulate settings", "simulate")
         assert profile_name is not None  # inline devices were refused on simulated buses
         s = Table(t.get("simulate", dict), f"{t.where}.simulate", t.file)
-        sim = SimulatedDevice(
-            address=address,
+        sim = Simulation(
             profile=profile_name,
             set_point=s.get(
                 "set_point",
@@ -220,10 +203,16 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> tuple[Device, Simulate
         s.done()
     elif simulated:
         assert profile_name is not None
-        sim = SimulatedDevice(address=address, profile=profile_name)
+        sim = Simulation(profile=profile_name)
     t.done()
-    device = Device(name=name, address=address, parameters=parameters, instance=instance, **timing)
-    return device, sim
+    return Device(
+        name=name,
+        address=address,
+        parameters=parameters,
+        instance=instance,
+        simulation=sim,
+        **timing,
+    )
 
 
 def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
@@ -232,10 +221,10 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
     simulate = t.get("simulate", bool, default=False)
     if url.scheme == "sim" and not simulate:
         raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
-    devices, sims = [], []
+    devices = []
     addresses: dict[int, str] = {}
     for dt in t.tables("device"):
-        device, sim = _device(dt, simulate, base_dir)
+        device = _device(dt, simulate, base_dir)
         if device.name in seen_devices:
             raise dt.error(
                 f"{device.name!r} is already the name of {seen_devices[device.name]}", "name"
@@ -247,19 +236,17 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
         seen_devices[device.name] = dt.where
         addresses[device.address] = device.name
         devices.append(device)
-        if sim is not None:
-            sims.append(sim)
     if not devices:
         raise t.error("has no devices ([[bus.device]])", None)
     bus = Bus(
         name=name,
         url=url,
         devices=tuple(devices),
-        timeout_s=t.get("timeout_s", (int, float), 1.0, check_positive),
-        retries=t.get("retries", int, 0, check_retries),
-        pause_s=t.get("pause_s", (int, float), 0.0, check_non_negative),
-        simulate=tuple(sims) if simulate else None,
-        host=t.get("host", str, None, check_host),
+        timeout_s=t.get("timeout_s", (int, float), _BUS["timeout_s"], check_positive),
+        retries=t.get("retries", int, _BUS["retries"], check_retries),
+        pause_s=t.get("pause_s", (int, float), _BUS["pause_s"], check_non_negative),
+        simulate=simulate,
+        host=t.get("host", str, _BUS["host"], check_host),
     )
     t.done()
     return bus

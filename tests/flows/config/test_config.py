@@ -53,19 +53,20 @@ def test_shipped_config_parses() -> None:
     assert config.acquisition.duration_s == 10
     assert [b.name for b in config.buses] == ["lab-tcp", "line-rtu"]
     assert [b.url.scheme for b in config.buses] == ["tcp", "rtu"]
-    assert all(b.simulate is not None for b in config.buses)
+    assert all(b.simulate for b in config.buses)
     assert len(config.buses[0].devices) == 3 and len(config.buses[1].devices) == 3
     assert [type(s) for s in config.sinks] == [IntoSqlite, IntoCsv]
     assert Path(config.sinks[0].path) == ROOT / "data" / "acquire.sqlite"
-    oven2 = config.buses[0].simulate[1]
-    assert (oven2.address, oven2.set_point) == (2, 150.0)
+    oven2 = config.buses[0].devices[1]
+    assert oven2.simulation is not None
+    assert (oven2.address, oven2.simulation.set_point) == (2, 150.0)
 
 
 def test_good_config_values(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD))
     (bus,) = config.buses
     assert bus.url == BusUrl(scheme="tcp", host="10.0.0.5", port=502)
-    assert (bus.timeout_s, bus.retries, bus.simulate) == (0.2, 1, None)
+    assert (bus.timeout_s, bus.retries, bus.simulate) == (0.2, 1, False)
     (device,) = bus.devices
     assert (device.name, device.address, device.instance) == ("pm", 7, 2)
     assert [p.name for p in device.parameters] == ["process_value"]
