@@ -1,11 +1,15 @@
-"""Shared helpers: simulated buses and running a source to completion."""
+"""Shared helpers: simulated buses, running a source to completion, Sample and TickStats
+builders, writing a config."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import textwrap
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -21,12 +25,42 @@ from connectors.sim import BusSimulator, SimulatedDevice
 from connectors.source import ControllerSource
 from connectors.transport import parse_bus_url
 
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
 SIM_URLS = {
     "tcp": "tcp://127.0.0.1:0",
     "rtu": "rtu://pty",
     "rtu+tcp": "rtu+tcp://127.0.0.1:0",
     "sim": "sim://",
 }
+
+
+def make_sample(**fields: Any) -> Sample:
+    """A Sample of parameter ``p`` of device ``d`` (unit 1) on bus ``b`` read at tick 1 with
+    value 1.0, requested and received at :data:`T0`; ``fields`` override any of that."""
+    base: dict[str, Any] = dict(
+        bus="b", device="d", address=1, protocol="modbus-tcp", parameter="p",
+        parameter_id=None, instance=1, value=1.0, unit=None, requested_at=T0,
+        received_at=T0, tick=1,
+    )  # fmt: skip
+    return Sample(**{**base, **fields})
+
+
+def make_stats(**fields: Any) -> TickStats:
+    """The TickStats of tick 1 of bus ``b``: 2 devices, 2 reads, no error, on time, 10 ms;
+    ``fields`` override any of that."""
+    base: dict[str, Any] = dict(
+        bus="b", tick=1, started_at=T0, duration_s=0.01, drift_s=0.0, devices=2, reads=2,
+        errors=0, late=0,
+    )  # fmt: skip
+    return TickStats(**{**base, **fields})
+
+
+def write_config(directory: Path, text: str) -> Path:
+    """``text`` (dedented) as ``directory/acquire.toml``; returns its path."""
+    path = directory / "acquire.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
 
 
 def sim_bus(

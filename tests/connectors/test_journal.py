@@ -16,7 +16,7 @@ from connectors.journal import Journal, journal_path
 from connectors.sample import ErrorKind, Sample, TickStats
 from connectors.sim import SimulatedDevice
 from connectors.source import ControllerSource
-from tests.conftest import sim_bus
+from tests.conftest import make_sample, make_stats, sim_bus
 
 T0 = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=timezone.utc)
 VALUES: list[Value | None] = [
@@ -27,18 +27,17 @@ VALUES: list[Value | None] = [
 
 def sample(tick: int, i: int, value: Value | None, **changes: object) -> Sample:
     at = T0 + timedelta(seconds=tick, microseconds=i)
-    fields: dict[str, object] = dict(
-        bus="lab/bus 1", device=f"dev-{i % 3}", address=1 + i % 3, protocol="modbus-tcp",
-        parameter=f"p{i}", parameter_id=4001 if i % 2 else None, instance=1 + i % 2,
-        value=value, unit="degC" if i % 2 else None, requested_at=at,
+    fields = dict(
+        bus="lab/bus 1", device=f"dev-{i % 3}", address=1 + i % 3, parameter=f"p{i}",
+        parameter_id=4001 if i % 2 else None, instance=1 + i % 2, value=value,
+        unit="degC" if i % 2 else None, requested_at=at,
         received_at=at + timedelta(microseconds=1501), tick=tick,
     )  # fmt: skip
-    fields.update(changes)
-    return Sample(**fields)  # type: ignore[arg-type]
+    return make_sample(**{**fields, **changes})
 
 
 def stats(tick: int, late: int = 0) -> TickStats:
-    return TickStats(
+    return make_stats(
         bus="lab/bus 1", tick=tick, started_at=T0 + timedelta(seconds=tick), duration_s=0.0125,
         drift_s=0.0021, devices=3, reads=6, errors=1, late=late,
     )  # fmt: skip

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from bench.machine import free_ports
 from connectors.registers import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +44,6 @@ BUSES = {
 }
 
 Key = tuple[str, str, int, datetime]  # device, parameter, instance, requested_at
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def config_text(
@@ -122,7 +116,7 @@ def run_with_kills(tmp: Path, kills: int, pg: tuple[str, str] | None, seed: int)
     subprocess.run(
         [sys.executable, "-m", "bytewax.recovery", str(run.recovery), "1"], check=True, cwd=ROOT
     )
-    ports = {bus: free_port() for bus in BUSES}
+    ports = dict(zip(BUSES, free_ports(len(BUSES)), strict=True))
     sims = []
     try:
         for bus, (option, _, devices) in BUSES.items():

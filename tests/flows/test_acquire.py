@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from flows.acquire import build_flow
 from flows.config import load_config
 from flows.rows import SAMPLE_SCHEMA, to_row
 from sinks.sqlite import IntoSqlite
+from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,13 +70,12 @@ path = "out/samples.csv"
 """
 
 
-def write_config(tmp_path: Path, duration: float | str) -> Path:
-    path = tmp_path / "acquire.toml"
+def config_file(tmp_path: Path, duration: float | None) -> Path:
+    """The test config, acquiring for ``duration`` seconds (None: until stopped)."""
     text = CONFIG.format(duration=duration)
-    if duration == "":
-        text = text.replace("duration_s = \n", "")
-    path.write_text(textwrap.dedent(text))
-    return path
+    if duration is None:
+        text = text.replace("duration_s = None\n", "")
+    return write_config(tmp_path, text)
 
 
 def sqlite_rows(path: Path) -> list[tuple]:
@@ -87,7 +86,7 @@ def sqlite_rows(path: Path) -> list[tuple]:
 
 
 def test_build_flow_writes_every_row_once(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, 1.0))
+    config = load_config(config_file(tmp_path, 1.0))
     run_main(build_flow(config))
     per_device = {"pm-a": 8, "gas-a": 2, "pm-b": 2}
     expected = sum(per_device.values()) * 4  # parameters x 4 ticks (1 s at 4 Hz)
@@ -106,7 +105,7 @@ def test_build_flow_writes_every_row_once(tmp_path: Path) -> None:
 
 
 def test_replayed_batch_adds_no_rows(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, 0.5))
+    config = load_config(config_file(tmp_path, 0.5))
     run_main(build_flow(config))
     db = tmp_path / "out" / "acquire.sqlite"
     before = sqlite_rows(db)
@@ -166,7 +165,7 @@ def run_flow_process(config: Path, *args: str) -> subprocess.Popen[str]:
 def test_readme_main_command_runs(tmp_path: Path) -> None:
     command = readme_main_command()
     assert command.endswith("python -m bytewax.run flows.acquire")
-    proc = run_flow_process(write_config(tmp_path, 1.0))
+    proc = run_flow_process(config_file(tmp_path, 1.0))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "run summary" in out
@@ -177,7 +176,7 @@ def test_readme_main_command_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_closes_sinks_and_prints_summary(tmp_path: Path, signum: signal.Signals) -> None:
-    config = write_config(tmp_path, "")
+    config = config_file(tmp_path, None)
     with config.open("a") as f:
         f.write('\n[[sink]]\nkind = "parquet"\npath = "out/parquet"\n')
     proc = run_flow_process(config)
@@ -208,7 +207,7 @@ def test_a_signal_closes_sinks_and_prints_summary(tmp_path: Path, signum: signal
 
 
 def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 1.0)
+    path = config_file(tmp_path, 1.0)
     path.write_text(path.read_text().replace("address = 5", "address = 300"))
     proc = run_flow_process(path)
     _, err = proc.communicate(timeout=30)
@@ -224,7 +223,7 @@ def test_acquire_gives_samples_only(tmp_path: Path) -> None:
 
     from flows.acquire import acquire
 
-    config = load_config(write_config(tmp_path, 0.5))
+    config = load_config(config_file(tmp_path, 0.5))
     flow = Dataflow("samples_only")
     out: list[object] = []
     op.output("out", acquire(flow, config), TestingSink(out))

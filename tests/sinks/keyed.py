@@ -1,4 +1,5 @@
-"""Rows with a four-column natural key, shared by the tests of the idempotent sinks."""
+"""Rows shared by the sink tests: with a four-column natural key (:func:`row`, for the
+idempotent sinks) and without the parameter column (:func:`plain_row`)."""
 
 from __future__ import annotations
 
@@ -32,5 +33,19 @@ def row(i: int, device: str = "pm1", **extra: Any) -> dict[str, Any]:
         "value": 20.0 + i / 10,
         "ok": i % 2 == 0,
         "unit": "C",
+    }
+    return {**base, **extra}
+
+
+def plain_row(i: int, **extra: Any) -> dict[str, Any]:
+    """Row ``i`` of device pm1 without a parameter column: instance ``i``, one second after
+    row ``i - 1``; ``extra`` overrides."""
+    base = {
+        "device": "pm1",
+        "instance": i,
+        "requested_at": T0 + timedelta(seconds=i),
+        "value": 20.0 + i / 10,
+        "ok": i % 2 == 0,
+        "unit": "°C",
     }
     return {**base, **extra}

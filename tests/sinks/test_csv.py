@@ -16,8 +16,8 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 
 from sinks.base import Column, Schema, SinkError, SinkPartition, SinkSchemaError
 from sinks.csv import IntoCsv
+from tests.sinks.keyed import T0, plain_row
 
-T0 = datetime(2026, 11, 22, 5, 1, 54, 123456, tzinfo=timezone.utc)
 SCHEMA = Schema(
     (
         Column("device", "text", nullable=False),
@@ -30,18 +30,6 @@ SCHEMA = Schema(
     key=("device", "instance", "requested_at"),
 )
 HEADER = "device,instance,requested_at,value,ok,unit\r\n"
-
-
-def row(i: int, **extra: Any) -> dict[str, Any]:
-    base = {
-        "device": "pm1",
-        "instance": i,
-        "requested_at": T0 + timedelta(seconds=i),
-        "value": 20.0 + i / 10,
-        "ok": i % 2 == 0,
-        "unit": "°C",
-    }
-    return {**base, **extra}
 
 
 def raw(path: Path) -> str:
@@ -58,7 +46,9 @@ def test_exact_contents_of_one_batch(tmp_path: Path) -> None:
     path = tmp_path / "samples.csv"
     part = IntoCsv(path, schema=SCHEMA).build_partition(0, 1)
     assert isinstance(part, SinkPartition)
-    part.write_batch([row(0), row(1, value=None, unit=None), row(2, value=0.1, ok=None)])
+    part.write_batch(
+        [plain_row(0), plain_row(1, value=None, unit=None), plain_row(2, value=0.1, ok=None)]
+    )
     part.close()
     assert raw(path) == (
         HEADER
@@ -72,11 +62,11 @@ def test_header_once_across_batches_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "samples.csv"
     sink = IntoCsv(path, schema=SCHEMA)
     part = sink.build_partition(0, 1)
-    part.write_batch([row(0)])
-    part.write_batch([row(1)])
+    part.write_batch([plain_row(0)])
+    part.write_batch([plain_row(1)])
     part.close()
     again = sink.build_partition(0, 1)
-    again.write_batch([row(2)])
+    again.write_batch([plain_row(2)])
     again.close()
     lines = raw(path).splitlines()
     assert lines[0] + "\r\n" == HEADER
@@ -119,7 +109,7 @@ def test_one_file_per_worker_and_parent_directory_created(tmp_path: Path) -> Non
     assert sink.file_for(0, 1) == tmp_path / "deep" / "dir" / "samples.csv"
     parts = [sink.build_partition(i, 3) for i in range(3)]
     for i, part in enumerate(parts):
-        part.write_batch([row(i)])
+        part.write_batch([plain_row(i)])
         part.close()
     names = sorted(p.name for p in (tmp_path / "deep" / "dir").iterdir())
     assert names == ["samples-w0.csv", "samples-w1.csv", "samples-w2.csv"]
@@ -147,7 +137,7 @@ def test_naive_timestamp_rejects_the_batch_and_writes_nothing(tmp_path: Path) ->
     path = tmp_path / "samples.csv"
     part = IntoCsv(path, schema=SCHEMA).build_partition(0, 1)
     with pytest.raises(SinkError, match="naive"):
-        part.write_batch([row(0), row(1, requested_at=datetime(2026, 1, 1))])
+        part.write_batch([plain_row(0), plain_row(1, requested_at=datetime(2026, 1, 1))])
     part.close()
     assert raw(path) == HEADER
 
@@ -208,7 +198,7 @@ def test_settings_are_validated(kwargs: dict[str, Any], field: str) -> None:
 def test_as_the_sink_of_a_dataflow(tmp_path: Path) -> None:
     path = tmp_path / "out" / "samples.csv"
     flow = Dataflow("csv_sink")
-    stream = op.input("in", flow, TestingSource([row(i) for i in range(5)]))
+    stream = op.input("in", flow, TestingSource([plain_row(i) for i in range(5)]))
     op.output("out", stream, IntoCsv(path, schema=SCHEMA))
     run_main(flow)
     rows = read_rows(path)
@@ -219,7 +209,7 @@ def test_as_the_sink_of_a_dataflow(tmp_path: Path) -> None:
 def test_as_the_sink_of_a_two_worker_dataflow(tmp_path: Path) -> None:
     path = tmp_path / "samples.csv"
     flow = Dataflow("csv_sink_2w")
-    stream = op.input("in", flow, TestingSource([row(i) for i in range(40)]))
+    stream = op.input("in", flow, TestingSource([plain_row(i) for i in range(40)]))
     stream = op.redistribute("spread", stream)
     op.output("out", stream, IntoCsv(path, schema=SCHEMA))
     cluster_main(flow, [], 0, worker_count_per_proc=2)

@@ -23,8 +23,8 @@ from bytewax.testing import TestingSource, run_main
 from flows.rows import SAMPLE_SCHEMA
 from sinks.base import Column, Schema, SinkError, SinkPartition, SinkWriteError
 from sinks.parquet import IntoParquet
+from tests.sinks.keyed import T0, plain_row
 
-T0 = datetime(2026, 11, 22, 5, 1, 54, 123456, tzinfo=timezone.utc)
 CET = timezone(timedelta(hours=1))
 SCHEMA = Schema(
     (
@@ -37,18 +37,6 @@ SCHEMA = Schema(
     ),
     key=("device", "instance", "requested_at"),
 )
-
-
-def row(i: int, **extra: Any) -> dict[str, Any]:
-    base = {
-        "device": "pm1",
-        "instance": i,
-        "requested_at": T0 + timedelta(seconds=i),
-        "value": 20.0 + i / 10,
-        "ok": i % 2 == 0,
-        "unit": "°C",
-    }
-    return {**base, **extra}
 
 
 def read(path: Path, by: str = "instance") -> list[dict[str, Any]]:
@@ -73,12 +61,16 @@ def test_round_trip_of_exact_values_types_compression_and_dictionary(tmp_path: P
     assert part.columns == SCHEMA.names
     long_text = "ü" + "x" * (1 << 20)
     first = [
-        row(0),
-        row(1, value=None, ok=None, unit=None),
-        row(2, value=7, unit="say \"hi\", 'yo'"),
+        plain_row(0),
+        plain_row(1, value=None, ok=None, unit=None),
+        plain_row(2, value=7, unit="say \"hi\", 'yo'"),
     ]
-    second = [row(3, unit=long_text, requested_at=(T0 + timedelta(seconds=3)).astimezone(CET))]
-    second += [row(4, unit="µS/cm ✓ 日本", value=-1e-300, requested_at=T0.replace(microsecond=1))]
+    second = [
+        plain_row(3, unit=long_text, requested_at=(T0 + timedelta(seconds=3)).astimezone(CET))
+    ]
+    second += [
+        plain_row(4, unit="µS/cm ✓ 日本", value=-1e-300, requested_at=T0.replace(microsecond=1))
+    ]
     part.write_batch(first)
     part.write_batch(second)
     part.close()
@@ -171,17 +163,17 @@ def test_inferred_schema_missing_and_unknown_keys_and_mixed_text(
 def test_rolling_by_row_count_splits_batches_and_hides_the_open_part(tmp_path: Path) -> None:
     part = IntoParquet(tmp_path, rows_per_part=3).build_partition(0, 1)
     for start in (0, 2, 4):
-        part.write_batch([row(start), row(start + 1)])
-    part.write_batch([row(6)])
+        part.write_batch([plain_row(start), plain_row(start + 1)])
+    part.write_batch([plain_row(6)])
     assert names(tmp_path) == [".part-w0-000002.parquet.tmp", *parts(0, 2)]
     assert [r["instance"] for r in read(tmp_path)] == [0, 1, 2, 3, 4, 5]
     part.close()
     assert names(tmp_path) == parts(0, 3)
     files = [pq.ParquetFile(tmp_path / n).metadata for n in names(tmp_path)]
     assert [(m.num_rows, m.num_row_groups) for m in files] == [(3, 2), (3, 2), (1, 1)]
-    assert read(tmp_path) == [row(i) for i in range(7)]
+    assert read(tmp_path) == [plain_row(i) for i in range(7)]
     big = IntoParquet(tmp_path / "big", rows_per_part=4).build_partition(0, 1)
-    big.write_batch([row(i) for i in range(10)])
+    big.write_batch([plain_row(i) for i in range(10)])
     big.close()
     rows = [pq.ParquetFile(tmp_path / "big" / n).metadata.num_rows for n in names(tmp_path / "big")]
     assert rows == [4, 4, 2]
@@ -189,37 +181,37 @@ def test_rolling_by_row_count_splits_batches_and_hides_the_open_part(tmp_path: P
 
 def test_rolling_by_age_at_the_next_write(tmp_path: Path) -> None:
     part = IntoParquet(tmp_path, part_age_s=0.3).build_partition(0, 1)
-    part.write_batch([row(0)])
-    part.write_batch([row(1)])
+    part.write_batch([plain_row(0)])
+    part.write_batch([plain_row(1)])
     assert names(tmp_path) == [".part-w0-000000.parquet.tmp"]
     time.sleep(0.35)
-    part.write_batch([row(2)])
+    part.write_batch([plain_row(2)])
     assert names(tmp_path) == [".part-w0-000001.parquet.tmp", "part-w0-000000.parquet"]
     assert [r["instance"] for r in read(tmp_path)] == [0, 1]
     part.close()
     assert names(tmp_path) == parts(0, 2)
-    assert read(tmp_path) == [row(0), row(1), row(2)]
+    assert read(tmp_path) == [plain_row(0), plain_row(1), plain_row(2)]
 
 
 def test_two_workers_and_restarts_never_overwrite_a_part(tmp_path: Path) -> None:
     sink = IntoParquet(tmp_path, schema=SCHEMA, rows_per_part=2)
     w0, w1 = sink.build_partition(0, 2), sink.build_partition(1, 2)
-    w0.write_batch([row(0), row(1), row(2)])
-    w1.write_batch([row(10), row(11)])
+    w0.write_batch([plain_row(0), plain_row(1), plain_row(2)])
+    w1.write_batch([plain_row(10), plain_row(11)])
     w0.close()
     w1.close()
     assert names(tmp_path) == [*parts(0, 2), *parts(1, 1)]
     before = {n: (tmp_path / n).read_bytes() for n in names(tmp_path)}
     ten = sink.build_partition(10, 11)  # "part-w10-..." must not count as worker 1's
-    ten.write_batch([row(20)])
+    ten.write_batch([plain_row(20)])
     ten.close()
-    for index, rows in ((0, [row(3)]), (1, [row(12)])):
+    for index, rows in ((0, [plain_row(3)]), (1, [plain_row(12)])):
         again = sink.build_partition(index, 2)
         again.write_batch(rows)
         again.close()
     assert names(tmp_path) == [*parts(0, 3), *parts(1, 2), *parts(10, 1)]
     assert all((tmp_path / n).read_bytes() == data for n, data in before.items())
-    assert read(tmp_path) == [row(i) for i in (0, 1, 2, 3, 10, 11, 12, 20)]
+    assert read(tmp_path) == [plain_row(i) for i in (0, 1, 2, 3, 10, 11, 12, 20)]
 
 
 CRASH = """
@@ -288,11 +280,11 @@ def test_a_misfit_rejects_the_batch_naming_the_column(
     tmp_path: Path, change: dict[str, Any], column: str
 ) -> None:
     part = IntoParquet(tmp_path, schema=SCHEMA).build_partition(0, 1)
-    part.write_batch([row(0)])
+    part.write_batch([plain_row(0)])
     with pytest.raises(SinkError, match=re.escape(repr(column))):
-        part.write_batch([row(1), row(2, **change), row(3)])
+        part.write_batch([plain_row(1), plain_row(2, **change), plain_row(3)])
     part.close()
-    assert read(tmp_path) == [row(0)]
+    assert read(tmp_path) == [plain_row(0)]
 
 
 def test_empty_batch_close_and_write_after_close(tmp_path: Path) -> None:
@@ -354,8 +346,8 @@ def test_settings_are_validated(kwargs: dict[str, Any], field: str) -> None:
 
 def test_as_the_sink_of_a_dataflow(tmp_path: Path) -> None:
     flow = Dataflow("parquet_sink")
-    stream = op.input("in", flow, TestingSource([row(i) for i in range(5)]))
+    stream = op.input("in", flow, TestingSource([plain_row(i) for i in range(5)]))
     op.output("out", stream, IntoParquet(tmp_path / "out", schema=SCHEMA))
     run_main(flow)
     assert names(tmp_path / "out") == ["part-w0-000000.parquet"]
-    assert read(tmp_path / "out") == [row(i) for i in range(5)]
+    assert read(tmp_path / "out") == [plain_row(i) for i in range(5)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -18,10 +17,12 @@ from pathlib import Path
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.machine import free_ports
 from connectors.sample import ErrorKind
 from flows.observe.metrics import BUCKETS
 from flows.observe.summary import IntoSummary
-from tests.flows.observe.test_status import TIMEOUT, sample, stats, write_config
+from tests.conftest import write_config
+from tests.flows.observe.test_status import CONFIG, TIMEOUT, sample, stats
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -72,12 +73,6 @@ def test_collector_exposes_an_open_partition_only() -> None:
     assert "m-ok" not in generate_latest(REGISTRY).decode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -87,10 +82,10 @@ def scrape(url: str) -> str | None:
 
 
 def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path) -> None:
-    port = free_port()
+    (port,) = free_ports(1)
     env = {
         **os.environ,
-        "ACQUIRE_CONFIG": str(write_config(tmp_path, duration=8.0)),
+        "ACQUIRE_CONFIG": str(write_config(tmp_path, CONFIG.format(duration=8.0))),
         "BYTEWAX_DATAFLOW_API_ENABLED": "true",
         "BYTEWAX_DATAFLOW_API_PORT": str(port),
         # The server writes the dataflow description, dataflow.json, there (default: cwd).
@@ -147,11 +142,11 @@ def test_documented_metrics_commands_run(tmp_path: Path) -> None:
     lines = commands()
     (run,) = [line for line in lines if line.startswith("BYTEWAX_DATAFLOW_API_ENABLED=true ")]
     (curl,) = [line for line in lines if line.startswith("curl -s http://127.0.0.1:3030/metrics")]
-    port = free_port()
+    (port,) = free_ports(1)
     words = shlex.split(run.replace(".venv/bin/python", sys.executable))
     env = {
         **os.environ,
-        "ACQUIRE_CONFIG": str(write_config(tmp_path, duration=4.0)),
+        "ACQUIRE_CONFIG": str(write_config(tmp_path, CONFIG.format(duration=4.0))),
         "BYTEWAX_DATAFLOW_API_PORT": str(port),
         "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(tmp_path),
     }

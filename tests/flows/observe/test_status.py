@@ -7,8 +7,7 @@ import io
 import logging
 import re
 import sqlite3
-import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from flows.acquire import build_flow
 from flows.config import ConfigError, Status, load_config, parse_config
 from flows.observe.figures import NOT_SENT, kind_name, latency_key
 from flows.observe.summary import IntoSummary, percentile
+from tests.conftest import T0, make_sample, make_stats, write_config
 
 try:
     import tomllib
@@ -62,12 +62,6 @@ LINE = re.compile(
 )
 
 
-def write_config(tmp_path: Path, duration: float = 3.0) -> Path:
-    path = tmp_path / "acquire.toml"
-    path.write_text(textwrap.dedent(CONFIG.format(duration=duration)))
-    return path
-
-
 def status_of(text: str) -> Status:
     bus = '[[bus]]\nname = "b"\nurl = "tcp://127.0.0.1:0"\nsimulate = true\n'
     device = '[[bus.device]]\nname = "d"\nprofile = "watlow_pm"\naddress = 1\n'
@@ -104,20 +98,16 @@ def sample(
     device: str, tick: int, latency_ms: float, failure: tuple[ErrorKind, str] | None = None
 ) -> Sample:
     """A Sample of bus ``b``; with ``failure``, an error row of that kind and text."""
-    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
     kind, error = failure or (None, None)
-    return Sample(
-        bus="b", device=device, address=1, protocol="modbus-tcp", parameter="p",
-        parameter_id=None, instance=1, value=None if error else 1.0, unit=None,
-        requested_at=t, received_at=t + timedelta(milliseconds=latency_ms), tick=tick,
-        error=error, error_kind=kind,
+    return make_sample(
+        device=device, tick=tick, value=None if error else 1.0,
+        received_at=T0 + timedelta(milliseconds=latency_ms), error=error, error_kind=kind,
         exception_code=2 if kind is ErrorKind.EXCEPTION else None,
     )  # fmt: skip
 
 
 def stats(tick: int, late: int = 0) -> TickStats:
-    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    return TickStats("b", tick, t, 0.01, 0.0, 2, 2, 1, late)
+    return make_stats(tick=tick, errors=1, late=late)
 
 
 def test_status_line_figures_with_an_injected_clock(caplog: pytest.LogCaptureFixture) -> None:
@@ -183,7 +173,7 @@ def test_a_real_run_logs_status_lines_that_match_its_rows(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.INFO, logger="flows.status")
-    run_main(build_flow(load_config(write_config(tmp_path))))
+    run_main(build_flow(load_config(write_config(tmp_path, CONFIG.format(duration=3.0)))))
     rows = stored(tmp_path / "out.sqlite")
     dead_errors = {e for d, e, _ in rows if d == "pm-dead"}
     assert None not in dead_errors and all(e is None for d, e, _ in rows if d == "pm-ok")

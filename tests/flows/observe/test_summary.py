@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import datetime, timezone
 
 from connectors.sample import Sample, TickStats
 from flows.observe.summary import IntoSummary, percentile
+from tests.conftest import make_sample, make_stats
 
 
 def sample(bus: str, device: str, tick: int, error: str | None = None) -> Sample:
-    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    return Sample(
-        bus=bus, device=device, address=1, protocol="modbus-tcp", parameter="p",
-        parameter_id=None, instance=1, value=None if error else 1.0, unit=None,
-        requested_at=t, received_at=t, tick=tick, error=error,
-    )  # fmt: skip
+    return make_sample(bus=bus, device=device, tick=tick, value=None if error else 1.0, error=error)
 
 
 def test_summary_counts_rows_errors_and_late_ticks() -> None:
@@ -52,9 +47,8 @@ def test_worker_without_rows_prints_nothing() -> None:
 def tick_stats(
     bus: str, tick: int, duration_ms: float, drift_ms: float, late: int = 0
 ) -> TickStats:
-    return TickStats(
-        bus=bus, tick=tick, started_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        duration_s=duration_ms / 1000, drift_s=drift_ms / 1000, devices=2, reads=2,
+    return make_stats(
+        bus=bus, tick=tick, duration_s=duration_ms / 1000, drift_s=drift_ms / 1000,
         errors=tick % 2, late=late,
     )  # fmt: skip
 
