@@ -19,6 +19,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 import flows.acquire  # noqa: F401  (creates the loggers the pages name)
+import sinks.partition  # noqa: F401  (its logger too)
 from flows.config import parse_config
 
 try:
@@ -194,6 +195,19 @@ def test_layout_names_only_paths_that_exist() -> None:
     assert missing == [], missing
 
 
+def test_layout_names_every_module() -> None:
+    """Every module of the three packages has its line in the README's layout (empty
+    ``__init__.py`` files aside)."""
+    named = set(layout_paths())
+    modules = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("connectors", "flows", "sinks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    ]
+    unnamed = [m for m in modules if m not in named and (ROOT / m).read_text().strip()]
+    assert unnamed == [], unnamed
+
+
 def test_logger_names_are_the_codes_own() -> None:
     loggers = logging.Logger.manager.loggerDict
     named = []
@@ -204,29 +218,62 @@ def test_logger_names_are_the_codes_own() -> None:
     assert [n for n in named if n not in loggers] == []
 
 
-def imported_packages(folder: str) -> dict[str, set[str]]:
-    """Module path -> the top-level packages it imports, for every module under ``folder``."""
+def imported_modules(folder: str) -> dict[str, set[str]]:
+    """Module path -> the modules it imports (absolute, anywhere in it: in functions and under
+    TYPE_CHECKING too), for every module under ``folder``. ``from a import b`` counts as
+    ``a`` and ``a.b``."""
     found: dict[str, set[str]] = {}
     for path in sorted((ROOT / folder).rglob("*.py")):
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
+                names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module.split(".")[0])
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
         found[path.relative_to(ROOT).as_posix()] = names
     return found
 
 
+def imported_packages(folder: str) -> dict[str, set[str]]:
+    """Module path -> the top-level packages it imports, for every module under ``folder``."""
+    return {m: {n.split(".")[0] for n in names} for m, names in imported_modules(folder).items()}
+
+
+def importers(prefix: str) -> set[str]:
+    """The modules of connectors/, flows/ and sinks/ that import ``prefix`` or a module in it."""
+    return {
+        module
+        for folder in ("connectors", "flows", "sinks")
+        for module, names in imported_modules(folder).items()
+        if any(n == prefix or n.startswith(prefix + ".") for n in names)
+    }
+
+
 def test_architecture_import_rules_hold() -> None:
     """docs/architecture.md: sinks import neither connectors nor flows; connectors never
-    import flows."""
+    import flows; connectors.sim is imported only by connectors/link.py (outside itself);
+    pymodbus only by the modules the page names."""
     text = (ROOT / "docs" / "architecture.md").read_text()
     assert "`sinks/` imports neither `connectors/` nor `flows/`" in text
     assert "`connectors/` never imports `flows/`" in text
     for folder, banned in (("sinks", {"connectors", "flows"}), ("connectors", {"flows"})):
         wrong = {m: n & banned for m, n in imported_packages(folder).items() if n & banned}
         assert wrong == {}, wrong
+
+    assert "`connectors.sim` is imported only by `connectors/link.py`" in text
+    sim = {m for m in importers("connectors.sim") if not m.startswith("connectors/sim/")}
+    assert sim == {"connectors/link.py"}, sim
+
+    (rule,) = [line for line in text.split("\n- ") if line.startswith("pymodbus is imported only")]
+    allowed = set(re.findall(r"`(connectors/[\w/]+(?:\.py|/))`", rule))
+    assert allowed == {
+        "connectors/transport.py", "connectors/request.py", "connectors/link.py",
+        "connectors/scan.py", "connectors/sim/",
+    }, allowed  # fmt: skip
+    # Each module the rule names imports pymodbus, and no other module outside connectors/sim/.
+    outside_sim = {m for m in importers("pymodbus") if not m.startswith("connectors/sim/")}
+    assert outside_sim == allowed - {"connectors/sim/"}, outside_sim
 
 
 def test_troubleshooting_one_line_errors_are_the_flows_own(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The live status line, logged at INFO on the ``flows.observe.status`` logger every interval.
+"""The live status line, logged at INFO on the ``flows.status`` logger every interval.
 
 One line per worker and interval, about that worker's buses only::
 
@@ -28,7 +28,7 @@ LOGGER = logging.getLogger("flows.status")
 
 def log_to_stderr() -> None:
     """Send the status lines to stderr, unless logging already has somewhere to send them
-    (a handler on ``flows.observe.status`` or on the root logger)."""
+    (a handler on ``flows.status`` or on the root logger)."""
     if LOGGER.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
