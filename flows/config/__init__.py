@@ -54,7 +54,7 @@ class Windows:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
-    """The live status line: logged every ``interval_s`` seconds (``flows.observe.status`` logger)
+    """The live status line: logged every ``interval_s`` seconds (``flows.status`` logger)
     while ``enabled``; ``interval_s = 0`` turns it off as well."""
 
     enabled: bool = True
