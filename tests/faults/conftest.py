@@ -2,7 +2,7 @@
 
 ``store`` runs a test once with SQLite and once with PostgreSQL; the PostgreSQL run skips
 when no server answers at ``TEST_POSTGRES_DSN``, except under CI (``CI=true``), where it
-fails (the ``dsn`` fixture of tests/sinks/test_postgres.py decides).
+fails (the ``dsn`` fixture of tests/sinks/pg.py decides).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from tests.faults.rig import SimLoop
 from tests.faults.stores import PostgresStore, SqliteStore, Store
-from tests.sinks.test_postgres import dsn  # noqa: F401 (the fixture, used by name)
+from tests.sinks.pg import dsn  # noqa: F401 (the fixture, used by name)
 
 
 @pytest.fixture

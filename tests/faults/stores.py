@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from tests.sinks.test_postgres import query
+from tests.sinks.pg import query
 
 __all__ = ["PostgresStore", "SqliteStore", "Store", "Stored", "TickRow"]
 

@@ -30,7 +30,7 @@ from tests.faults.rig import (
     write_config,
 )
 from tests.faults.stores import PostgresStore, Store
-from tests.sinks.test_postgres import terminate
+from tests.sinks.pg import terminate
 
 RATE_HZ, DURATION_S = 5, 3
 UNITS = (1, 2, 3)

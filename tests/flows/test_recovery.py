@@ -50,7 +50,7 @@ REPLAYED = re.compile(
 def postgres_dsn() -> tuple[str | None, str]:
     """The test server's DSN, or None and why not (a failure under CI)."""
     try:
-        from tests.sinks.test_postgres import DSN, query
+        from tests.sinks.pg import DSN, query
 
         query("SELECT 1")
     except Exception as exc:
@@ -68,7 +68,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledRun]:
         yield run_with_kills(tmp, KILLS, None if dsn is None else (dsn, table), seed)
     finally:
         if dsn is not None:
-            from tests.sinks.test_postgres import query
+            from tests.sinks.pg import query
 
             query(f'DROP TABLE IF EXISTS public."{table}"')
 
@@ -106,7 +106,7 @@ def test_postgres_loses_nothing_and_duplicates_nothing(run: KilledRun) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why}; CI must run the PostgreSQL tests")
         pytest.skip(why)
-    from tests.sinks.test_postgres import query
+    from tests.sinks.pg import query
 
     rows = query(
         f'SELECT device, parameter, instance, requested_at FROM public."{run.pg_table}" '

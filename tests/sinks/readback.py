@@ -17,7 +17,7 @@ from sinks.memory import IntoMemory
 from sinks.parquet import IntoParquet
 from sinks.postgres import IntoPostgres
 from sinks.sqlite import IntoSqlite
-from tests.sinks.test_postgres import DSN, query
+from tests.sinks.pg import DSN, query
 
 KINDS = ["csv", "jsonl", "sqlite", "parquet", "postgres", "memory"]
 # Python 3.10's csv module can neither write nor read a NUL: the CSV sink refuses it there.

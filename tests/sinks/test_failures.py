@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench.machine import free_ports
 from sinks.base import (
     Column,
     IntoSink,
@@ -29,9 +30,9 @@ from sinks.parquet import IntoParquet
 from sinks.postgres import IntoPostgres
 from sinks.sqlite import IntoSqlite
 from tests.sinks.keyed import SCHEMA, row
-from tests.sinks.test_postgres import DSN, FAST, free_port, query
-from tests.sinks.test_postgres import dsn as dsn  # the fixture, used by name
-from tests.sinks.test_postgres import table as table  # the fixture
+from tests.sinks.pg import DSN, FAST, query
+from tests.sinks.pg import dsn as dsn  # the fixture, used by name
+from tests.sinks.pg import table as table  # the fixture
 
 FILE_SINKS: dict[str, Callable[[Path], IntoSink]] = {
     "csv": lambda p: IntoCsv(p / "x.csv", schema=SCHEMA),
@@ -111,7 +112,8 @@ def test_a_parquet_directory_removed_mid_run_is_transient(tmp_path: Path) -> Non
 
 
 def test_an_unreachable_postgres_is_transient() -> None:
-    sink = IntoPostgres(f"postgresql://postgres@127.0.0.1:{free_port()}/test", retries=0, **FAST)
+    (port,) = free_ports(1)
+    sink = IntoPostgres(f"postgresql://postgres@127.0.0.1:{port}/test", retries=0, **FAST)
     with pytest.raises(SinkError) as info:
         sink.build_partition(0, 1)
     transient(info)

@@ -16,8 +16,8 @@ import pytest
 
 from sinks.base import SinkSchemaError, SinkValueError
 from tests.sinks.keyed import SCHEMA, row
+from tests.sinks.pg import dsn, table  # noqa: F401 (the fixtures)
 from tests.sinks.readback import KINDS, OLD_CSV, make, read
-from tests.sinks.test_postgres import dsn, table  # noqa: F401 (the fixtures)
 
 NAMES = {
     "sql": "'; DROP TABLE samples; --",

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from sinks.base import Column, Schema, SinkError, SinkValueError
 from sinks.postgres import IntoPostgres
+from tests.sinks.pg import dsn, query  # noqa: F401 (dsn: the fixture)
 from tests.sinks.readback import KINDS, OLD_CSV, make, read
-from tests.sinks.test_postgres import dsn, query  # noqa: F401 (dsn: the fixture)
 
 UTC = timezone.utc
 INT64 = (-(2**63), 2**63 - 1)

@@ -1,115 +1,32 @@
-"""IntoPostgres against a real server: exact round trip, DDL and checks, idempotence,
-connections killed mid-run, secrets kept out of texts, and a real dataflow.
+"""IntoPostgres against a real server: the exact round trip, the DDL and the table checks,
+an inferred schema, values refused before writing, its settings, and a real dataflow.
 
-The server is ``TEST_POSTGRES_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/test``).
-Without one answering the tests skip, except under CI (``CI=true``), where they fail.
+Replays, killed connections and retries are in test_postgres_outages.py, the password in
+test_postgres_secrets.py; the server and the fixtures in pg.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import socket
 import subprocess
 import sys
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import asyncpg
 import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
 from flows.rows import SAMPLE_SCHEMA
-from sinks.base import (
-    SinkError,
-    SinkPartition,
-    SinkSchemaError,
-    SinkUnavailableError,
-    SinkValueError,
-    SinkWriteError,
-)
+from sinks.base import SinkError, SinkPartition, SinkSchemaError
 from sinks.postgres import IntoPostgres
 from tests.sinks.keyed import SCHEMA, T0, row
-
-DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-SECRET = "Pw-7f3kQ9zX-s3cr3t"
-FAST = {"retry_backoff_s": 0.01, "retry_backoff_max_s": 0.05}
-
-
-def query(sql: str, *args: Any) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(DSN)
-        try:
-            return await conn.fetch(sql, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-def count(table: str) -> int:
-    return query(f'SELECT COUNT(*) FROM public."{table}"')[0][0]
-
-
-def terminate(application_name: str) -> int:
-    """Kill every backend of the sink's connections; return how many there were."""
-    killed = query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE application_name = $1 AND pid <> pg_backend_pid()",
-        application_name,
-    )
-    return len(killed)
-
-
-def with_password(dsn: str, password: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}:{password}@{host}"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def dsn() -> str:
-    async def ping() -> None:
-        conn = await asyncpg.connect(DSN, timeout=5)
-        await conn.close()
-
-    try:
-        asyncio.run(ping())
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
-        where = urlsplit(DSN).netloc.rpartition("@")[2]
-        reason = f"no PostgreSQL server answers at {where} (TEST_POSTGRES_DSN): {exc!r}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
-        pytest.skip(reason)
-    return DSN
-
-
-@pytest.fixture
-def table(dsn: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex}"
-    yield name
-    query(f'DROP TABLE IF EXISTS public."{name}"')
-
-
-@pytest.fixture
-def app() -> str:
-    return f"daq-test-{uuid.uuid4().hex[:12]}"
+from tests.sinks.pg import DSN, query
+from tests.sinks.pg import dsn as dsn  # the fixture, used by name
+from tests.sinks.pg import table as table  # the fixture
 
 
 def test_round_trip_is_exact_across_batches(table: str) -> None:
@@ -227,20 +144,6 @@ def test_existing_incompatible_table_is_a_schema_error(
 
 
 @pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "executemany"])
-def test_replayed_batch_adds_no_rows(table: str, use_copy: bool) -> None:
-    sink = IntoPostgres(DSN, table=table, schema=SCHEMA, create_table=True, use_copy=use_copy)
-    batch = [row(i) for i in range(10)]
-    part = sink.build_partition(0, 1)
-    part.write_batch([*batch, batch[0]])  # a duplicate within the batch, too
-    part.write_batch(batch)
-    part.close()
-    again = sink.build_partition(0, 1)
-    again.write_batch([*batch[5:], row(10)])
-    again.close()
-    assert count(table) == 11
-
-
-@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "executemany"])
 def test_inferred_schema_without_key_inserts_as_it_comes(
     table: str, use_copy: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -276,151 +179,6 @@ def test_inferred_schema_without_key_inserts_as_it_comes(
     assert len(warnings) == 1 and "'x'" in warnings[0] and table in warnings[0]
 
 
-@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "executemany"])
-def test_connections_killed_between_batches_lose_and_duplicate_nothing(
-    table: str, app: str, use_copy: bool
-) -> None:
-    sink = IntoPostgres(
-        DSN, table=table, schema=SCHEMA, create_table=True, use_copy=use_copy,
-        application_name=app, **FAST,
-    )  # fmt: skip
-    part = sink.build_partition(0, 1)
-    part.write_batch([row(i) for i in range(10)])
-    assert terminate(app) >= 1
-    part.write_batch([row(i) for i in range(10, 20)])
-    assert terminate(app) >= 1
-    part.write_batch([row(i) for i in range(15, 25)])  # half replayed
-    part.close()
-    assert count(table) == 25
-    assert query(f'SELECT COUNT(DISTINCT requested_at) FROM "{table}"') == [(25,)]
-
-
-@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "executemany"])
-def test_connection_killed_during_a_write_is_retried_once_and_lands_once(
-    table: str, app: str, use_copy: bool, caplog: pytest.LogCaptureFixture
-) -> None:
-    sink = IntoPostgres(
-        DSN, table=table, schema=SCHEMA, create_table=True, use_copy=use_copy,
-        application_name=app, **FAST,
-    )  # fmt: skip
-    part = sink.build_partition(0, 1)
-    batch = [row(i) for i in range(100)]
-
-    async def kill_mid_write() -> None:
-        other, watch = await asyncpg.connect(DSN), await asyncpg.connect(DSN)
-        try:
-            async with other.transaction():
-                # Row 50, inserted and not committed yet, makes the sink's write wait on it.
-                await other.execute(
-                    f'INSERT INTO "{table}" VALUES ($1, $2, $3, $4, $5, $6, $7)',
-                    *row(50, value=-1.0).values(),
-                )
-                write = asyncio.ensure_future(asyncio.to_thread(part.write_batch, batch))
-                for _ in range(1000):
-                    # Outside a transaction: pg_stat_activity is read once per transaction.
-                    waiting = await watch.fetch(
-                        "SELECT pid, query FROM pg_stat_activity "
-                        "WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                        app,
-                    )
-                    if waiting or write.done():
-                        break
-                    await asyncio.sleep(0.01)
-                # COPY straight into the table, or the executemany's INSERT, waits on row 50.
-                assert [w["query"].split()[0] for w in waiting] == [
-                    "COPY" if use_copy else "INSERT"
-                ]
-                await watch.execute("SELECT pg_terminate_backend($1)", waiting[0]["pid"])
-            await write  # retried once the other transaction committed: row 50 is kept
-        finally:
-            await other.close()
-            await watch.close()
-
-    with caplog.at_level(logging.WARNING, logger="sinks.postgres"):
-        asyncio.run(kill_mid_write())
-    part.close()
-    assert count(table) == 100
-    assert query(
-        f'SELECT value FROM "{table}" WHERE requested_at = $1', row(50)["requested_at"]
-    ) == [(-1.0,)]
-    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
-    assert len(retries) == 1 and "retry 1 of 5" in retries[0] and table in retries[0]
-
-
-def test_backends_terminated_at_any_moment_lose_and_duplicate_nothing(table: str, app: str) -> None:
-    # A backend terminated just before or during a write can leave asyncpg's protocol mid-
-    # operation, so that the pool's reset on release fails (InternalClientError, "cannot switch
-    # to state 15"); that connection is lost too, and the write must be retried, not failed.
-    sink = IntoPostgres(
-        DSN, table=table, schema=SCHEMA, create_table=True, application_name=app,
-        min_pool_size=4, max_pool_size=4, retry_backoff_s=0.0, retry_backoff_max_s=0.0,
-    )  # fmt: skip
-    part = sink.build_partition(0, 1)
-    batches = 200
-    for b in range(batches):
-        killer = threading.Thread(target=terminate, args=(app,))
-        killer.start()
-        time.sleep(0.001 * (b % 10))  # from before the write to well into it
-        part.write_batch([row(9 * b + i) for i in range(9)])
-        killer.join()
-    part.close()
-    assert count(table) == 9 * batches
-    assert query(f'SELECT COUNT(DISTINCT requested_at) FROM "{table}"') == [(9 * batches,)]
-
-
-def test_concurrent_partitions_with_overlapping_keys_write_each_row_once(table: str) -> None:
-    sink = IntoPostgres(DSN, table=table, schema=SCHEMA, create_table=True, **FAST)
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            part = sink.build_partition(index, 3)
-            for batch in range(10):
-                rows = [row(batch * 20 + i) for i in range(20)]
-                part.write_batch(rows[::-1] if index % 2 else rows)
-            part.close()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert count(table) == 200
-
-
-def test_retries_run_out_with_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
-    port = free_port()
-    sink = IntoPostgres(f"postgresql://postgres@127.0.0.1:{port}/test", retries=2, **FAST)
-    # Unreachable: transient, the one kind a later retry of the same batch may fix.
-    with caplog.at_level(logging.WARNING), pytest.raises(SinkUnavailableError) as info:
-        sink.build_partition(0, 1)
-    message = str(info.value)
-    assert f"127.0.0.1:{port}/test.public.samples" in message
-    assert "after 3 attempts" in message
-    assert isinstance(info.value.__cause__, OSError)
-    retries = [r.getMessage() for r in caplog.records if r.name == "sinks.postgres"]
-    assert len(retries) == 2 and "retry 1 of 2" in retries[0] and "retry 2 of 2" in retries[1]
-
-
-@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "executemany"])
-def test_bad_data_is_not_retried_and_rolls_back(
-    table: str, use_copy: bool, caplog: pytest.LogCaptureFixture
-) -> None:
-    sink = IntoPostgres(DSN, table=table, schema=SCHEMA, create_table=True, use_copy=use_copy)
-    part = sink.build_partition(0, 1)
-    with caplog.at_level(logging.WARNING), pytest.raises(SinkValueError) as info:
-        part.write_batch([row(0), row(1, value="hot")])
-    assert "writing 2 rows failed" in str(info.value) and table in str(info.value)
-    assert "real number" in str(info.value) and info.value.__cause__ is not None
-    assert [r for r in caplog.records if "retry" in r.getMessage()] == []
-    part.write_batch([row(0), row(1)])  # the partition is still usable
-    part.close()
-    assert count(table) == 2
-
-
 def test_bad_values_reject_the_batch_before_writing(table: str) -> None:
     part = IntoPostgres(DSN, table=table, schema=SCHEMA, create_table=True).build_partition(0, 1)
     with pytest.raises(SinkError, match="naive"):
@@ -441,97 +199,6 @@ def test_close_is_idempotent_and_write_after_close_raises(dsn: str) -> None:
     part.close()
     with pytest.raises(SinkError, match="after close"):
         part.write_batch([row(0)])
-
-
-def test_the_password_never_shows(
-    dsn: str, table: str, app: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    secret = urlsplit(dsn).password or SECRET  # trust auth ignores a password it did not ask
-    parts = urlsplit(dsn)
-    sinks = [
-        IntoPostgres(with_password(dsn, secret), table=table, create_table=True, **FAST),
-        IntoPostgres(
-            host=parts.hostname, port=parts.port or 5432, user=parts.username,
-            password=secret, database=parts.path.lstrip("/"), table=table, application_name=app,
-        ),
-    ]  # fmt: skip
-    texts: list[str] = []
-    with caplog.at_level(logging.DEBUG):
-        for sink in sinks:
-            texts += [repr(sink), str(sink)]
-            part = sink.build_partition(0, 1)
-            part.write_batch([{"a": 1}])
-            terminate(app)
-            part.write_batch([{"a": 2}])
-            part.close()
-    where = f"{parts.hostname}:{parts.port or 5432}{parts.path}.public.{table}"
-    assert texts[0] == f"IntoPostgres({where})"
-    texts += [r.getMessage() for r in caplog.records]
-    texts += [r.exc_text or "" for r in caplog.records]
-    assert count(table) == 4
-    for text in texts:
-        assert secret not in text and "postgresql://" not in text
-
-
-@pytest.mark.parametrize(
-    "sink",
-    [
-        pytest.param(lambda p: IntoPostgres(f"postgresql://u:{SECRET}@127.0.0.1:{p}/db"), id="dsn"),
-        pytest.param(
-            lambda p: IntoPostgres(f"postgresql://u:{SECRET.replace('-', '%2D')}@127.0.0.1:{p}/db"),
-            id="encoded",
-        ),
-        pytest.param(
-            lambda p: IntoPostgres(f"postgresql://u@127.0.0.1:{p}/db?password={SECRET}"), id="query"
-        ),
-        pytest.param(
-            lambda p: IntoPostgres(host="127.0.0.1", port=p, password=SECRET, database="db"),
-            id="discrete",
-        ),
-    ],
-)
-def test_the_password_never_shows_in_errors(sink: Any, caplog: pytest.LogCaptureFixture) -> None:
-    port = free_port()
-    texts = []
-    for retries in (0, 1):
-        into = replace(sink(port), retries=retries, **FAST)
-        with caplog.at_level(logging.DEBUG), pytest.raises(SinkWriteError) as info:
-            into.build_partition(0, 1)
-        assert isinstance(info.value.__cause__, OSError)
-        texts += [repr(into), str(into), str(info.value), repr(info.value)]
-        texts += [str(info.value.__cause__), repr(info.value.__cause__)]
-    assert "opening failed after 1 attempt (retries=0)" in texts[2]
-    assert len([r for r in caplog.records if r.name == "sinks.postgres"]) == 1  # one retry
-    texts += [r.getMessage() for r in caplog.records]
-    assert f"127.0.0.1:{port}/db.public.samples" in texts[0]
-    for text in texts:
-        assert SECRET not in text and SECRET.replace("-", "%2D") not in text
-    with pytest.raises(ValueError) as conflict:
-        IntoPostgres(f"postgresql://u:{SECRET}@h/db", password=SECRET)
-    assert SECRET not in str(conflict.value)
-
-
-def test_a_backend_error_showing_the_password_is_scrubbed(
-    dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    secret = urlsplit(dsn).password or SECRET
-    monkeypatch.setenv("PGPASSWORD", "Env-Pw-0b5f")  # what asyncpg would send without one
-    part = IntoPostgres(with_password(dsn, secret)).build_partition(0, 1)
-    cases = [
-        (OSError(5, f"no route via {secret}"), secret),
-        (ValueError(f"bad {secret}"), secret),
-        (ValueError("bad Env-Pw-0b5f"), "Env-Pw-0b5f"),
-    ]
-    try:
-        for cause, shown in cases:
-            with pytest.raises(SinkWriteError) as info:
-                part._fail("writing 1 rows failed", cause)
-            assert shown not in str(info.value) and "***" in str(info.value)
-            kept = info.value.__cause__
-            assert kept is None or (kept is cause and shown not in str(cause))
-            assert kept is not None or isinstance(cause, OSError)  # str() ignores OSError.args
-    finally:
-        part.close()
 
 
 @pytest.mark.parametrize(
