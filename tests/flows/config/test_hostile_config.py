@@ -1,6 +1,6 @@
 """A corpus of malformed configs, each refused with one line naming the file, the key path and
 the value, by ``load_config`` and by the real command (exit code 2). It adds to the broken
-configs of test_config.py what they leave out."""
+configs of test_config.py and test_buses.py what they leave out."""
 
 from __future__ import annotations
 
