@@ -62,7 +62,7 @@ except ImportError:  # Windows: the project polls on asyncio's loop there
 BAUDRATE = 19200
 UNITS = tuple(range(1, 9))
 PROFILE = "watlow_pm"
-PARAMETERS = ("process_value", "active_set_point", "heat_power")
+PARAMETERS = ("analog_input_value", "closed_loop_set_point", "heat_power")
 
 
 def devices() -> tuple[Device, ...]:

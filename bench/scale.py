@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 
-PARAMS = '["process_value", "active_set_point", "heat_power", "cool_power"]'
+PARAMS = '["analog_input_value", "closed_loop_set_point", "heat_power", "cool_power"]'
 TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_PERIOD_S = 10.0  # the idle run's tick period (0.1 Hz)
 

@@ -41,8 +41,8 @@ Batches = list[list[dict[str, Any]]]
 def make_batches(rows: int, batch: int) -> Batches:
     """Acquisition rows with distinct keys: 8 parameters x 50 devices per tick."""
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    params = ["process_value", "input_error", "analog_input_2", "heat_power", "cool_power",
-              "closed_loop_set_point", "active_set_point", "temperature_units"]  # fmt: skip
+    params = ["analog_input_value", "input_error", "analog_input_2", "heat_power", "cool_power",
+              "set_point", "closed_loop_set_point", "display_units"]  # fmt: skip
     out: Batches = []
     current: list[dict[str, Any]] = []
     for i in range(rows):

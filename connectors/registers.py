@@ -8,7 +8,7 @@ back plain register words (ints 0..65535). A profile's parameters are
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +53,13 @@ class Profile:
     name: str
     description: str
     parameters: tuple[Parameter, ...]
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    """Names the profile's parameters had before: old name -> current name."""
 
     def parameter(self, name: str) -> Parameter:
-        """Return the parameter called ``name``; KeyError listing the known names otherwise."""
+        """Return the parameter called ``name`` (or, by its old name, the one it was renamed
+        to); KeyError listing the known names otherwise."""
+        name = self.renamed.get(name, name)
         for p in self.parameters:
             if p.name == name:
                 return p
@@ -63,7 +67,7 @@ class Profile:
         raise KeyError(f"profile {self.name!r} has no parameter {name!r}; known: {known}")
 
 
-_PROFILE_KEYS = ("name", "description", "address_base", "defaults", "parameter")
+_PROFILE_KEYS = ("name", "description", "address_base", "defaults", "renamed", "parameter")
 
 
 def shipped_profiles() -> list[str]:
@@ -114,7 +118,15 @@ def _load_file(path: Path) -> Profile:
             raise pt.error(f"{p.name!r} duplicates parameter[{seen[p.name]}]", "name")
         seen[p.name] = i
         params.append(p)
-    return Profile(data["name"], data.get("description", ""), tuple(params))
+    renamed = data.get("renamed", {})
+    if not isinstance(renamed, dict):
+        raise top.error(f"{renamed!r} is not a table of old name = new name", "renamed")
+    for old, new in renamed.items():
+        if old in seen:
+            raise top.error(f"{old!r} is the name of parameter[{seen[old]}]", f"renamed.{old}")
+        if not isinstance(new, str) or new not in seen:
+            raise top.error(f"{new!r} is not a parameter of this profile", f"renamed.{old}")
+    return Profile(data["name"], data.get("description", ""), tuple(params), dict(renamed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +213,7 @@ def split_read(read: Read) -> tuple[Read, ...]:
 
 def describe_plan(reads: Iterable[Read]) -> str:
     """The plan on one line for a debug log, e.g.
-    ``holding 360+3 [process_value, input_error], input 0+2 [measurement_1]``
+    ``holding 360+3 [analog_input_value, input_error], input 0+2 [measurement_1]``
     (table, first register + count, parameters); ``no reads`` for an empty plan."""
     parts = [
         f"{r.table} {r.address}+{r.count} [{', '.join(p.name for p in r.parameters)}]"

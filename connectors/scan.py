@@ -107,14 +107,14 @@ def _text(p: Parameter, words: Sequence[int]) -> str | None:
 
 def _watlow(pm: Profile, pv: Answer, sp: Answer, units: int) -> tuple[str, str | None] | None:
     """(evidence, byte order if not the profile's) when the reads look like a PM's."""
-    p_pv, p_sp = pm.parameter("process_value"), pm.parameter("closed_loop_set_point")
+    p_pv, p_sp = pm.parameter("analog_input_value"), pm.parameter("set_point")
     for order in dict.fromkeys((p_pv.codec.byte_order, "ABCD")):  # the profile's order first
         values = [
             decode(dataclasses.replace(p.codec, byte_order=order), a.registers or ())
             for p, a in ((p_pv, pv), (p_sp, sp))
         ]
         if all(_plausible(v) for v in values):
-            unit = pm.parameter("temperature_units").label(units)
+            unit = pm.parameter("display_units").label(units)
             evidence = f"process value {values[0]:g}, set point {values[1]:g}, units {unit}"
             if order == p_pv.codec.byte_order:
                 return evidence, None
@@ -183,7 +183,7 @@ class _Prober:
     async def probe(self, unit: int) -> Found | None:
         """Who is at ``unit``; None when nothing answered the presence read."""
         pm, o2 = self.pm, self.o2
-        answers = [await self.read(unit, pm.parameter("process_value"))]
+        answers = [await self.read(unit, pm.parameter("analog_input_value"))]
         pv = answers[0]
         if pv.silent or pv.exception_code in GATEWAY_CODES:
             return None
@@ -193,10 +193,10 @@ class _Prober:
             return Found(address=unit, answers=tuple(answers), **kw)
 
         if pv.registers is not None:
-            answers.append(units := await self.read(unit, pm.parameter("temperature_units")))
-            labels = dict(pm.parameter("temperature_units").labels)
+            answers.append(units := await self.read(unit, pm.parameter("display_units")))
+            labels = dict(pm.parameter("display_units").labels)
             if units.registers is not None and units.registers[0] in labels:
-                answers.append(sp := await self.read(unit, pm.parameter("closed_loop_set_point")))
+                answers.append(sp := await self.read(unit, pm.parameter("set_point")))
                 if sp.registers is not None and (is_pm := _watlow(pm, pv, sp, units.registers[0])):
                     return found(pm.name, *is_pm)
         first, last = o2.parameter("measurement_1"), o2.parameter("measurement_1_units")

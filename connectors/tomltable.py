@@ -98,7 +98,7 @@ class Table:
         return value
 
     def table(self: _T, key: str, data: Any) -> _T:
-        """``data`` as the table at ``key`` below this one (e.g. ``override.process_value``)."""
+        """``data`` as the table at ``key`` below this one (e.g. ``override.set_point``)."""
         prefix = f"{self.where}." if self.where else ""
         return type(self)(data, f"{prefix}{key}", self.file)
 

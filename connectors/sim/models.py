@@ -20,14 +20,14 @@ def _watlow_pm(elapsed: float, unit: int, rng: random.Random, sp: float) -> dict
     pv = sp + (ambient - sp) * math.exp(-elapsed / 30.0) + rng.gauss(0.0, 0.05)
     heat = min(100.0, max(0.0, (sp - pv) * 8.0))
     return {
-        "process_value": round(pv, 3),
+        "analog_input_value": round(pv, 3),
         "input_error": 61,  # Watlow's enumeration for "none"
         "analog_input_2": round(ambient + rng.gauss(0.0, 0.05), 3),
+        "set_point": sp,
         "closed_loop_set_point": sp,
-        "active_set_point": sp,
         "heat_power": round(heat, 2),
         "cool_power": 0.0,
-        "temperature_units": 15,  # Celsius
+        "display_units": 15,  # Celsius
     }
 
 

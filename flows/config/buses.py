@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import math
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 
 from connectors.bus import Bus, Device, Simulation
 from connectors.parameter import Parameter, override_parameter, read_parameter
-from connectors.registers import ProfileError, load_profile
+from connectors.registers import Profile, ProfileError, load_profile
 from connectors.transport import parse_bus_url
 from flows.config.table import (
     Table,
@@ -25,6 +26,8 @@ from flows.config.table import (
     check_text,
     check_unit_id,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["parse_bus"]
 
@@ -86,6 +89,19 @@ def _text_problem(p: Parameter) -> tuple[str, str, str] | None:
     return None
 
 
+def _current(t: Table, profile: Profile, name: str, key: str) -> str:
+    """``name``, or the name the profile gave that parameter since (logged once per use)."""
+    new = profile.renamed.get(name)
+    if new is None:
+        return name
+    where = ".".join(p for p in (t.where, key) if p)
+    log.warning(
+        "%s: %s: %r is now %r in profile %s (the old name goes in the next release)",
+        t.file, where, name, new, profile.name,
+    )  # fmt: skip
+    return new
+
+
 def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
     """The profile's parameters chosen by ``parameters``, with ``[override.<name>]`` applied."""
     try:
@@ -93,7 +109,10 @@ def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
     except ProfileError as exc:
         raise t.error(str(exc), "profile") from exc
     known = [p.name for p in profile.parameters]
-    overrides = t.get("override", dict, default={})
+    overrides = {
+        _current(t, profile, pname, f"override.{pname}"): entry
+        for pname, entry in t.get("override", dict, default={}).items()
+    }
     by_name = {p.name: p for p in profile.parameters}
     for pname, entry in overrides.items():
         where = f"override.{pname}"
@@ -103,7 +122,10 @@ def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
                 where,
             )
         by_name[pname] = override_parameter(by_name[pname], t.table(where, entry))
-    chosen = t.get("parameters", list, default=known)
+    chosen = [
+        _current(t, profile, pname, f"parameters[{i}]") if isinstance(pname, str) else pname
+        for i, pname in enumerate(t.get("parameters", list, default=known))
+    ]
     parameters = []
     for i, pname in enumerate(chosen):
         if not isinstance(pname, str) or pname not in known:

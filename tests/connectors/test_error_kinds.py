@@ -47,7 +47,7 @@ def test_a_connection_lost_mid_request_is_its_own_kind() -> None:
     # goes away 0.07 s into the third tick's request, which fails at once.
     rate = 2.0
     devices = [SimulatedDevice(address=1, profile="watlow_pm", delay_s=0.15)]
-    only = {1: ["process_value", "input_error"]}
+    only = {1: ["analog_input_value", "input_error"]}
     bus = sim_bus("c", "tcp", devices, parameters=only, timeout_s=1.0)
     assert len(bus.devices[0].reads) == 1
 

@@ -33,7 +33,7 @@ def reg(
 
 def test_plan_reads_merges_contiguous() -> None:
     watlow, servomex = load_profile("watlow_pm"), load_profile("servomex_4100")
-    pv, err = watlow.parameter("process_value"), watlow.parameter("input_error")
+    pv, err = watlow.parameter("analog_input_value"), watlow.parameter("input_error")
     reads = plan_reads([err, pv])
     assert spans(reads) == [("holding", 360, 3)]
     assert reads[0].parameters == (pv, err)
@@ -48,7 +48,7 @@ def test_plan_reads_merges_contiguous() -> None:
 
 def test_plan_reads_splits() -> None:
     watlow = load_profile("watlow_pm")
-    gap = [watlow.parameter("process_value"), watlow.parameter("analog_input_2")]
+    gap = [watlow.parameter("analog_input_value"), watlow.parameter("analog_input_2")]
     assert spans(plan_reads(gap)) == [("holding", 360, 2), ("holding", 440, 2)]
     tables = [reg("a", 0, table="input"), reg("b", 1)]
     assert spans(plan_reads(tables)) == [("holding", 1, 1), ("input", 0, 1)]
@@ -164,7 +164,7 @@ def test_decode_read() -> None:
         ("measurement_1_units", "%"),
     ]  # fmt: skip
     watlow = load_profile("watlow_pm")
-    (read,) = plan_reads([watlow.parameter("process_value"), watlow.parameter("input_error")])
+    (read,) = plan_reads([watlow.parameter("analog_input_value"), watlow.parameter("input_error")])
     assert [v for _, v in decode_read(read, [0x0000, 0x4296, 0x0000])] == [75.0, 0]
     with pytest.raises(ValueError, match="expected 3 registers"):
         decode_read(read, [0, 0])
@@ -187,7 +187,7 @@ def test_decode_read_inverts_encode() -> None:
 
 def test_split_read() -> None:
     watlow = load_profile("watlow_pm")
-    names = ("process_value", "input_error", "analog_input_2")
+    names = ("analog_input_value", "input_error", "analog_input_2")
     (merged,) = plan_reads([watlow.parameter(n) for n in names], max_gap=80)
     assert (merged.address, merged.count) == (360, 82)
     single = split_read(merged)
@@ -200,10 +200,10 @@ def test_split_read() -> None:
 
 def test_describe_plan() -> None:
     watlow, servomex = load_profile("watlow_pm"), load_profile("servomex_4100")
-    params = [watlow.parameter("process_value"), watlow.parameter("input_error"),
+    params = [watlow.parameter("analog_input_value"), watlow.parameter("input_error"),
               servomex.parameter("measurement_1"), watlow.parameter("heat_power")]  # fmt: skip
     assert describe_plan(plan_reads(params)) == (
-        "holding 360+3 [process_value, input_error], holding 1904+2 [heat_power], "
+        "holding 360+3 [analog_input_value, input_error], holding 1904+2 [heat_power], "
         "input 0+2 [measurement_1]"
     )
     assert describe_plan(()) == "no reads"

@@ -31,7 +31,7 @@ def test_dead_device_backs_off_and_recovers(kind: str) -> None:
         SimulatedDevice(address=1, profile="watlow_pm"),
         SimulatedDevice(address=2, profile="watlow_pm", dead=True),
     ]
-    only = {1: ["process_value"], 2: ["process_value", "closed_loop_set_point"]}
+    only = {1: ["analog_input_value"], 2: ["analog_input_value", "set_point"]}
     bus = sim_bus("d", kind, devices, parameters=only, timeout_s=0.04)
 
     def revive(i: int, sim: BusSimulator) -> None:
@@ -76,7 +76,7 @@ def test_tcp_simulator_restarted_mid_run() -> None:
         "r",
         "tcp",
         [SimulatedDevice(address=1, profile="watlow_pm")],
-        parameters={1: ["process_value", "heat_power"]},
+        parameters={1: ["analog_input_value", "heat_power"]},
         timeout_s=0.1,
     )
 
@@ -117,7 +117,7 @@ def test_exception_codes_keep_their_name(kind: str, code: int, text: str) -> Non
         SimulatedDevice(address=1, profile="watlow_pm", exception_code=code),
         SimulatedDevice(address=2, profile="watlow_pm"),
     ]
-    only = {1: ["process_value", "input_error"], 2: ["process_value"]}
+    only = {1: ["analog_input_value", "input_error"], 2: ["analog_input_value"]}
     ticks = poll_bus(sim_bus("x", kind, devices, parameters=only), rate_hz=10, ticks=4)
     assert {s.error for tick in mine(ticks, "x-1") for s in tick} == {text}
     answers = {(s.error_kind, s.exception_code) for tick in mine(ticks, "x-1") for s in tick}
@@ -131,7 +131,7 @@ def test_garbage_frame_on_the_pty_bus_then_good_reads() -> None:
         SimulatedDevice(address=1, profile="watlow_pm", garbage=True),
         SimulatedDevice(address=2, profile="watlow_pm"),
     ]
-    only = {1: ["process_value"], 2: ["process_value"]}
+    only = {1: ["analog_input_value"], 2: ["analog_input_value"]}
     bus = sim_bus("g", "rtu", devices, parameters=only, timeout_s=1.0)
 
     def repair(i: int, sim: BusSimulator) -> None:
@@ -152,7 +152,7 @@ def test_garbage_frame_on_the_pty_bus_then_good_reads() -> None:
 def test_rejected_merged_read_falls_back_once(kind: str) -> None:
     # 2160 and 2172 merge across 10 unmapped registers, which the device rejects.
     device = SimulatedDevice(address=1, profile="watlow_pm", set_point=80.0)
-    only = {1: ["closed_loop_set_point", "active_set_point"]}
+    only = {1: ["set_point", "closed_loop_set_point"]}
     bus = sim_bus("m", kind, [device], parameters=only)
     assert len(bus.devices[0].reads) == 1
     ticks = poll_bus(bus, rate_hz=10, ticks=4)
@@ -170,7 +170,7 @@ def test_device_timeout_and_retries_override_the_bus(kind: str) -> None:
         SimulatedDevice(address=2, profile="watlow_pm", dead=True),
         SimulatedDevice(address=3, profile="watlow_pm"),
     ]
-    only = {n: ["process_value"] for n in (1, 2, 3)}
+    only = {n: ["analog_input_value"] for n in (1, 2, 3)}
     bus = sim_bus("o", kind, devices, parameters=only, timeout_s=5.0)
     a, b, c = bus.devices
     bus = dataclasses.replace(
@@ -195,18 +195,20 @@ def test_device_timeout_and_retries_override_the_bus(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["tcp", "sim"])
 def test_enum_label_goes_to_value_text(kind: str) -> None:
-    units = dataclasses.replace(PM.parameter("temperature_units"), labels=((15, "C"), (30, "F")))
+    units = dataclasses.replace(PM.parameter("display_units"), labels=((15, "C"), (30, "F")))
     bus = sim_bus("l", kind, [SimulatedDevice(address=1, profile="watlow_pm")],
-                  parameters={1: ["process_value"]})  # fmt: skip
-    device = dataclasses.replace(bus.devices[0], parameters=(PM.parameter("process_value"), units))
+                  parameters={1: ["analog_input_value"]})  # fmt: skip
+    device = dataclasses.replace(
+        bus.devices[0], parameters=(PM.parameter("analog_input_value"), units)
+    )
     bus = dataclasses.replace(bus, devices=(device,))
     ticks = poll_bus(bus, rate_hz=10, ticks=1)
     by = {s.parameter: s for s in ticks[0][0]}
-    assert by["temperature_units"].value == 15 and by["temperature_units"].text == "C"
-    assert by["process_value"].text is None
-    row = to_row(by["temperature_units"])
+    assert by["display_units"].value == 15 and by["display_units"].text == "C"
+    assert by["analog_input_value"].text is None
+    row = to_row(by["display_units"])
     assert (row["value"], row["value_text"]) == (15.0, "C")
-    assert to_row(by["process_value"])["value_text"] is None
+    assert to_row(by["analog_input_value"])["value_text"] is None
 
 
 def test_plan_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
@@ -255,7 +257,7 @@ def test_many_dead_devices_behind_one_gateway_do_not_cut_its_connection() -> Non
     # dead controllers before a live one would cut the gateway off in every tick.
     devices = [SimulatedDevice(address=u, profile="watlow_pm", dead=True) for u in range(1, 6)]
     devices.append(SimulatedDevice(address=6, profile="watlow_pm"))
-    only = {u: ["process_value"] for u in range(1, 7)}
+    only = {u: ["analog_input_value"] for u in range(1, 7)}
     bus = sim_bus("g", "tcp", devices, parameters=only, timeout_s=0.02)
     ticks = poll_bus(bus, rate_hz=4, ticks=3)
     for unit in range(1, 6):

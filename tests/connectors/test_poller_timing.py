@@ -49,7 +49,7 @@ with contextlib.suppress(ImportError):  # uvloop is a dependency except on Windo
 @pytest.mark.parametrize("loop", LOOPS)
 def test_rtu_inter_frame_gap_and_pauses(loop: str) -> None:
     # Three parameters far apart: three requests per device per tick, at 9600 baud.
-    only = {1: ["process_value", "heat_power", "temperature_units"]}
+    only = {1: ["analog_input_value", "heat_power", "display_units"]}
     bus = sim_bus("p", "rtu", [SimulatedDevice(address=1, profile="watlow_pm")], parameters=only)
     bus = dataclasses.replace(bus, url=parse_bus_url("rtu://pty?baudrate=9600"))
     assert len(bus.devices[0].reads) == 3
@@ -62,7 +62,7 @@ def test_rtu_inter_frame_gap_and_pauses(loop: str) -> None:
 
     two_pms = [SimulatedDevice(address=n, profile="watlow_pm") for n in (1, 2)]
     paused = sim_bus(
-        "q", "tcp", two_pms, parameters={n: ["process_value", "heat_power"] for n in (1, 2)}
+        "q", "tcp", two_pms, parameters={n: ["analog_input_value", "heat_power"] for n in (1, 2)}
     )
     one, two = paused.devices
     paused = dataclasses.replace(
@@ -90,7 +90,7 @@ def test_each_wait_is_one_timer_not_a_busy_loop(loop: str, monkeypatch: pytest.M
         await sleep(self, delay)
 
     monkeypatch.setattr(BusPoller, "_sleep", counted)
-    only = {1: ["process_value", "heat_power", "temperature_units"]}
+    only = {1: ["analog_input_value", "heat_power", "display_units"]}
     bus = sim_bus("s", "rtu", [SimulatedDevice(address=1, profile="watlow_pm")], parameters=only)
     bus = dataclasses.replace(bus, url=parse_bus_url("rtu://pty?baudrate=19200"))
     ticks = poll_bus(bus, rate_hz=20, ticks=5, loop_factory=LOOPS[loop])
@@ -105,7 +105,7 @@ def test_each_wait_is_one_timer_not_a_busy_loop(loop: str, monkeypatch: pytest.M
 
 def test_wire_true_rtu_read_takes_its_wire_time() -> None:
     baud, turnaround = 9600, 0.005
-    only = {1: ["process_value"]}  # float32: 2 registers
+    only = {1: ["analog_input_value"]}  # float32: 2 registers
     bus = sim_bus("w", "rtu", [SimulatedDevice(address=1, profile="watlow_pm")], parameters=only)
     bus = with_devices(dataclasses.replace(bus, url=parse_bus_url(f"rtu://pty?baudrate={baud}")))
     # Ten requests of the same read per tick: ten polled devices, one simulated, at unit 1.

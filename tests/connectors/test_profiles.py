@@ -19,22 +19,26 @@ def test_watlow_profile() -> None:
     profile = load_profile("watlow_pm")
     assert profile.name == "watlow_pm"
     assert {p.name: (p.address, p.codec.type, p.id, p.unit) for p in profile.parameters} == {
-        "process_value": (360, "float32", 4001, "degC"),
-        "input_error": (362, "uint16", None, None),
-        "analog_input_2": (440, "float32", None, "degC"),
-        "heat_power": (1904, "float32", None, "%"),
-        "cool_power": (1906, "float32", None, "%"),
-        "closed_loop_set_point": (2160, "float32", 7001, "degC"),
-        "active_set_point": (2172, "float32", None, "degC"),
-        "temperature_units": (2490, "uint16", None, None),
+        "analog_input_value": (360, "float32", 4001, "degC"),
+        "input_error": (362, "uint16", 4002, None),
+        "analog_input_2": (440, "float32", 4001, "degC"),
+        "heat_power": (1904, "float32", 8011, "%"),
+        "cool_power": (1906, "float32", 8014, "%"),
+        "set_point": (2160, "float32", 7001, "degC"),
+        "closed_loop_set_point": (2172, "float32", 7007, "degC"),
+        "display_units": (2490, "uint16", 17050, None),
     }
     assert {
         (p.table, p.codec.byte_order, p.codec.scale, p.codec.offset) for p in profile.parameters
     } == {("holding", "CDAB", 1.0, 0.0)}
     assert profile.parameter("input_error").label(61) == "none"
-    assert profile.parameter("temperature_units").labels == ((15, "C"), (30, "F"))
-    with pytest.raises(KeyError, match="known: process_value, input_error"):
+    assert profile.parameter("display_units").labels == ((15, "C"), (30, "F"))
+    with pytest.raises(KeyError, match="known: analog_input_value, input_error"):
         profile.parameter("pv")
+    # The names before they followed Watlow's table still find their parameters.
+    assert profile.parameter("process_value").name == "analog_input_value"
+    assert profile.parameter("active_set_point").address == 2172
+    assert profile.parameter("temperature_units").name == "display_units"
 
 
 def test_servomex_profile() -> None:
@@ -103,7 +107,13 @@ TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string, 
         ('name = "t"\n' + PV + 'address = 0\ntype = "uint16"\nscale = 0\n',
          "parameter[0].scale: 0 is not a finite non-zero number"),
         ('name = "t"\nmodel = "x"\n', "model: unknown key; expected one of name, description, "
-         "address_base, defaults, parameter"),
+         "address_base, defaults, renamed, parameter"),
+        ('name = "t"\n' + PV + 'address = 0\ntype = "uint16"\n[renamed]\nold = "nope"\n',
+         "renamed.old: 'nope' is not a parameter of this profile"),
+        ('name = "t"\n' + PV + 'address = 0\ntype = "uint16"\n[renamed]\npv = "pv"\n',
+         "renamed.pv: 'pv' is the name of parameter[0]"),
+        ('name = "t"\nrenamed = 3\n' + PV + 'address = 0\ntype = "uint16"\n',
+         "renamed: 3 is not a table of old name = new name"),
         ('description = "x"\n', "name: None is not a non-empty string"),
         ('name = "t"\n', "parameter: a profile needs at least one [[parameter]] table"),
     ],
@@ -249,7 +259,7 @@ def test_address_base_values(tmp_path: Path) -> None:
     assert load_profile(path).parameters[0].address == 360
 
 
-def table(data: dict[str, object], where: str = "override.process_value") -> Table:
+def table(data: dict[str, object], where: str = "override.analog_input_value") -> Table:
     return Table(data, where, "x.toml")
 
 
@@ -258,11 +268,13 @@ def test_parameter_fields_and_override() -> None:
         "byte_order": "CDAB",
         "labels": ((1, "a"), (2, "b")),
     }
-    with pytest.raises(TableError, match=r"^x\.toml: override\.process_value\.adress: unknown"):
+    with pytest.raises(
+        TableError, match=r"^x\.toml: override\.analog_input_value\.adress: unknown"
+    ):
         parameter_fields(table({"adress": 1}))
     with pytest.raises(TableError, match=r"word_order: 'mid' is not one of big, little$"):
         parameter_fields(table({"word_order": "mid"}))
-    pv = load_profile("watlow_pm").parameter("process_value")
+    pv = load_profile("watlow_pm").parameter("analog_input_value")
     swapped = override_parameter(pv, table({"word_order": "big", "scale": 2, "unit": "degF"}))
     assert (swapped.codec.byte_order, swapped.codec.scale, swapped.unit, swapped.address) == (
         "ABCD", 2.0, "degF", 360

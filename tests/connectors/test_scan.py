@@ -198,7 +198,7 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
     swapped = {
         p.name: p.codec.byte_order for p in devices[8].parameters if p.codec.type == "float32"
     }
-    assert set(swapped.values()) == {"ABCD"} and "process_value" in swapped
+    assert set(swapped.values()) == {"ABCD"} and "analog_input_value" in swapped
     for unit in (4, 5):  # listed, as comments, with what they answered
         assert f"# unit {unit} answered" in text and f'# name = "unit-{unit}"' in text
     assert "holding 360 x2: exception server device failure (4)" in text

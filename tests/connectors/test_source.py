@@ -49,9 +49,9 @@ def test_every_device_and_parameter_once_per_tick(kind: str) -> None:
     }[kind]
     assert {s.protocol for s in samples} == {protocol}
     by = {(s.device, s.parameter): s.value for s in samples if s.tick == ticks[-1]}
-    assert 15.0 < by["b-1", "process_value"] < 80.5
-    assert by["b-1", "closed_loop_set_point"] == 80.0
-    assert by["b-1", "temperature_units"] == 15
+    assert 15.0 < by["b-1", "analog_input_value"] < 80.5
+    assert by["b-1", "set_point"] == 80.0
+    assert by["b-1", "display_units"] == 15
     assert 0.0 <= by["b-1", "heat_power"] <= 100.0
     assert 20.7 < by["b-2", "measurement_1"] < 21.1
     assert by["b-2", "measurement_1_name"] == "O2"
@@ -69,7 +69,7 @@ def test_dead_device_does_not_stop_the_others(kind: str) -> None:
         SimulatedDevice(address=2, profile="watlow_pm", dead=True),
         SimulatedDevice(address=3, profile="servomex_4100"),
     ]
-    only = {1: ["process_value"], 2: ["process_value"], 3: ["measurement_1"]}
+    only = {1: ["analog_input_value"], 2: ["analog_input_value"], 3: ["measurement_1"]}
     bus = sim_bus("f", kind, devices, parameters=only, timeout_s=0.2)
     samples = run_source([bus], rate_hz=2, duration_s=2.0)
     ticks = sorted({s.tick for s in samples})
@@ -91,7 +91,7 @@ def test_dead_device_does_not_stop_the_others(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["tcp", "sim"])
 def test_unit_id_nobody_simulates_stays_silent(kind: str) -> None:
     bus = sim_bus("u", kind, [SimulatedDevice(address=1, profile="watlow_pm")],
-                  parameters={1: ["process_value"]}, timeout_s=0.2)  # fmt: skip
+                  parameters={1: ["analog_input_value"]}, timeout_s=0.2)  # fmt: skip
     ghost = Device(name="u-9", address=9, parameters=bus.devices[0].parameters)
     bus = dataclasses.replace(bus, devices=(*bus.devices, ghost))
     samples = run_source([bus], rate_hz=2, duration_s=1.0)
@@ -117,14 +117,14 @@ def test_slow_bus_does_not_block_the_healthy_one() -> None:
         "slow",
         "tcp",
         [SimulatedDevice(address=1, profile="watlow_pm", delay_s=2.0)],
-        parameters={1: ["process_value"]},
+        parameters={1: ["analog_input_value"]},
         timeout_s=3.0,
     )
     healthy = sim_bus(
         "healthy",
         "rtu",
         [SimulatedDevice(address=1, profile="watlow_pm")],
-        parameters={1: ["process_value"]},
+        parameters={1: ["analog_input_value"]},
     )
     samples = run_source([slow, healthy], rate_hz=1, duration_s=4.0)
     fast = [s for s in samples if s.bus == "healthy"]
@@ -157,7 +157,7 @@ def test_snapshot_resumes_the_schedule() -> None:
         "r",
         "tcp",
         [SimulatedDevice(address=1, profile="watlow_pm")],
-        parameters={1: ["process_value"]},
+        parameters={1: ["analog_input_value"]},
     )
     source = ControllerSource([bus], rate_hz=5)
     first = math.floor(time.time() * 5) + 2
@@ -174,7 +174,7 @@ def test_stop_event_ends_after_the_tick_in_progress() -> None:
         "s",
         "tcp",
         [SimulatedDevice(address=1, profile="watlow_pm")],
-        parameters={1: ["process_value"]},
+        parameters={1: ["analog_input_value"]},
     )
     stop = threading.Event()
     source = ControllerSource([bus], rate_hz=10, stop=stop)

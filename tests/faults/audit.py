@@ -131,7 +131,7 @@ def audit(store: Store, buses: Sequence[BusSpec], answered: Mapping[str, Answere
         per_tick[(r.device, r.parameter, bus_starts[i][1])] += 1
         if r.error is None:
             values[(r.device, r.parameter)] += 1
-            if r.parameter == "active_set_point" and r.value != set_point(unit):
+            if r.parameter == "closed_loop_set_point" and r.value != set_point(unit):
                 result.wrong += 1
         else:
             result.errors[r.device][error_kind(r.error)] += 1

@@ -44,7 +44,7 @@ __all__ = [
 T = TypeVar("T")
 PROFILE = "watlow_pm"
 # Three reads per device (the registers are far apart), so a timeout holds back the others.
-PARAMETERS = ("process_value", "active_set_point", "heat_power")
+PARAMETERS = ("analog_input_value", "closed_loop_set_point", "heat_power")
 ROOT = Path(__file__).resolve().parents[2]
 # (unit id, table, address, count) -> reads answered with values: the simulator's own log.
 Answered = Counter[tuple[int, str, int, int]]

@@ -64,7 +64,7 @@ def test_slow_device(sims: SimLoop, store: Store, tmp_path: Path) -> None:
     late = result.timeouts_by
     report("slow device", store.name, result, late=sum(late.values()))
     # Exactly the reads that timed out were answered too late, and nothing else is missing.
-    assert sum(late.values()) > 0 and set(late) == {("slow-pm2", "process_value")}
+    assert sum(late.values()) > 0 and set(late) == {("slow-pm2", "analog_input_value")}
     result.assert_clean(late_answers=late)
     result.assert_errors({"slow-pm2": BACKOFF}, {"slow-pm2": "timeout: no response"})
 

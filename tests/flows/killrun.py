@@ -37,7 +37,7 @@ BUSES = {
         "--rtu-over-tcp",
         "rtu+tcp",
         {
-            3: ("kiln", "watlow_pm", ["process_value", "heat_power", "active_set_point"]),
+            3: ("kiln", "watlow_pm", ["analog_input_value", "heat_power", "closed_loop_set_point"]),
             4: ("flue", "servomex_4100", ["measurement_1", "measurement_1_name"]),
         },
     ),

@@ -58,7 +58,7 @@ timeout_s = 0.3
   name = "pm-b"
   profile = "watlow_pm"
   address = 5
-  parameters = ["process_value", "heat_power"]
+  parameters = ["analog_input_value", "heat_power"]
 
 [[sink]]
 kind = "sqlite"

@@ -29,7 +29,7 @@ def test_rows_carry_the_active_batch(tmp_path: Path) -> None:
             SimulatedDevice(address=1, profile="watlow_pm"),
             SimulatedDevice(address=2, profile="watlow_pm"),
         ],
-        parameters={1: ["process_value"], 2: ["process_value"]},
+        parameters={1: ["analog_input_value"], 2: ["analog_input_value"]},
     )
     memory = IntoMemory()
     config = Config(

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = {"tcp": "tcp://127.0.0.1:0", "rtu": "rtu://pty", "sim": "sim://"}
-PARAMS = '["process_value", "heat_power"]'
+PARAMS = '["analog_input_value", "heat_power"]'
 
 
 def six_bus_config(tmp_path: Path) -> Path:

@@ -30,7 +30,7 @@ def row(
     at_s: float,
     value: Value | None,
     *,
-    parameter: str = "process_value",
+    parameter: str = "analog_input_value",
     instance: int = 1,
     unit: str | None = "C",
     error: str | None = None,
@@ -74,8 +74,8 @@ def stats(w: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def test_statistics_per_key_and_window_whatever_the_arrival_order() -> None:
-    pv1 = dict(parameter="process_value", instance=1)
-    pv2 = dict(parameter="process_value", instance=2)
+    pv1 = dict(parameter="analog_input_value", instance=1)
+    pv2 = dict(parameter="analog_input_value", instance=2)
     rows = [
         row("pm-1", 8, 26.0, **pv1), row("pm-1", 2, 100.0, **pv2), row("pm-1", 1, 20.0, **pv1),
         row("pm-1", 5, 30.0, **pv1), row("pm-1", 11, 90.0, **pv2), row("pm-1", 3, 22.0, **pv1),
@@ -87,17 +87,25 @@ def test_statistics_per_key_and_window_whatever_the_arrival_order() -> None:
     got = by_key(windows)
     w1 = T0 + TEN_S
     assert set(got) == {
-        ("pm-1", "process_value", 1, T0),
-        ("pm-1", "process_value", 1, w1),
-        ("pm-1", "process_value", 2, T0),
-        ("pm-1", "process_value", 2, w1),
+        ("pm-1", "analog_input_value", 1, T0),
+        ("pm-1", "analog_input_value", 1, w1),
+        ("pm-1", "analog_input_value", 2, T0),
+        ("pm-1", "analog_input_value", 2, w1),
     }
     # Instance 1, window 0 arrived as 8, 1, 5, 3 s: first is the 1 s value, last the 8 s one.
-    assert stats(got["pm-1", "process_value", 1, T0]) == (4, 0, 24.5, 20.0, 30.0, 20.0, 26.0)
-    assert stats(got["pm-1", "process_value", 1, w1]) == (2, 0, 32.0, 31.0, 33.0, 31.0, 33.0)
-    assert stats(got["pm-1", "process_value", 2, T0]) == (1, 0, 100.0, 100.0, 100.0, 100.0, 100.0)
+    assert stats(got["pm-1", "analog_input_value", 1, T0]) == (4, 0, 24.5, 20.0, 30.0, 20.0, 26.0)
+    assert stats(got["pm-1", "analog_input_value", 1, w1]) == (2, 0, 32.0, 31.0, 33.0, 31.0, 33.0)
+    assert stats(got["pm-1", "analog_input_value", 2, T0]) == (
+        1,
+        0,
+        100.0,
+        100.0,
+        100.0,
+        100.0,
+        100.0,
+    )
     # Arrived as 11, 19, 14 s.
-    assert stats(got["pm-1", "process_value", 2, w1]) == (3, 0, 80.0, 70.0, 90.0, 90.0, 80.0)
+    assert stats(got["pm-1", "analog_input_value", 2, w1]) == (3, 0, 80.0, 70.0, 90.0, 90.0, 80.0)
     for (_, _, _, start), w in got.items():
         assert w["window_end"] == start + TEN_S
         assert w["window_start"].tzinfo == timezone.utc
@@ -121,10 +129,10 @@ def test_errors_and_text_values_stay_out_of_the_numeric_statistics() -> None:
     assert late == []
     got = by_key(windows)
     assert len(got) == 3
-    pm1 = got["pm-1", "process_value", 1, T0]
+    pm1 = got["pm-1", "analog_input_value", 1, T0]
     assert stats(pm1) == (4, 2, 15.0, 10.0, 20.0, 10.0, 20.0)
     # A device that only timed out: no readings at all, and no statistics.
-    pm2 = got["pm-2", "process_value", 1, T0]
+    pm2 = got["pm-2", "analog_input_value", 1, T0]
     assert stats(pm2) == (0, 2, None, None, None, None, None)
     assert pm2["unit"] == "C"
     gas = got["gas-1", "measurement_1_name", 1, T0]
@@ -147,10 +155,10 @@ def test_a_row_for_a_closed_window_comes_out_late_unchanged() -> None:
     windows, late = run(rows, length=TEN_S, lateness=lateness, align_to=T0)
     assert late == [expected_late]
     got = by_key(windows)
-    assert stats(got["pm-1", "process_value", 1, T0]) == (2, 0, 3.0, 1.0, 5.0, 1.0, 5.0)
-    w1 = got["pm-1", "process_value", 1, T0 + TEN_S]
+    assert stats(got["pm-1", "analog_input_value", 1, T0]) == (2, 0, 3.0, 1.0, 5.0, 1.0, 5.0)
+    w1 = got["pm-1", "analog_input_value", 1, T0 + TEN_S]
     assert stats(w1) == (2, 0, 12.25, 11.5, 13.0, 11.5, 13.0)
-    assert stats(got["pm-2", "process_value", 1, T0]) == (1, 0, 3.0, 3.0, 3.0, 3.0, 3.0)
+    assert stats(got["pm-2", "analog_input_value", 1, T0]) == (1, 0, 3.0, 3.0, 3.0, 3.0, 3.0)
     assert len(got) == 3
 
 

@@ -27,7 +27,7 @@ def row(i: int, device: str = "pm1", **extra: Any) -> dict[str, Any]:
     """Row ``i`` of device ``device``, one second after row ``i - 1``; ``extra`` overrides."""
     base = {
         "device": device,
-        "parameter": "process_value",
+        "parameter": "analog_input_value",
         "instance": 1,
         "requested_at": T0 + timedelta(seconds=i),
         "value": 20.0 + i / 10,

@@ -108,7 +108,7 @@ def test_sample_schema(tmp_path: Path) -> None:
         "device": "pm1",
         "address": 7,
         "protocol": "modbus-rtu",
-        "parameter": "process_value",
+        "parameter": "analog_input_value",
         "parameter_id": None,
         "instance": 1,
         "value": 21.5,

@@ -273,7 +273,7 @@ def test_as_the_sink_of_a_dataflow(table: str) -> None:
             "device": "pm-1",
             "address": 1,
             "protocol": "tcp",
-            "parameter": "process_value",
+            "parameter": "analog_input_value",
             "parameter_id": 4001,
             "instance": 1,
             "value": 20.0 + i,

@@ -53,8 +53,8 @@ def test_values_are_stored_as_documented(tmp_path: Path) -> None:
     part.write_batch([row(0), row(1, value=None, ok=None, unit=None, requested_at=cet)])
     part.close()
     assert query(path, "SELECT * FROM samples ORDER BY requested_at") == [
-        ("pm1", "process_value", 1, "2026-11-22T05:01:54.123456+00:00", 20.0, 1, "C"),
-        ("pm1", "process_value", 1, "2026-11-22T05:01:55.123456+00:00", None, None, None),
+        ("pm1", "analog_input_value", 1, "2026-11-22T05:01:54.123456+00:00", 20.0, 1, "C"),
+        ("pm1", "analog_input_value", 1, "2026-11-22T05:01:55.123456+00:00", None, None, None),
     ]
 
 

@@ -22,7 +22,7 @@ retries = 1
   name = "pm"
   profile = "watlow_pm"
   address = 7
-  parameters = ["process_value"]
+  parameters = ["analog_input_value"]
   instance = 2
 
 [[sink]]
@@ -43,13 +43,13 @@ TIMED = GOOD.replace(
 ).replace("retries = 1", "retries = 1\npause_s = 0.002")
 
 OVERRIDDEN = GOOD.replace(
-    'parameters = ["process_value"]',
-    'parameters = ["process_value", "input_error", "heat_power"]',
+    'parameters = ["analog_input_value"]',
+    'parameters = ["analog_input_value", "input_error", "heat_power"]',
 ).replace(
     "  instance = 2",
     """  instance = 2
 
-    [bus.device.override.process_value]
+    [bus.device.override.analog_input_value]
     word_order = "big"
     scale = 0.5
     offset = -10
@@ -69,7 +69,7 @@ OVERRIDDEN = GOOD.replace(
 INLINE = GOOD.replace(
     """  profile = "watlow_pm"
   address = 7
-  parameters = ["process_value"]
+  parameters = ["analog_input_value"]
   instance = 2""",
     """  address = 7
 

@@ -4,6 +4,7 @@ line."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,8 @@ def test_overrides(tmp_path: Path) -> None:
     (device,) = load_config(write(tmp_path, OVERRIDDEN)).buses[0].devices
     pv, err, heat = device.parameters
     assert (pv.name, pv.codec, pv.unit, pv.address, pv.id) == (
-        "process_value", Codec("float32", byte_order="ABCD", scale=0.5, offset=-10), "degF", 360,
-        4001,
+        "analog_input_value", Codec("float32", byte_order="ABCD", scale=0.5, offset=-10),
+        "degF", 360, 4001,
     )  # fmt: skip
     assert (err.labels, err.codec) == (
         ((1, "ok"), (2, "broken")),
@@ -57,7 +58,7 @@ def test_overrides(tmp_path: Path) -> None:
     assert (heat.address, heat.codec) == (1905, Codec("int16", byte_order="CDAB", scale=0.1))
     assert [(r.address, r.count) for r in device.reads] == [(360, 3), (1905, 1)]
     # The profile itself is untouched.
-    assert load_profile("watlow_pm").parameter("process_value").codec.byte_order == "CDAB"
+    assert load_profile("watlow_pm").parameter("analog_input_value").codec.byte_order == "CDAB"
 
 
 def test_inline_parameters(tmp_path: Path) -> None:
@@ -92,17 +93,17 @@ BROKEN_NEW = [
     (TIMED, "pause_s = 0.002", "pause_s = -0.5", "bus[0].pause_s: -0.5 must be >= 0"),
     (
         OVERRIDDEN,
-        "override.process_value]",
+        "override.analog_input_value]",
         "override.pv]",
-        f"{DEVICE}.override.pv: 'pv' is not a parameter of watlow_pm (known: process_value, "
-        "input_error, analog_input_2, heat_power, cool_power, closed_loop_set_point, "
-        "active_set_point, temperature_units)",
+        f"{DEVICE}.override.pv: 'pv' is not a parameter of watlow_pm (known: analog_input_value, "
+        "input_error, analog_input_2, heat_power, cool_power, set_point, "
+        "closed_loop_set_point, display_units)",
     ),
     (
         OVERRIDDEN,
         'word_order = "big"',
         'word_order = "middle"',
-        f"{DEVICE}.override.process_value.word_order: 'middle' is not one of big, little",
+        f"{DEVICE}.override.analog_input_value.word_order: 'middle' is not one of big, little",
     ),
     (
         OVERRIDDEN,
@@ -114,26 +115,26 @@ BROKEN_NEW = [
         OVERRIDDEN,
         'word_order = "big"',
         'word_order = "big"\n    byte_order = "ABCD"',
-        f"{DEVICE}.override.process_value.word_order: 'big' given with byte_order = 'ABCD'; give "
-        "one (word_order is the older alias: big = ABCD, little = CDAB)",
+        f"{DEVICE}.override.analog_input_value.word_order: 'big' given with byte_order = "
+        "'ABCD'; give one (word_order is the older alias: big = ABCD, little = CDAB)",
     ),
     (
         OVERRIDDEN,
         "scale = 0.5",
         "scale = 0",
-        f"{DEVICE}.override.process_value.scale: 0 is not a finite non-zero number",
+        f"{DEVICE}.override.analog_input_value.scale: 0 is not a finite non-zero number",
     ),
     (
         OVERRIDDEN,
         "offset = -10",
         'offset = "x"',
-        f"{DEVICE}.override.process_value.offset: 'x' is not a finite number",
+        f"{DEVICE}.override.analog_input_value.offset: 'x' is not a finite number",
     ),
     (
         OVERRIDDEN,
         "scale = 0.5",
         "scal = 0.5",
-        f"{DEVICE}.override.process_value.scal: unknown key; expected one of name, table, "
+        f"{DEVICE}.override.analog_input_value.scal: unknown key; expected one of name, table, "
         "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, labels",
     ),
     (
@@ -146,13 +147,13 @@ BROKEN_NEW = [
         OVERRIDDEN,
         'unit = "degF"',
         'unit = "degF"\n    name = "pv"',
-        f"{DEVICE}.override.process_value.name: 'pv': an override cannot rename a parameter",
+        f"{DEVICE}.override.analog_input_value.name: 'pv': an override cannot rename a parameter",
     ),
     (
         OVERRIDDEN,
         'unit = "degF"',
         "unit = 3",
-        f"{DEVICE}.override.process_value.unit: 3 is not a non-empty string",
+        f"{DEVICE}.override.analog_input_value.unit: 3 is not a non-empty string",
     ),
     (
         OVERRIDDEN,
@@ -183,8 +184,8 @@ BROKEN_NEW = [
     (
         GOOD,
         "  instance = 2",
-        "  instance = 2\n  override = { process_value = 3 }",
-        f"{DEVICE}.override.process_value: 3 is not a table",
+        "  instance = 2\n  override = { analog_input_value = 3 }",
+        f"{DEVICE}.override.analog_input_value: 3 is not a table",
     ),
     (
         INLINE,
@@ -273,7 +274,7 @@ BROKEN_NEW = [
     ),
     (
         GOOD,
-        'profile = "watlow_pm"\n  address = 7\n  parameters = ["process_value"]\n',
+        'profile = "watlow_pm"\n  address = 7\n  parameters = ["analog_input_value"]\n',
         "address = 7\n",
         f"{DEVICE}.profile: missing (or describe the registers in [[bus.device.parameter]])",
     ),
@@ -302,3 +303,46 @@ def test_broken_new_keys_give_one_line(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value) == f"{path}: {expected}"
+
+
+def test_old_parameter_names_still_work_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Names from before the Watlow profile followed Watlow's table: a config using one reads
+    the renamed parameter and logs one line naming the key, the old and the new name."""
+    text = textwrap.dedent(
+        """
+        [[bus]]
+        name = "b"
+        url = "tcp://127.0.0.1:0"
+        simulate = true
+
+          [[bus.device]]
+          name = "pm"
+          profile = "watlow_pm"
+          address = 1
+          parameters = ["process_value", "active_set_point", "set_point"]
+
+          [bus.device.override.temperature_units]
+          unit = "units"
+
+        [[sink]]
+        kind = "csv"
+        path = "out.csv"
+        """
+    )
+    path = write(tmp_path, text)
+    caplog.set_level("WARNING", logger="flows.config.buses")
+    (device,) = load_config(path).buses[0].devices
+    assert [(p.name, p.address) for p in device.parameters] == [
+        ("analog_input_value", 360), ("closed_loop_set_point", 2172), ("set_point", 2160)
+    ]  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"{path}: bus[0].device[0].override.temperature_units: 'temperature_units' is now "
+        "'display_units' in profile watlow_pm (the old name goes in the next release)",
+        f"{path}: bus[0].device[0].parameters[0]: 'process_value' is now 'analog_input_value' "
+        "in profile watlow_pm (the old name goes in the next release)",
+        f"{path}: bus[0].device[0].parameters[1]: 'active_set_point' is now "
+        "'closed_loop_set_point' in profile watlow_pm (the old name goes in the next release)",
+    ]

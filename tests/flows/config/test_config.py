@@ -39,7 +39,7 @@ def test_good_config_values(tmp_path: Path) -> None:
     assert (bus.timeout_s, bus.retries, bus.simulate) == (0.2, 1, False)
     (device,) = bus.devices
     assert (device.name, device.address, device.instance) == ("pm", 7, 2)
-    assert [p.name for p in device.parameters] == ["process_value"]
+    assert [p.name for p in device.parameters] == ["analog_input_value"]
     assert Path(config.sinks[0].path) == tmp_path / "out" / "x.csv"
 
 
@@ -82,7 +82,7 @@ BROKEN = [
         "(known: baudrate, bytesize, parity, stopbits)",
     ),
     ('profile = "watlow_pm"', 'profile = "watlow_pn"', None),
-    ('parameters = ["process_value"]', 'parameters = ["pv"]', None),
+    ('parameters = ["analog_input_value"]', 'parameters = ["pv"]', None),
     (
         'kind = "csv"',
         'kind = "excel"',
@@ -131,10 +131,10 @@ def test_broken_config_gives_one_line(
 PARTLY_KNOWN = [
     ('profile = "watlow_pm"', 'profile = "watlow_pn"', "bus[0].device[0].profile:", "watlow_pn"),
     (
-        'parameters = ["process_value"]',
+        'parameters = ["analog_input_value"]',
         'parameters = ["pv"]',
         "bus[0].device[0].parameters[0]: 'pv' is not a parameter of watlow_pm",
-        "process_value",
+        "analog_input_value",
     ),
     (
         'path = "out/x.csv"',

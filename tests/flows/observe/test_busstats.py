@@ -38,13 +38,13 @@ timeout_s = 0.05
   name = "pm-live"
   profile = "watlow_pm"
   address = 1
-  parameters = ["process_value", "heat_power", "cool_power"]
+  parameters = ["analog_input_value", "heat_power", "cool_power"]
 
   [[bus.device]]
   name = "pm-dead"
   profile = "watlow_pm"
   address = 2
-  parameters = ["process_value"]
+  parameters = ["analog_input_value"]
   simulate = { dead = true }
 
 [[bus]]

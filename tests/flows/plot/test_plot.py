@@ -60,7 +60,7 @@ timeout_s = 0.2
   name = "pm-dead"
   profile = "watlow_pm"
   address = 3
-  parameters = ["process_value", "heat_power"]
+  parameters = ["analog_input_value", "heat_power"]
   simulate = { dead = true }
 
 [[sink]]
@@ -88,7 +88,7 @@ PM_PARAMETERS = sorted(p.name for p in load_profile("watlow_pm").parameters)
 EXPECTED = {
     "pm-a": (PM_PARAMETERS, True, False),
     "gas-a": (["measurement_1"], True, False),
-    "pm-dead": (["heat_power", "process_value"], False, True),
+    "pm-dead": (["analog_input_value", "heat_power"], False, True),
 }
 BLUE, RED = (31, 119, 180), (214, 39, 40)  # tab:blue, tab:red
 
@@ -187,7 +187,7 @@ def test_one_axis_per_parameter_with_unit_and_values(out: Path, kind: str) -> No
         notes = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert notes == ([] if values else [f"no values: {12} error rows"] * len(parameters))
     fig = device_figure("pm-a", loaded)
-    ax = fig.axes[PM_PARAMETERS.index("process_value")]
+    ax = fig.axes[PM_PARAMETERS.index("analog_input_value")]
     assert ax.get_ylabel() == "degC"
     assert fig.axes[PM_PARAMETERS.index("heat_power")].get_ylabel() == "%"
     assert "measurement_1_name = O2" in device_figure("gas-a", loaded).get_suptitle()
@@ -200,7 +200,7 @@ def test_one_axis_per_parameter_with_unit_and_values(out: Path, kind: str) -> No
         else:
             sql = "SELECT value FROM samples WHERE {} ORDER BY midpoint_at"
             drawn = ax.lines[0].get_ydata()
-        where = "device = 'pm-a' AND parameter = 'process_value'"
+        where = "device = 'pm-a' AND parameter = 'analog_input_value'"
         stored = [v for (v,) in db.execute(sql.format(where))]
     assert len(stored) >= 3
     assert list(drawn) == stored
