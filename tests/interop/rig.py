@@ -4,31 +4,23 @@ file with no overrides, its rows read back from a JSON Lines sink."""
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 from bytewax.testing import run_main
+from pyModbusTCP.constants import (
+    EXP_DATA_ADDRESS,
+    EXP_GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND,
+    EXP_NONE,
+)
+from pyModbusTCP.server import DataHandler, ModbusServer
 
 from flows.acquire import build_flow
 from flows.config import load_config
 from tests.interop.watlow import PM
-
-try:
-    from pyModbusTCP.constants import (
-        EXP_DATA_ADDRESS,
-        EXP_GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND,
-        EXP_NONE,
-    )
-    from pyModbusTCP.server import DataHandler, ModbusServer
-except ModuleNotFoundError:  # pragma: no cover - the dev extra installs it
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("pyModbusTCP is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
 
 class PmHandler(DataHandler):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyModbusTCP.client import ModbusClient
 
 from bench.machine import free_ports
 from tests.interop.watlow import (
@@ -24,15 +25,6 @@ from tests.interop.watlow import (
     WORD_ORDER_ADDRESS,
     words_float,
 )
-
-try:
-    from pyModbusTCP.client import ModbusClient
-except ModuleNotFoundError:  # pragma: no cover - the dev extra installs it
-    import os
-
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("pyModbusTCP is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[2]
 # unit id -> (--device settings, word order code, units code); the simulator's default is
