@@ -120,8 +120,12 @@ def test_a_late_answer_is_never_taken_for_another_request(slave, tmp_path: Path,
     text = rtu_bus(line.path, {1: "slow", 2: "quick"})
     rows = run_flow(tmp_path, text, rate_hz=rate_hz, duration_s=duration_s)
     slow_rows = [r for r in rows if r["device"] == "slow"]
-    assert slow_rows and all(r["value"] is None and r["error"] for r in slow_rows)
-    assert any(r["error"] == "timeout" or "timeout" in r["error"] for r in slow_rows)
+    assert slow_rows and all(r["value"] is None for r in slow_rows)
+    # Its timeouts, then the rest of its tick not sent, then backoff: no other error (a
+    # late answer taken for another request would be a value, a bad frame or bad response).
+    assert {r["error"].split(":")[0] for r in slow_rows} <= {"timeout", "backoff"}
+    timed_out = {r["requested_at"] for r in slow_rows if r["error"].startswith("timeout")}
+    assert len(timed_out) >= 2
     check_rows(rows, quick, "quick", min_ticks=ticks)
     late = [s for s in line.sent if s.unit == 1]
     assert len(late) >= 2  # unit 1's answers did go out on the line, late
