@@ -104,7 +104,7 @@ def test_flow_reads_a_pm_on_the_hand_written_slave(slave, tmp_path: Path, pm: PM
 
 
 # (unit 2's delay, tick rate, duration, ticks): at 0.3 s a tick of unit 2's reads takes ~2 s.
-LATE_CASES = {"unit 2 at once": (0.0, 1.0, 4.0, 4), "unit 2 after 0.3 s": (0.3, 0.4, 5.0, 2)}
+LATE_CASES = {"unit 2 at once": (0.0, 1.0, 4.0, 4), "unit 2 after 0.3 s": (0.3, 0.4, 3.0, 2)}
 
 
 @pytest.mark.parametrize("case", LATE_CASES)
