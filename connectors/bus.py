@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from connectors.describe import Describer
 from connectors.parameter import Parameter
 from connectors.registers import Read, plan_reads
 from connectors.transport import BusUrl
@@ -35,6 +36,9 @@ class Device:
 
     ``reads`` is the request plan (``plan_reads`` with ``max_gap``), computed once.
     ``simulation`` is how the simulator plays it on a simulated bus (None: not simulated).
+    ``describe`` are its profile's registers that say how to read the rest
+    (connectors.describe); ``pinned`` the (parameter, field) pairs a config override set
+    (``byte_order``, ``unit``), which the device's say does not change.
     """
 
     name: str
@@ -46,6 +50,8 @@ class Device:
     retries: int | None = None  # None: the bus's
     pause_s: float = 0.0  # silence before each request to this device
     simulation: Simulation | None = None
+    describe: tuple[Describer, ...] = ()
+    pinned: frozenset[tuple[str, str]] = frozenset()
     reads: tuple[Read, ...] = field(init=False)
 
     def __post_init__(self) -> None:

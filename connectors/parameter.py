@@ -10,6 +10,7 @@ laid out (its :class:`~connectors.codec.Codec`) and how it is shown (unit, enum 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
@@ -64,6 +65,8 @@ PARAMETER_KEYS: tuple[Key, ...] = (
     Key("length"),
     Key("bit"),
     Key("labels"),
+    Key("quantity", default=True),
+    Key("range", default=True),
 )
 KEY_NAMES: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS)
 DEFAULT_KEYS: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS if k.default)
@@ -80,17 +83,34 @@ def _check_field(key: str, value: Any) -> None:
     if key == "labels":
         _check_labels(value)
         return
+    if key == "range":
+        _check_range(value)
+        return
     if key == "table":
         ok, want = value in TABLES, f"one of {', '.join(TABLES)}"
     elif key in ("address", "id"):
         top = 65535 if key == "address" else 2**63 - 1
         ok = (type(value) is int and 0 <= value <= top) or (key == "id" and value is None)
         want = f"an integer in 0..{top}"
-    else:  # name, unit
-        ok = (isinstance(value, str) and value != "") or (key == "unit" and value is None)
+    else:  # name, unit, quantity
+        ok = (isinstance(value, str) and value != "") or (key != "name" and value is None)
         want = "a non-empty string"
     if not ok:
         raise FieldError(key, f"{value!r} is not {want}")
+
+
+def _number(x: Any) -> bool:
+    return type(x) in (int, float) and math.isfinite(x)
+
+
+def _check_range(value: Any) -> None:
+    if value is None:
+        return
+    if not (isinstance(value, tuple) and len(value) == 2 and all(map(_number, value))):
+        shown = list(value) if isinstance(value, tuple) else value
+        raise FieldError("range", f"{shown!r} is not [lo, hi], two finite numbers")
+    if value[0] > value[1]:
+        raise FieldError("range", f"[{value[0]!r}, {value[1]!r}]: lo is above hi")
 
 
 def _check_labels(labels: Any) -> None:
@@ -124,6 +144,8 @@ class Parameter:
     id: int | None = None  # vendor parameter id
     unit: str | None = None
     labels: tuple[tuple[int, str], ...] = ()  # enum: raw value -> text for value_text
+    quantity: str | None = None  # what it measures ("temperature"): a units register's say
+    range: tuple[float, float] | None = None  # valid values; one outside is an error row
 
     def __post_init__(self) -> None:
         for key in _OWN_FIELDS:
@@ -136,6 +158,8 @@ class Parameter:
                 )
             if codec.scale != 1 or codec.offset != 0:
                 raise FieldError("labels", "enum labels apply to raw values: no scale or offset")
+        if self.range is not None and codec.type in ("string", "bit"):
+            raise FieldError("range", f"a range applies to numbers, not type {codec.type!r}")
         if self.address + codec.count > 65536:
             raise FieldError("address", f"{self.address}+{codec.count} registers run past 65535")
 
@@ -199,6 +223,8 @@ def parameter_fields(t: Table, keys: Iterable[str] = KEY_NAMES) -> dict[str, Any
         fields["byte_order"] = WORD_ORDERS[order]
     if "labels" in fields:
         fields["labels"] = _labels(t, fields["labels"])
+    if isinstance(fields.get("range"), list):  # checked with the other fields
+        fields["range"] = tuple(fields["range"])
     return fields
 
 

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
 from connectors.link import BusLink
-from connectors.registers import describe_plan, split_read
+from connectors.registers import Read, describe_plan, split_read
 from connectors.request import Outcome, Wire
 from connectors.sample import ErrorKind, Sample, TickStats
 
@@ -94,6 +94,7 @@ class BusPoller:
         self._stop_requested = False
         self._plans = {d.name: list(d.reads) for d in bus.devices}  # after any fallback
         self._backoff = {d.name: DeviceBackoff() for d in bus.devices}
+        self._versions: dict[str, int] = {}  # the description each device's plan follows
         self._reconnect = Reconnect()
         self._outage: Failure | None = None  # why the connection is down, in this tick
 
@@ -210,8 +211,16 @@ class BusPoller:
         read per parameter, which are read at once in the same tick.
         """
         backoff, plan, wire = self._backoff[device.name], self._plans[device.name], self._wire
+        desc = wire.descriptions.get(device.name)
         answered: bool | None = None
         i = 0
+        if desc is not None and desc.due:
+            # Its first request of the connection asks how to read it; failing, it stands
+            # for the first read of the plan (whose rows carry the failure).
+            outcome = await wire.describe(device, plan[0] if plan else None, tick, samples)
+            if outcome is not None:
+                answered, i = self._settle(outcome, answered), 1
+            self._replan(device)
         while i < len(plan):
             read = plan[i]
             if self._outage is not None:
@@ -232,14 +241,9 @@ class BusPoller:
                     self._bus.name, device.name, read.count, read.address,
                 )  # fmt: skip
                 continue
-            if outcome is Outcome.LOST:
-                lost = wire.lost or "connection lost"
-                self._reconnect.lost(lost)
-                self._outage = (ErrorKind.CONNECTION_LOST, lost)
-            elif outcome is Outcome.TIMEOUT:
-                answered = answered or False
-            else:
-                answered = True
+            answered = self._settle(outcome, answered)
+            if desc is not None:
+                self._replan(device)
             i += 1
         backoff.record(answered)
         if answered is False and backoff.silent == backoff.after:
@@ -248,6 +252,35 @@ class BusPoller:
                 self._bus.name, device.name, backoff.silent, backoff.every,
             )  # fmt: skip
         return self._outage
+
+    def _settle(self, outcome: Outcome, answered: bool | None) -> bool | None:
+        """Whether the device answered this tick so far, after a request's ``outcome``; a lost
+        connection is noted as the tick's outage."""
+        if outcome is Outcome.LOST:
+            lost = self._wire.lost or "connection lost"
+            self._reconnect.lost(lost)
+            self._outage = (ErrorKind.CONNECTION_LOST, lost)
+            return answered
+        if outcome is Outcome.TIMEOUT:
+            return answered or False
+        return True
+
+    def _replan(self, device: Device) -> None:
+        """Rebuild ``device``'s plan when what it says of itself changed (same reads, each
+        parameter with its codec and unit as the device says; a fallback split is kept)."""
+        desc = self._wire.descriptions[device.name]
+        if desc.version == self._versions.get(device.name, 0):
+            return
+        self._versions[device.name] = desc.version
+        now = desc.parameters()
+        plan = self._plans[device.name]
+        plan[:] = [
+            Read(r.table, r.address, r.count, tuple(now[p.name] for p in r.parameters))
+            for r in plan
+        ]
+        log.info(
+            "bus %s device %s: read as it says: %s", self._bus.name, device.name, desc.summary()
+        )
 
     async def _ensure_connected(self) -> Failure | None:
         """Open the client if it is not; None when connected, else the rows' failure."""

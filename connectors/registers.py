@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.codec import Decoder, Value, decoder, pack_registers
+from connectors.describe import Describer, read_describers
 from connectors.parameter import Parameter, RegisterTable, read_defaults, read_parameter
 from connectors.tomltable import Table, TableError
 
@@ -55,6 +56,8 @@ class Profile:
     parameters: tuple[Parameter, ...]
     renamed: Mapping[str, str] = field(default_factory=dict)
     """Names the profile's parameters had before: old name -> current name."""
+    describe: tuple[Describer, ...] = ()
+    """The registers that say how to read the rest (connectors.describe)."""
 
     def parameter(self, name: str) -> Parameter:
         """Return the parameter called ``name`` (or, by its old name, the one it was renamed
@@ -67,7 +70,9 @@ class Profile:
         raise KeyError(f"profile {self.name!r} has no parameter {name!r}; known: {known}")
 
 
-_PROFILE_KEYS = ("name", "description", "address_base", "defaults", "renamed", "parameter")
+_PROFILE_KEYS = (
+    "name", "description", "address_base", "defaults", "renamed", "describe", "parameter",
+)  # fmt: skip
 
 
 def shipped_profiles() -> list[str]:
@@ -126,7 +131,10 @@ def _load_file(path: Path) -> Profile:
             raise top.error(f"{old!r} is the name of parameter[{seen[old]}]", f"renamed.{old}")
         if not isinstance(new, str) or new not in seen:
             raise top.error(f"{new!r} is not a parameter of this profile", f"renamed.{old}")
-    return Profile(data["name"], data.get("description", ""), tuple(params), dict(renamed))
+    describe = read_describers(top.table("describe", data.get("describe", {})))
+    return Profile(
+        data["name"], data.get("description", ""), tuple(params), dict(renamed), describe
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +142,8 @@ class Read:
     """One request: ``count`` registers of ``table`` from ``address``, covering ``parameters``.
 
     ``decoders`` holds each parameter's byte offset in the response and its decoder, built
-    with the plan so a read's answer is decoded without settling types again.
+    with the plan so a read's answer is decoded without settling types again. ``checked``:
+    some value of it is checked once decoded (a parameter with a range, or a float).
     """
 
     table: RegisterTable
@@ -144,12 +153,17 @@ class Read:
     decoders: tuple[tuple[Parameter, int, Decoder], ...] = field(
         init=False, repr=False, compare=False
     )
+    checked: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         decoders = tuple(
             (p, 2 * (p.address - self.address), decoder(p.codec)) for p in self.parameters
         )
         object.__setattr__(self, "decoders", decoders)
+        checked = any(
+            p.range is not None or p.codec.type in ("float32", "float64") for p in self.parameters
+        )
+        object.__setattr__(self, "checked", checked)
 
 
 def _joins(

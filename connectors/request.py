@@ -11,6 +11,7 @@ a while, so its tail is not taken for the next answer.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -22,6 +23,8 @@ from typing import Any
 from pymodbus.exceptions import ModbusException
 
 from connectors.bus import Bus, Device
+from connectors.codec import Value
+from connectors.describe import Description
 from connectors.faults import exception_text
 from connectors.link import BusLink, Client
 from connectors.parameter import Parameter
@@ -44,6 +47,26 @@ def _read_name(table: str) -> str:
     if name is None:
         raise ValueError(f"no read for register table {table!r} (known: {', '.join(_READS)})")
     return name
+
+
+# A float beyond 1e12, or not 0 and within 1e-12 of it (denormals too), is garbage most
+# likely: what a value read in the wrong word order decodes to (75.3 -> 1e-23, 100 -> 1e-41).
+_ABSURD, _TINY = 1e12, 1e-12
+
+
+def _implausible(x: float) -> bool:
+    """Whether float ``x`` is NaN, infinite, absurdly large or absurdly small (not 0)."""
+    size = abs(x)
+    return not size <= _ABSURD or 0 < size < _TINY
+
+
+def _within(x: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= x <= bounds[1]
+
+
+def _num(x: float) -> str:
+    """``x`` as TOML would write it: 9999, not 9999.0."""
+    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def read_call(client: Client, table: str) -> Callable[..., Awaitable[Any]]:
@@ -88,6 +111,12 @@ class Wire:
         self._timing = (bus.timeout_s, bus.retries)  # the client's timeout and retries now
         self._idle_since = -math.inf  # when the last transaction ended (monotonic)
         self._resync = False
+        self.descriptions = {
+            d.name: Description(bus.name, d.name, d.parameters, d.describe, d.pinned)
+            for d in bus.devices
+            if d.describe
+        }
+        self._warned: set[tuple[str, str]] = set()  # (device, parameter) warned implausible
         self.lost: str | None = None  # how the connection went down in the last request
         self.reads = 0
         self.errors = 0
@@ -107,9 +136,13 @@ class Wire:
         self._timing = (bus.timeout_s, bus.retries)
         try:
             ok = await client.connect()
-            return None if ok else f"connection failed: cannot open {self._link.url}"
         except (ModbusException, OSError) as exc:
             return f"connection failed: {exc}"
+        if not ok:
+            return f"connection failed: cannot open {self._link.url}"
+        for desc in self.descriptions.values():  # a new connection: ask the devices again
+            desc.due = True
+        return None
 
     async def _quiet(self, need: float) -> None:
         """Keep the bus silent for ``need`` seconds since the last transaction ended (the RTU
@@ -120,11 +153,11 @@ class Wire:
         while (wait := self._idle_since + need - time.monotonic()) > 0:
             await self._sleep(wait)
 
-    async def request(
-        self, device: Device, read: Read, tick: int, out: list[Sample], *, fallback: bool = False
-    ) -> Outcome:
-        """Send ``read`` to ``device`` and append its samples (values or error rows) to
-        ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead."""
+    async def _call(
+        self, device: Device, table: str, address: int, count: int
+    ) -> tuple[Any, Outcome, ErrorKind | None, str | None, datetime, datetime]:
+        """Send one read; (response or None, outcome of a failure, its kind and text, the
+        request's and the answer's time). The response may be an exception response."""
         client = self._client
         assert client is not None, "connected() first"
         timing = self._timings[device.name]
@@ -134,12 +167,12 @@ class Wire:
         need = max(self._gap, self._bus.pause_s, device.pause_s)
         if need > 0 or self._resync:
             await self._quiet(need)
-        call = read_call(client, read.table)
+        call = read_call(client, table)
         requested = self._clock()
         self.reads += 1
-        outcome, code = Outcome.FAILED, None
+        outcome, response = Outcome.FAILED, None
         try:
-            response = await call(read.address, count=read.count, device_id=device.address)
+            response = await call(address, count=count, device_id=device.address)
         except Exception as exc:
             kind, error = read_failure(exc)
             if kind is ErrorKind.INTERNAL:
@@ -149,6 +182,52 @@ class Wire:
             kind = error = None
         received = self._clock()
         self._idle_since = time.monotonic()
+        return response, outcome, kind, error, requested, received
+
+    async def describe(
+        self, device: Device, first: Read | None, tick: int, out: list[Sample]
+    ) -> Outcome | None:
+        """Ask ``device`` how to read it (its describing registers, connectors.describe),
+        before its first data read of the connection. None when it answered (values or an
+        exception: what it said is kept, or the profile's settings with a WARNING); else
+        the failure, whose rows are those of ``first``, the read it stands for this tick."""
+        desc = self.descriptions[device.name]
+        for table, address, count in desc.spans():
+            response, outcome, kind, error, requested, received = await self._call(
+                device, table, address, count
+            )
+            code = None
+            if kind is None and response.isError():
+                code = getattr(response, "exception_code", 0)
+                why = f"answered {exception_text(code)}"
+                for d in desc.describers:
+                    if d.table == table and address <= d.address < address + count:
+                        desc.unknown(d, None, why)
+                continue
+            if kind is None and len(response.registers) != count:
+                kind = ErrorKind.BAD_RESPONSE
+                error = f"bad response: {count} registers asked, {len(response.registers)} given"
+            if kind is not None:
+                if first is not None:
+                    self.errors += 1
+                    out.extend(
+                        self._sample(device, p, tick, requested, received, None, error, kind, code)
+                        for p in first.parameters
+                    )
+                return outcome
+            desc.take(table, address, response.registers)
+        desc.due = False
+        return None
+
+    async def request(
+        self, device: Device, read: Read, tick: int, out: list[Sample], *, fallback: bool = False
+    ) -> Outcome:
+        """Send ``read`` to ``device`` and append its samples (values or error rows) to
+        ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead."""
+        response, outcome, kind, error, requested, received = await self._call(
+            device, read.table, read.address, read.count
+        )
+        code = None
         if kind is None:
             if response.isError():
                 code = getattr(response, "exception_code", 0)
@@ -161,15 +240,61 @@ class Wire:
                 except ValueError as exc:
                     kind, error = ErrorKind.BAD_RESPONSE, f"bad response: {exc}"
                 else:
-                    out.extend(
-                        self._sample(device, p, tick, requested, received, v, None, None, None)
-                        for p, v in values
-                    )
+                    desc = self.descriptions.get(device.name)
+                    if read.checked:
+                        self._checked(device, desc, values, tick, requested, received, out)
+                    else:
+                        out.extend(
+                            self._sample(device, p, tick, requested, received, v, None, None, None)
+                            for p, v in values
+                        )
+                    if desc is not None:
+                        desc.take(read.table, read.address, response.registers)
                     return Outcome.ANSWERED
         self.errors += 1
         for p in read.parameters:
             out.append(self._sample(device, p, tick, requested, received, None, error, kind, code))
         return outcome
+
+    def _checked(
+        self,
+        device: Device,
+        desc: Description | None,
+        values: list[tuple[Parameter, Value]],
+        tick: int,
+        requested: datetime,
+        received: datetime,
+        out: list[Sample],
+    ) -> None:
+        """The samples of ``values``, each checked: a value outside its parameter's range is
+        an error row; an implausible float whose byte order the device did not say is
+        warned of, once per device and parameter."""
+        for p, v in values:
+            if p.range is not None and isinstance(v, int | float) and not _within(v, p.range):
+                self.errors += 1
+                error = f"out of range: {v!r} not in [{_num(p.range[0])}, {_num(p.range[1])}]"
+                row = (None, error, ErrorKind.OUT_OF_RANGE, None)
+                out.append(self._sample(device, p, tick, requested, received, *row))
+                continue
+            if (
+                type(v) is float
+                and _implausible(v)
+                and not (desc is not None and desc.self_described(p))
+            ):
+                self._warn_implausible(device, p, v)
+            out.append(self._sample(device, p, tick, requested, received, v, None, None, None))
+
+    def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
+        if (device.name, p.name) in self._warned:
+            return
+        self._warned.add((device.name, p.name))
+        order = p.codec.byte_order
+        other = {"ABCD": "CDAB", "CDAB": "ABCD", "BADC": "DCBA", "DCBA": "BADC"}[order]
+        log.warning(
+            "bus %s device %s: %s decoded as %r in byte order %s, which the device does not "
+            "say; if its words come in the other order, set override.%s.byte_order = %s",
+            self._bus.name, device.name, p.name, value, order, p.name, json.dumps(other),
+        )  # fmt: skip
 
     def _settle(self, kind: ErrorKind, error: str) -> tuple[Outcome, ErrorKind, str]:
         """The outcome of a raised failure, given the state the client is left in: a lost

@@ -23,6 +23,7 @@ class ErrorKind(Enum):
     BAD_FRAME = "bad frame"  # an answer that failed its CRC or did not decode
     BAD_RESPONSE = "bad response"  # a well-formed answer that is not the one asked for
     INTERNAL = "internal error"  # a bug: the request raised something unforeseen
+    OUT_OF_RANGE = "out of range"  # an answer whose value is outside its parameter's range
 
 
 @dataclass(slots=True)
@@ -63,8 +64,9 @@ class TickStats:
     """How one tick of one bus went: one per tick polled, emitted with its samples.
 
     ``devices`` counts the devices of the bus (backed-off ones too); ``reads`` the
-    requests sent; ``errors`` the requests that failed (timeout, exception response, bad
-    frame) plus the reads not sent because the connection is down. Reads held back by
+    requests sent (a device's description read too); ``errors`` the requests that failed
+    (timeout, exception response, bad frame), the reads not sent because the connection is
+    down, and the values out of their parameter's range. Reads held back by
     backoff (error rows of kind :attr:`ErrorKind.BACKOFF`) count in neither. A merged read rejected
     with exception 2 and replaced by one read per parameter counts in ``reads`` only.
     ``late`` counts the slots skipped after this tick because it overran; ``drift_s`` how

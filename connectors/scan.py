@@ -10,10 +10,14 @@
   is there (a silent unit costs one timeout). Values, an exception code or a bad frame:
   something is. Exceptions 10 and 11 are a gateway speaking for a silent unit: nobody.
 - Identification, with addresses and types from ``connectors/profiles``. ``watlow_pm``:
-  holding 2490 (temperature units) is 15 or 30, and the float32 process value (360) and
-  set point (2160) are both 0 or finite with 1e-3 <= |x| <= 1e5 in the profile's word order
-  (low word first); if only high word first, the snippet overrides their byte order to ABCD
-  (in the wrong order 75.3 or 100.0 decode to about 1e-23 or 1e-41). ``servomex_4100``:
+  holding 2490 (display units) is 15 or 30, and the float32 process value (360) and set
+  point (2160) are both 0 or finite with 1e-3 <= |x| <= 1e5 in the word order the PM's
+  word-order register (holding 2488 x2, the profile's ``[describe.word_order]``) says; the
+  snippet then says so in a comment, and the flow reads both registers itself. A PM whose
+  register says nothing known (or contradicts its floats) is tried in the profile's order
+  (low word first), then high word first, in which case the snippet overrides the floats'
+  byte order to ABCD (in the wrong order 75.3 or 100.0 decode to about 1e-23 or 1e-41).
+  Values are shown in the units the PM says (degC/degF). ``servomex_4100``:
   input 0-6 (measurement 1) holds a finite float32, at 2 a name of printable ASCII with a
   letter and only NUL/space padding, at 5 printable units or none (all zeros never pass).
 - Output: a progress line per unit on stderr; on stdout ``[[bus]]`` with the URL as given and
@@ -83,14 +87,16 @@ class Answer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Found:
-    """A unit that answered: its profile (None: unidentified), why, what it answered, and
-    ``byte_order`` when its floats are in another byte order than its profile's."""
+    """A unit that answered: its profile (None: unidentified), why, what it answered,
+    ``byte_order`` when its floats are in another byte order than its profile's and it does
+    not say so itself, and ``described`` what it says of how to read it (None: nothing)."""
 
     address: int
     profile: str | None
     evidence: str
     answers: tuple[Answer, ...]
     byte_order: str | None = None
+    described: str | None = None
 
 
 def _plausible(x: object) -> bool:
@@ -105,21 +111,48 @@ def _text(p: Parameter, words: Sequence[int]) -> str | None:
     return str(decode(p.codec, words))
 
 
-def _watlow(pm: Profile, pv: Answer, sp: Answer, units: int) -> tuple[str, str | None] | None:
-    """(evidence, byte order if not the profile's) when the reads look like a PM's."""
+# Watlow's names of the word orders its "Modbus Word Order" register (17043) says.
+_WATLOW_ORDERS = {"CDAB": "Low_High", "ABCD": "High_Low"}
+
+
+def _watlow(
+    pm: Profile, pv: Answer, sp: Answer, units: int, said: str | None
+) -> tuple[str, str | None, str | None] | None:
+    """(evidence, byte order if not the profile's and not said, what the device said) when
+    the reads look like a PM's. ``said`` is the byte order its word-order register says
+    (None: not readable or unknown); it is tried first, then the profile's order, then
+    high word first."""
     p_pv, p_sp = pm.parameter("analog_input_value"), pm.parameter("set_point")
-    for order in dict.fromkeys((p_pv.codec.byte_order, "ABCD")):  # the profile's order first
+    profile_order = p_pv.codec.byte_order
+    for order in dict.fromkeys(o for o in (said, profile_order, "ABCD") if o):
         values = [
             decode(dataclasses.replace(p.codec, byte_order=order), a.registers or ())
             for p, a in ((p_pv, pv), (p_sp, sp))
         ]
         if all(_plausible(v) for v in values):
-            unit = pm.parameter("display_units").label(units)
-            evidence = f"process value {values[0]:g}, set point {values[1]:g}, units {unit}"
-            if order == p_pv.codec.byte_order:
-                return evidence, None
-            return f"{evidence}; floats in byte order {order}, not {p_pv.codec.byte_order}", order
+            label = pm.parameter("display_units").label(units)
+            unit = _unit(pm, units)
+            evidence = f"process value {values[0]:g} {unit}, set point {values[1]:g} {unit}"
+            evidence += f", units {label}"
+            if order == said:
+                name = _WATLOW_ORDERS.get(order, order)
+                told = (
+                    f"the device says word order {name} ({order}) and units {label} ({unit}); "
+                    "the flow reads both from it at connect, no override needed"
+                )
+                return f"{evidence}, word order {name}", None, told
+            if order == profile_order:
+                return evidence, None, None
+            return f"{evidence}; floats in byte order {order}, not {profile_order}", order, None
     return None
+
+
+def _unit(pm: Profile, raw: int) -> str:
+    """The unit a PM's display units register value ``raw`` gives its temperatures."""
+    for d in pm.describe:
+        if d.sets == "unit" and (unit := d.recognise([raw])) is not None:
+            return unit
+    return pm.parameter("analog_input_value").unit or ""
 
 
 def _servomex(o2: Profile, block: Sequence[int]) -> str | None:
@@ -157,13 +190,16 @@ class _Prober:
         transport.set_timing(self.client, timeout=self.timeout_s, retries=0)
 
     async def read(self, unit: int, p: Parameter, count: int = 0) -> Answer:
-        at = {"table": p.table, "address": p.address, "count": count or p.count}
+        return await self.read_at(unit, p.table, p.address, count or p.count)
+
+    async def read_at(self, unit: int, table: str, address: int, count: int) -> Answer:
+        at = {"table": table, "address": address, "count": count}
         if self.gap:
             await asyncio.sleep(self.gap)
         client = self.client
-        call = read_call(client, p.table)
+        call = read_call(client, table)
         try:
-            response = await call(p.address, count=at["count"], device_id=unit)
+            response = await call(address, count=count, device_id=unit)
         except transport.BadFrameError as exc:
             return Answer(**at, error=f"bad frame: {exc.text}")
         except (ModbusException, OSError) as exc:
@@ -188,8 +224,10 @@ class _Prober:
         if pv.silent or pv.exception_code in GATEWAY_CODES:
             return None
 
-        def found(profile: str | None, evidence: str, order: str | None = None) -> Found:
-            kw = {"profile": profile, "evidence": evidence, "byte_order": order}
+        def found(
+            profile: str | None, evidence: str, order: str | None = None, told: str | None = None
+        ) -> Found:
+            kw = {"profile": profile, "evidence": evidence, "byte_order": order, "described": told}
             return Found(address=unit, answers=tuple(answers), **kw)
 
         if pv.registers is not None:
@@ -197,7 +235,13 @@ class _Prober:
             labels = dict(pm.parameter("display_units").labels)
             if units.registers is not None and units.registers[0] in labels:
                 answers.append(sp := await self.read(unit, pm.parameter("set_point")))
-                if sp.registers is not None and (is_pm := _watlow(pm, pv, sp, units.registers[0])):
+                said = None
+                for d in (d for d in pm.describe if d.sets == "byte_order"):
+                    answers.append(order := await self.read_at(unit, d.table, d.address, d.count))
+                    said = d.recognise(order.registers) if order.registers else None
+                if sp.registers is not None and (
+                    is_pm := _watlow(pm, pv, sp, units.registers[0], said)
+                ):
                     return found(pm.name, *is_pm)
         first, last = o2.parameter("measurement_1"), o2.parameter("measurement_1_units")
         count = last.address + last.count - first.address
@@ -254,6 +298,8 @@ def snippet(bus: BusUrl, url: str, found: Sequence[Found], *, name: str | None =
             lines += [f"  # address = {f.address}", '  # profile = "..."  # or parameter tables']
             continue
         lines += ["  [[bus.device]]", f"  # {f.evidence}"]
+        if f.described:
+            lines.append(f"  # {f.described}")
         order = _toml(f.byte_order)
         lines.append(f"  name = {_toml(f.profile.replace('_', '-') + f'-{f.address}')}")
         lines += [f"  profile = {_toml(f.profile)}", f"  address = {f.address}"]

@@ -102,8 +102,13 @@ def _current(t: Table, profile: Profile, name: str, key: str) -> str:
     return new
 
 
-def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
-    """The profile's parameters chosen by ``parameters``, with ``[override.<name>]`` applied."""
+# Override keys that pin a field against what the device says of itself (connectors.describe).
+_PINS = {"byte_order": "byte_order", "word_order": "byte_order", "unit": "unit"}
+
+
+def _profile_parameters(t: Table, profile_name: str) -> tuple[Profile, tuple[Parameter, ...]]:
+    """The profile, and its parameters chosen by ``parameters``, with ``[override.<name>]``
+    applied."""
     try:
         profile = load_profile(profile_name)
     except ProfileError as exc:
@@ -145,7 +150,18 @@ def _profile_parameters(t: Table, profile_name: str) -> tuple[Parameter, ...]:
         parameters.append(p)
     if not parameters:
         raise t.error("lists no parameters", "parameters")
-    return tuple(parameters)
+    return profile, tuple(parameters)
+
+
+def _pinned(t: Table, profile: Profile) -> frozenset[tuple[str, str]]:
+    """(parameter, field) of each override key that pins a field the device may describe
+    (the overrides were checked by _profile_parameters)."""
+    return frozenset(
+        (profile.renamed.get(name, name), _PINS[key])
+        for name, entry in t.data.get("override", {}).items()
+        for key in entry
+        if key in _PINS
+    )
 
 
 def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
@@ -168,6 +184,7 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
     name = t.get("name", str, check=check_name)
     address = t.get("address", int, check=check_unit_id)
     profile_name = t.get("profile", str, default=None)
+    describe: dict[str, Any] = {}
     if profile_name is not None and "parameter" in t.data:
         raise t.error(
             "a device takes a profile or its own [[bus.device.parameter]] tables, not both",
@@ -192,7 +209,8 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
     else:
         if profile_name.endswith(".toml"):
             profile_name = str(base_dir / profile_name)
-        parameters = _profile_parameters(t, profile_name)
+        profile, parameters = _profile_parameters(t, profile_name)
+        describe = {"describe": profile.describe, "pinned": _pinned(t, profile)}
     instance = t.get(
         "instance", int, _DEVICE["instance"], lambda v: None if v >= 1 else "must be >= 1"
     )
@@ -234,6 +252,7 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
         instance=instance,
         simulation=sim,
         **timing,
+        **describe,
     )
 
 

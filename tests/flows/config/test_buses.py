@@ -61,6 +61,32 @@ def test_overrides(tmp_path: Path) -> None:
     assert load_profile("watlow_pm").parameter("analog_input_value").codec.byte_order == "CDAB"
 
 
+def test_devices_carry_their_profiles_description_and_what_overrides_pin(tmp_path: Path) -> None:
+    """A device reads how its profile says the device describes itself; an override's
+    byte_order (or word_order) and unit pin those fields against what the device says."""
+    (device,) = load_config(write(tmp_path, OVERRIDDEN)).buses[0].devices
+    pm = load_profile("watlow_pm")
+    assert device.describe == pm.describe and len(device.describe) == 2
+    assert device.pinned == frozenset(
+        {("analog_input_value", "byte_order"), ("analog_input_value", "unit"),
+         ("input_error", "byte_order")}
+    )  # fmt: skip
+    (plain,) = load_config(write(tmp_path, GOOD)).buses[0].devices
+    assert plain.describe == pm.describe and plain.pinned == frozenset()
+    # An override by a parameter's old name pins the parameter by its new one.
+    text = GOOD.replace(
+        "  instance = 2",
+        '  instance = 2\n\n    [bus.device.override.process_value]\n    unit = "K"\n'
+        "    range = [0, 500]",
+    )
+    (renamed,) = load_config(write(tmp_path, text)).buses[0].devices
+    assert renamed.pinned == frozenset({("analog_input_value", "unit")})
+    (pv,) = renamed.parameters
+    assert (pv.unit, pv.range, pv.quantity) == ("K", (0, 500), "temperature")
+    (inline,) = load_config(write(tmp_path, INLINE)).buses[0].devices
+    assert inline.describe == () and inline.pinned == frozenset()
+
+
 def test_inline_parameters(tmp_path: Path) -> None:
     (device,) = load_config(write(tmp_path, INLINE)).buses[0].devices
     assert [p.name for p in device.parameters] == ["temperature", "flow", "mode", "alarm", "tag"]
@@ -135,7 +161,8 @@ BROKEN_NEW = [
         "scale = 0.5",
         "scal = 0.5",
         f"{DEVICE}.override.analog_input_value.scal: unknown key; expected one of name, table, "
-        "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, labels",
+        "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, labels, "
+        "quantity, range",
     ),
     (
         OVERRIDDEN,
@@ -257,7 +284,7 @@ BROKEN_NEW = [
         'unit = "degC"',
         'unit = "degC"\n    units = "K"',
         f"{DEVICE}.parameter[0].units: unknown key; expected one of name, table, address, type, "
-        "id, byte_order, word_order, scale, offset, unit, length, bit, labels",
+        "id, byte_order, word_order, scale, offset, unit, length, bit, labels, quantity, range",
     ),
     (
         INLINE,
@@ -284,6 +311,30 @@ BROKEN_NEW = [
         'url = "tcp://127.0.0.1:0"\nsimulate = true',
         f"{DEVICE}.parameter: a device on a simulated bus needs a profile (the simulator serves "
         "profiles)",
+    ),
+    (
+        OVERRIDDEN,
+        "scale = 0.5",
+        "scale = 0.5\n    range = [5, 1]",
+        f"{DEVICE}.override.analog_input_value.range: [5, 1]: lo is above hi",
+    ),
+    (
+        OVERRIDDEN,
+        "scale = 0.5",
+        'scale = 0.5\n    range = [0, "x"]',
+        f"{DEVICE}.override.analog_input_value.range: [0, 'x'] is not [lo, hi], two finite numbers",
+    ),
+    (
+        INLINE,
+        "length = 4",
+        "length = 4\n    range = [0, 1]",
+        f"{DEVICE}.parameter[4].range: a range applies to numbers, not type 'string'",
+    ),
+    (
+        OVERRIDDEN,
+        "scale = 0.5",
+        'scale = 0.5\n    quantity = ""',
+        f"{DEVICE}.override.analog_input_value.quantity: '' is not a non-empty string",
     ),
     (
         GOOD,

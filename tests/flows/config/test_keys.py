@@ -45,6 +45,8 @@ WITH_KEY: dict[str, dict[str, str]] = {
     "length": {"type": '"string"', "length": "3"},
     "bit": {"type": '"bit"', "bit": "5"},
     "labels": {"labels": '{ 1 = "on" }'},
+    "quantity": {"quantity": '"temperature"'},
+    "range": {"range": "[-5, 100.5]"},
 }
 
 
