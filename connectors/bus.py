@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from connectors.describe import Describer
 from connectors.parameter import Parameter
@@ -20,7 +21,14 @@ class Simulation:
     ``delay_s`` answers late, ``dead`` never answers, ``exception_code`` answers every read
     with that Modbus exception, ``garbage`` (``rtu`` only) answers with a frame whose CRC is
     wrong; ``set_point`` is the set point the simulated controller starts with.
+    ``word_order`` and ``units`` are how a controller that says how it is read (a Watlow PM)
+    is set: its 32-bit values low word first (``low_high``, Watlow's factory default) or high
+    word first (``high_low``), and its temperatures in degC (``C``) or degF (``F``); it serves
+    its word order and units registers to match.
     """
+
+    WORD_ORDERS: ClassVar[tuple[str, ...]] = ("low_high", "high_low")
+    UNITS: ClassVar[tuple[str, ...]] = ("C", "F")
 
     profile: str
     set_point: float | None = None
@@ -28,6 +36,8 @@ class Simulation:
     dead: bool = False
     exception_code: int | None = None
     garbage: bool = False
+    word_order: str = "low_high"
+    units: str = "C"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

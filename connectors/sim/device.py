@@ -11,7 +11,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TextIO
 
 from pymodbus.constants import ExcCodes
@@ -25,15 +25,17 @@ from pymodbus.pdu.register_message import (
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.bus import Simulation
-from connectors.codec import encode
+from connectors.codec import Codec, encode
 from connectors.parameter import Parameter
 from connectors.registers import Profile, load_profile
-from connectors.sim.models import device_values
+from connectors.sim.models import SETTINGS, device_values, fahrenheit, setting_registers
 
 __all__ = ["DeviceState", "InProcessClient", "SimulatedDevice"]
 
 _TABLES = {3: "holding", 4: "input"}  # function code -> register table
 _RESPONSES = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}
+# A device's word order setting -> the byte order of its 32-bit (and longer) values.
+_BYTE_ORDERS = {"low_high": "CDAB", "high_low": "ABCD"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +49,18 @@ class SimulatedDevice:
     dead: bool = False
     exception_code: int | None = None
     garbage: bool = False  # rtu only: answer with a frame whose CRC is wrong
+    # How a controller that says how it is read (a Watlow PM) is set: its word order
+    # ("low_high", "high_low") and display units ("C", "F").
+    word_order: str = "low_high"
+    units: str = "C"
+
+    def __post_init__(self) -> None:
+        if self.word_order not in Simulation.WORD_ORDERS:
+            raise ValueError(
+                f"word_order {self.word_order!r} is not one of {', '.join(Simulation.WORD_ORDERS)}"
+            )
+        if self.units not in Simulation.UNITS:
+            raise ValueError(f"units {self.units!r} is not one of {', '.join(Simulation.UNITS)}")
 
     @classmethod
     def of(cls, address: int, simulation: Simulation) -> SimulatedDevice:
@@ -87,36 +101,55 @@ class DeviceState:
         self.started = started
         self.rng = random.Random(seed if seed is None else seed + spec.address)
         self._values: dict[str, int | float | str] = {}
-        # name -> (value, its words): encoded on the first read of a value, kept while the
-        # model gives the same value (set points and most states do not move).
-        self._words: dict[str, tuple[int | float | str, list[int]]] = {}
+        # name -> (value, byte order, its words): encoded on the first read of a value, kept
+        # while the model gives the same value (set points and most states do not move).
+        self._words: dict[str, tuple[int | float | str, str, list[int]]] = {}
+        # Holding registers in which the device says how it is read (its settings).
+        self._settings = SETTINGS.get(self.profile.name, ((), None))[0]
         self._refreshed = -math.inf
         self._spans = _SPANS.setdefault(id(self.profile), (self.profile, {}))[1]
         # (table, address, count) -> reads answered with values: the device's own log, to
         # hold what a run stored against (error answers and silences are not in it).
         self.answered: Counter[tuple[str, int, int]] = Counter()
         self.log: TextIO | None = None  # also one line per answered read, if set
+        # (table, address, count) -> the register words answered, if set to a dict (tests
+        # hold each stored value against what its device served).
+        self.served: dict[tuple[str, int, int], set[tuple[int, ...]]] | None = None
         # Cleared by BusSimulator.stop(), with ``stops`` counted up: a request still being
         # handled (a delayed answer) then finds its connection closed, so its answer would
         # never be sent and must not be counted.
         self.serving = True
         self.stops = 0
 
+    def _codec(self, p: Parameter) -> Codec:
+        """How ``p`` is laid out on the wire: as its profile says, but a self-describing
+        controller's (a PM's) values of two registers or more in its own word order."""
+        codec = p.codec
+        if self.profile.name in SETTINGS and codec.count > 1 and codec.type != "string":
+            order = _BYTE_ORDERS[self.spec.word_order]
+            if codec.byte_order != order:
+                codec = replace(codec, byte_order=order)
+        return codec
+
     def _word(self, p: Parameter) -> list[int]:
-        """``p``'s register words, from the model as of at most 0.1 s ago."""
+        """``p``'s register words, from the model as of at most 0.1 s ago, in the device's
+        units (the model's temperatures are degC) and word order."""
         now = time.monotonic()
+        spec = self.spec
         if now - self._refreshed >= _REFRESH_S:
-            spec = self.spec
             self._values = device_values(
                 self.profile, now - self.started, spec.address, self.rng, spec.set_point
             )
             self._refreshed = now
         value = self._values[p.name]
+        if spec.units == "F" and p.unit == "degC" and isinstance(value, int | float):
+            value = fahrenheit(value)
+        codec = self._codec(p)
         known = self._words.get(p.name)
-        if known is not None and _same(known[0], value):
-            return known[1]
-        words = encode(p.codec, value)
-        self._words[p.name] = (value, words)
+        if known is not None and known[1] == codec.byte_order and _same(known[0], value):
+            return known[2]
+        words = encode(codec, value)
+        self._words[p.name] = (value, codec.byte_order, words)
         return words
 
     def _span(self, table: str, address: int, count: int) -> list[tuple[int, Parameter]] | None:
@@ -131,6 +164,8 @@ class DeviceState:
                 if p.table == table and p.address < end and p.address + p.count > address
             ]
             covered = {r for first, p in met for r in range(first, first + p.count)}
+            if table == "holding":
+                covered.update(self._settings)
             whole = covered.issuperset(range(address, end))
             self._spans[key] = met if whole else None
         return self._spans[key]
@@ -152,14 +187,32 @@ class DeviceState:
             # A parameter may start before the read or end after it: clip it to the read.
             lo, hi = max(offset, at), min(offset + len(words), at + count)
             registers[lo:hi] = words[lo - offset : hi - offset]
+        if table == "holding" and self._settings:
+            spec = self.spec
+            for register, word in setting_registers(
+                self.profile.name, spec.word_order, spec.units
+            ).items():
+                if address <= register < address + count:
+                    registers[at + register - address] = word
+        if self.served is not None:
+            words = tuple(registers[at : at + count])
+            self.served.setdefault((table, address, count), set()).add(words)
         return True
 
     def sim_device(self) -> SimDevice:
         blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
+        taken: set[int] = set()
         for p in self.profile.parameters:
             blocks[p.table].append(
                 SimData(p.address, count=p.count, values=0, datatype=DataType.REGISTERS)
             )
+            if p.table == "holding":
+                taken.update(range(p.address, p.address + p.count))
+        for register in self._settings:
+            if register not in taken:
+                blocks["holding"].append(
+                    SimData(register, count=1, values=0, datatype=DataType.REGISTERS)
+                )
         for table, block in blocks.items():
             if not block:  # pymodbus wants every block non-empty; keep it unreadable
                 blocks[table] = [SimData(0, datatype=DataType.INVALID)]

@@ -1,5 +1,7 @@
 """How simulated controllers' values move: a Watlow PM heats toward its set point with a
-first-order lag and noise; a Servomex analyser reads about 20.9 % O2 with noise."""
+first-order lag and noise; a Servomex analyser reads about 20.9 % O2 with noise. The models
+work in degC; :func:`setting_registers` gives the registers in which a controller says how it
+is read (a PM's word order and display units), as its settings make them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Callable
 
 from connectors.registers import Profile
 
-__all__ = ["MODELS", "device_values"]
+__all__ = ["MODELS", "SETTINGS", "device_values", "fahrenheit", "setting_registers"]
 
 
 Model = Callable[[float, int, random.Random, float], dict[str, float | str]]
@@ -27,7 +29,7 @@ def _watlow_pm(elapsed: float, unit: int, rng: random.Random, sp: float) -> dict
         "closed_loop_set_point": sp,
         "heat_power": round(heat, 2),
         "cool_power": 0.0,
-        "display_units": 15,  # Celsius
+        "display_units": 15,  # Celsius (the device's units setting decides what is served)
     }
 
 
@@ -72,3 +74,34 @@ def device_values(
     return {
         p.name: known.get(p.name, "" if p.codec.type == "string" else 0) for p in profile.parameters
     }
+
+
+def fahrenheit(celsius: float) -> float:
+    """``celsius`` in degF, rounded to what a controller shows (3 decimals)."""
+    return round(celsius * 9.0 / 5.0 + 32.0, 3)
+
+
+# Watlow's "Communications - Modbus Word Order" (17043) is a wide enumeration, served as a
+# 32-bit value in the controller's own order: Low_High (1331) [1331, 0], High_Low (1330)
+# [0, 1330]. "Communications - Display Units" (17050): 15 = C, 30 = F.
+_PM_WORD_ORDER = {"low_high": [1331, 0], "high_low": [0, 1330]}
+_PM_UNITS = {"C": 15, "F": 30}
+
+
+def _watlow_pm_settings(word_order: str, units: str) -> dict[int, int]:
+    low, high = _PM_WORD_ORDER[word_order]
+    return {2488: low, 2489: high, 2490: _PM_UNITS[units]}
+
+
+# Profile name -> (its holding registers that say how it is read, their words for a device's
+# word order ("low_high", "high_low") and units ("C", "F")).
+SETTINGS: dict[str, tuple[tuple[int, ...], Callable[[str, str], dict[int, int]]]] = {
+    "watlow_pm": ((2488, 2489, 2490), _watlow_pm_settings),
+}
+
+
+def setting_registers(profile: str, word_order: str, units: str) -> dict[int, int]:
+    """Holding register -> word, of the registers in which a controller of ``profile`` says
+    how it is read, set to ``word_order`` and ``units`` (none for a profile without)."""
+    known = SETTINGS.get(profile)
+    return known[1](word_order, units) if known else {}

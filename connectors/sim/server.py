@@ -8,10 +8,18 @@ lag and noise; a Servomex analyser reads about 20.9 % O2 with noise.
 
 Fault knobs per device: ``delay_s`` (answer late), ``dead`` (never answer),
 ``exception_code`` (answer every read with that Modbus exception) and, on an ``rtu``
-bus, ``garbage`` (answer with a frame whose CRC is wrong). :meth:`BusSimulator.set_fault`
-changes them while the bus runs. With ``wire_time=True`` an ``rtu`` bus carries every
-frame at the speed of its baud rate (:func:`wire_time_s`), and ``turnaround_s`` is the
-device's delay between the end of a request and the start of its answer.
+bus, ``garbage`` (answer with a frame whose CRC is wrong). A Watlow PM's settings:
+``word_order`` (``low_high``, its 32-bit values low word first, Watlow's factory default, or
+``high_low``) and ``units`` (``C`` or ``F``); it serves its word order register (2488-2489:
+[1331, 0] for low_high, [0, 1330] for high_low) and display units (2490: 15 or 30) to match.
+:meth:`BusSimulator.set_fault` changes any of them while the bus runs. With
+``wire_time=True`` an ``rtu`` bus carries every frame at the speed of its baud rate
+(:func:`wire_time_s`), and ``turnaround_s`` is the device's delay between the end of a
+request and the start of its answer.
+
+Each request is answered under its own transaction and unit ids, however many are in flight
+on one connection (:class:`_RequestHandler`; pymodbus's own handler stamps a delayed answer
+with the ids of the request received last).
 
 Every read a device answers with values is counted (:meth:`BusSimulator.answered`, and with
 ``--log`` one line per read), so what a run stored can be held against what was answered.
@@ -19,15 +27,17 @@ Every read a device answers with values is counted (:meth:`BusSimulator.answered
 Standalone, for pointing a real client at it::
 
     python -m connectors.sim --tcp 127.0.0.1:5020 --device 1:watlow_pm \
-        --device 2:servomex_4100 [--log answered.txt]
+        --device 2:watlow_pm:high_low:F --device 3:servomex_4100 [--log answered.txt]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import logging
 import os
 import time
 from collections import Counter
@@ -36,10 +46,12 @@ from collections.abc import Sequence
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.bus import Bus
+from connectors.bus import Bus, Simulation
 from connectors.sim.cable import Cable, open_pty
 from connectors.sim.device import DeviceState, InProcessClient, SimulatedDevice
 
@@ -48,8 +60,71 @@ __all__ = ["BusSimulator", "simulator_for"]
 KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
 
 
+log = logging.getLogger(__name__)
+
+
 async def _silent(*_args: object) -> ExcCodes | None:
     raise NoSuchIdException("no simulated device at this unit id")
+
+
+class _RequestHandler(ServerRequestHandler):
+    """pymodbus's handler of one connection, answering each request under its own ids.
+
+    pymodbus 3.16's ``ServerRequestHandler.handle_request`` awaits the datastore (where a
+    simulated device waits out its ``delay_s``) and then stamps the response with the
+    transaction id and unit id of ``self.last_pdu`` and sends it to ``self.last_addr``: the
+    connection's latest request, which ``callback_data`` replaces with every frame received.
+    A request arriving while a delayed one was being answered made the delayed answer go out
+    under the new request's ids, so the client took one device's values for another's (the
+    cross-talk of issue 17). Here each request is taken from ``last_pdu`` as it is received,
+    in order, and answered under its own ids and to its own address.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self._received: collections.deque[tuple[ModbusPDU, tuple | None]] = collections.deque()
+
+    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+        used = super().callback_data(data, addr)  # schedules handle_later once per request
+        if self.last_pdu:
+            self._received.append((self.last_pdu, self.last_addr))
+        return used
+
+    def handle_later(self) -> None:
+        if self._received:
+            pdu, addr = self._received.popleft()
+            task = self.loop.create_task(self._answer(pdu, addr))
+            _ANSWERING.add(task)
+            task.add_done_callback(_ANSWERING.discard)
+
+    async def _answer(self, pdu: ModbusPDU, addr: tuple | None) -> None:
+        try:
+            response = await pdu.datastore_update(self.server.context, pdu.dev_id)
+        except NoSuchIdException:
+            return  # a unit id nobody simulates, or a dead device: no answer
+        except Exception:
+            log.exception("simulated device %d failed a request", pdu.dev_id)
+            response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
+        response.transaction_id, response.dev_id = pdu.transaction_id, pdu.dev_id
+        self.server_send(response, addr)
+
+
+_ANSWERING: set[asyncio.Task[None]] = set()  # requests being answered, kept from the GC
+
+
+class _Handled:
+    """A pymodbus server whose connections are handled by :class:`_RequestHandler`."""
+
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)  # type: ignore[attr-defined]
+
+
+class _TcpServer(_Handled, ModbusTcpServer):
+    pass
+
+
+class _SerialServer(_Handled, ModbusSerialServer):
+    pass
 
 
 class BusSimulator:
@@ -103,8 +178,9 @@ class BusSimulator:
         )
 
     def set_fault(self, address: int, **knobs: object) -> None:
-        """Change fault knobs of the device at ``address`` while the bus runs, e.g.
-        ``set_fault(2, dead=True)``; takes effect from the next request (any kind)."""
+        """Change knobs of the device at ``address`` while the bus runs, e.g.
+        ``set_fault(2, dead=True)`` or ``set_fault(1, word_order="high_low", units="F")``;
+        takes effect from the next request (any kind). ValueError for a setting it has not."""
         state = self.devices[address]
         state.spec = dataclasses.replace(state.spec, **knobs)  # type: ignore[arg-type]
 
@@ -139,7 +215,7 @@ class BusSimulator:
                 wire_time=self.wire_time,
                 turnaround_s=self.turnaround_s,
             )
-            self._server = ModbusSerialServer(
+            self._server = _SerialServer(
                 context,
                 framer=FramerType.RTU,
                 port=server_path,
@@ -150,7 +226,7 @@ class BusSimulator:
             self.url = f"rtu://{client_path}?baudrate={self.baudrate}"
             return self.url
         framer = FramerType.SOCKET if self.kind == "tcp" else FramerType.RTU
-        self._server = ModbusTcpServer(
+        self._server = _TcpServer(
             context,
             framer=framer,
             address=(self.host, self.port),
@@ -194,11 +270,25 @@ def simulator_for(bus: Bus) -> BusSimulator:
     )
 
 
+_DEVICE_FORM = "UNIT:PROFILE[:low_high|high_low][:C|F]"
+
+
 def _parse_device(text: str) -> SimulatedDevice:
-    unit, _, profile = text.partition(":")
+    """``UNIT:PROFILE`` and, in any order, the device's word order and units settings."""
+    unit, _, rest = text.partition(":")
+    profile, *settings = rest.split(":")
     if not unit.isdigit() or not profile:
-        raise argparse.ArgumentTypeError(f"{text!r} is not UNIT:PROFILE (e.g. 1:watlow_pm)")
-    return SimulatedDevice(address=int(unit), profile=profile)
+        raise argparse.ArgumentTypeError(f"{text!r} is not {_DEVICE_FORM} (e.g. 1:watlow_pm)")
+    knobs: dict[str, str] = {}
+    for setting in settings:
+        key = "word_order" if setting in Simulation.WORD_ORDERS else "units"
+        if setting not in (*Simulation.WORD_ORDERS, *Simulation.UNITS) or key in knobs:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {setting!r} is not a word order (low_high, high_low) or units "
+                f"(C, F), or is given twice ({_DEVICE_FORM})"
+            )
+        knobs[key] = setting
+    return SimulatedDevice(address=int(unit), profile=profile, **knobs)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -234,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--log", metavar="PATH", help="append 'UNIT TABLE ADDRESS COUNT' per read answered"
     )
     parser.add_argument(
-        "--device", type=_parse_device, action="append", required=True, metavar="UNIT:PROFILE"
+        "--device", type=_parse_device, action="append", required=True, metavar=_DEVICE_FORM
     )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):

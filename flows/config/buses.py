@@ -239,6 +239,15 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
             exception_code=s.get(
                 "exception_code", int, None, lambda v: None if 1 <= v <= 255 else "is not 1-255"
             ),
+            word_order=s.get(
+                "word_order",
+                str,
+                "low_high",
+                lambda v: None if v in Simulation.WORD_ORDERS else "is not low_high or high_low",
+            ),
+            units=s.get(
+                "units", str, "C", lambda v: None if v in Simulation.UNITS else "is not C or F"
+            ),
         )
         s.done()
     elif simulated:

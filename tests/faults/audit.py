@@ -8,8 +8,9 @@
 * missing: (device, tick, parameter) of a tick that ran (its bus statistics row) with no
   row at all. A row belongs to the last tick of its bus started at or before its
   ``requested_at``.
-* wrong: set point value rows that are not the device's own set point (an answer taken for
-  another device's).
+* wrong: value rows that are not a value their device served for their parameter (an
+  answer taken for another device's or another read's), when the simulator kept what it
+  served (SimLoop does); and set point value rows that are not the device's own set point.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from connectors.codec import decode
 from connectors.registers import load_profile
-from tests.faults.rig import PARAMETERS, PROFILE, Answered, BusSpec, set_point
+from tests.faults.rig import PARAMETERS, PROFILE, Answered, BusSpec, Served, set_point
 from tests.faults.stores import Store
 
 __all__ = ["Audit", "audit", "error_kind", "report"]
@@ -105,9 +107,33 @@ def _covering(answered: Answered, unit: int, name: str) -> int:
     )  # fmt: skip
 
 
-def audit(store: Store, buses: Sequence[BusSpec], answered: Mapping[str, Answered]) -> Audit:
-    """Audit ``store`` against ``answered`` (per bus name: its simulator's log)."""
+def _served_values(served: Served) -> dict[tuple[int, str], set[object]]:
+    """(unit, parameter) -> every value the device served for it, decoded from the words of
+    each read that held all of the parameter's registers."""
+    profile = load_profile(PROFILE)
+    values: dict[tuple[int, str], set[object]] = defaultdict(set)
+    for unit, reads in served.items():
+        for (table, address, count), answers in reads.items():
+            for name in PARAMETERS:
+                p = profile.parameter(name)
+                at = p.address - address
+                if p.table == table and at >= 0 and at + p.count <= count:
+                    values[(unit, name)].update(
+                        decode(p.codec, words[at : at + p.count]) for words in answers
+                    )
+    return values
+
+
+def audit(
+    store: Store,
+    buses: Sequence[BusSpec],
+    answered: Mapping[str, Answered],
+    served: Mapping[str, Served] | None = None,
+) -> Audit:
+    """Audit ``store`` against ``answered`` (per bus name: its simulator's log) and, where
+    given, ``served`` (per bus name: what each of its devices served)."""
     result = Audit()
+    own = {name: _served_values(s) for name, s in (served or {}).items()}
     rows, ticks = store.samples(), store.ticks()
     result.rows = len(rows)
     starts: dict[str, list[tuple[object, int]]] = defaultdict(list)
@@ -131,8 +157,11 @@ def audit(store: Store, buses: Sequence[BusSpec], answered: Mapping[str, Answere
         per_tick[(r.device, r.parameter, bus_starts[i][1])] += 1
         if r.error is None:
             values[(r.device, r.parameter)] += 1
-            if r.parameter == "closed_loop_set_point" and r.value != set_point(unit):
-                result.wrong += 1
+            not_own_set_point = r.parameter == "closed_loop_set_point" and r.value != set_point(
+                unit
+            )
+            not_served = bus in own and r.value not in own[bus].get((unit, r.parameter), ())
+            result.wrong += not_own_set_point or not_served
         else:
             result.errors[r.device][error_kind(r.error)] += 1
             if r.error == "timeout: no response":

@@ -32,6 +32,7 @@ __all__ = [
     "PROFILE",
     "Answered",
     "BusSpec",
+    "Served",
     "SimLoop",
     "SimProcess",
     "at_phase",
@@ -48,6 +49,8 @@ PARAMETERS = ("analog_input_value", "closed_loop_set_point", "heat_power")
 ROOT = Path(__file__).resolve().parents[2]
 # (unit id, table, address, count) -> reads answered with values: the simulator's own log.
 Answered = Counter[tuple[int, str, int, int]]
+# unit id -> (table, address, count) -> the register words it answered such reads with.
+Served = dict[int, dict[tuple[str, int, int], set[tuple[int, ...]]]]
 
 
 def device_name(bus: str, unit: int) -> str:
@@ -81,6 +84,8 @@ class SimLoop:
 
         async def make() -> BusSimulator:
             sim = BusSimulator(kind, devices, **options)
+            for state in sim.devices.values():
+                state.served = {}  # what each device answered, for the audit to hold values to
             await sim.start()
             return sim
 
@@ -104,6 +109,17 @@ class SimLoop:
     def answered(self, sim: BusSimulator) -> Answered:
         async def read() -> Answered:
             return sim.answered()
+
+        return self.call(read())
+
+    def served(self, sim: BusSimulator) -> Served:
+        """What each device of ``sim`` answered its reads with (a copy)."""
+
+        async def read() -> Served:
+            return {
+                unit: {read: set(words) for read, words in (state.served or {}).items()}
+                for unit, state in sim.devices.items()
+            }
 
         return self.call(read())
 

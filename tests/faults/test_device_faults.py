@@ -42,7 +42,7 @@ def run(
     if "delay_s" in healthy:
         healthy["delay_s"] = 0.0
     run_flow(config, [(HEAL_AT_S, lambda: sims.set_fault(sim, 2, **healthy))])
-    result = audit(store, [bus], {bus.name: sims.answered(sim)})
+    result = audit(store, [bus], {bus.name: sims.answered(sim)}, {bus.name: sims.served(sim)})
     assert result.slots == RATE_HZ * DURATION_S
     answered, stored = result.per_device[f"{fault}-pm2"]
     assert stored > 0 and answered > 0, "the healed device is read again"
@@ -59,13 +59,20 @@ def test_dead_device(sims: SimLoop, store: Store, tmp_path: Path) -> None:
 
 def test_slow_device(sims: SimLoop, store: Store, tmp_path: Path) -> None:
     # Answers 0.12 s after each request, past its 0.05 s timeout: the poller has moved on,
-    # and pymodbus drops the answer when it comes (its transaction id is an old one).
+    # and pymodbus drops the answer when it comes (its transaction and unit ids are not
+    # those of the request in flight, if any). Every value stored is one its own device
+    # served for that parameter (the audit's ``wrong``), so a late answer taken for another
+    # request's cannot pass.
     result, _ = run(sims, store, tmp_path, "slow", "tcp", delay_s=0.12)
     late = result.timeouts_by
     report("slow device", store.name, result, late=sum(late.values()))
-    # Exactly the reads that timed out were answered too late, and nothing else is missing.
     assert sum(late.values()) > 0 and set(late) == {("slow-pm2", "analog_input_value")}
-    result.assert_clean(late_answers=late)
+    # Only reads that timed out were answered and not stored (a timed-out request that asked
+    # the device how to read it, not for a parameter, is answered late without a loss), and
+    # nothing else is missing or wrong.
+    lost = result.lost_by
+    assert all(0 < lost[k] <= late[k] for k in lost) and set(lost) <= set(late), (lost, late)
+    result.assert_clean(late_answers=lost)
     result.assert_errors({"slow-pm2": BACKOFF}, {"slow-pm2": "timeout: no response"})
 
 
@@ -76,7 +83,7 @@ def test_slow_device_within_its_timeout_loses_nothing(
     bus = BusSpec("lag", sim.url, (1, 2, 3), device_timeouts=((2, 0.15),))
     config = write_config(tmp_path / "a.toml", [bus], store.sinks(), rate_hz=5, duration_s=2)
     run_flow(config)
-    result = audit(store, [bus], {bus.name: sims.answered(sim)})
+    result = audit(store, [bus], {bus.name: sims.answered(sim)}, {bus.name: sims.served(sim)})
     report("slow device within its timeout", store.name, result)
     result.assert_clean()
     assert not result.errors and result.value_rows == 3 * 3 * 10
@@ -102,3 +109,25 @@ def test_garbage_frames_on_an_rtu_pty_bus(sims: SimLoop, store: Store, tmp_path:
         {"noise-pm2": ("bad frame: CRC check failed",)}, {"noise-pm2": "bad frame: CRC"}
     )
     assert result.timeouts_by == Counter()  # found at once, not after a timeout
+
+
+def test_late_answers_are_never_stored_under_another_device(
+    sims: SimLoop, store: Store, tmp_path: Path
+) -> None:
+    # Issue 17's cross-talk, at 0.4 of its time: unit 2 answers in 0.12 s, unit 3 in 0.32 s,
+    # past the bus's 0.2 s timeout, so unit 3's late answer comes while unit 2's next request
+    # is in flight. (The simulator once sent it under that request's ids: unit 3's values
+    # were stored as unit 2's, and unit 2's as unit 3's.)
+    sim = sims.serve("tcp", [*pms(2, delay_s=0.12), *pms(3, delay_s=0.32)])
+    bus = BusSpec("xtalk", sim.url, (2, 3), timeout_s=0.2)
+    config = write_config(tmp_path / "a.toml", [bus], store.sinks(), rate_hz=5, duration_s=3)
+    run_flow(config)
+    result = audit(store, [bus], {bus.name: sims.answered(sim)}, {bus.name: sims.served(sim)})
+    report("late answers on a shared connection", store.name, result)
+    assert result.wrong == 0, result.line()  # every value is one its own device served
+    rows = store.samples()
+    hot = [r for r in rows if r.device == "xtalk-pm2" and r.error is None]
+    assert hot and min(r.latency_s for r in hot) >= 0.12
+    assert not [r for r in rows if r.device == "xtalk-pm3" and r.error is None]
+    assert result.timeouts_by[("xtalk-pm3", "analog_input_value")] > 0
+    assert set(result.errors) == {"xtalk-pm3"}, result.errors

@@ -61,7 +61,7 @@ def test_tcp_simulator_stopped_with_a_request_in_flight(
     )
     stop = at_phase(RATE_HZ, 0.022, lambda: sims.stop(sim))
     run_flow(config, [(0.5, stop), (1.1, lambda: sims.start(sim))])
-    result = audit(store, [bus], {bus.name: sims.answered(sim)})
+    result = audit(store, [bus], {bus.name: sims.answered(sim)}, {bus.name: sims.served(sim)})
     report("TCP simulator stopped mid-request, restarted", store.name, result)
     check_outage(result, store, bus)
     # The read in flight failed as the connection closed, not after its 0.5 s timeout.
@@ -147,7 +147,7 @@ def test_postgres_connections_terminated_mid_run(
     actions += [(0.7 + 0.6 * i, kill_mid_write) for i in range(4)]
     with caplog.at_level(logging.WARNING, logger="sinks.postgres"):
         run_flow(config, actions)
-    result = audit(postgres, [bus], {bus.name: sims.answered(sim)})
+    result = audit(postgres, [bus], {bus.name: sims.answered(sim)}, {bus.name: sims.served(sim)})
     report("pg_terminate_backend", postgres.name, result)
     result.assert_clean()
     assert not result.errors and result.value_rows == result.rows == 3 * 3 * 10 * DURATION_S
