@@ -19,11 +19,12 @@ import pytest
 
 from bench.machine import free_ports
 from connectors import scan
-from connectors.registers import PROFILE_DIR, load_profile
+from connectors.registers import load_profile
 from connectors.sim import BusSimulator, SimulatedDevice
 from connectors.sim.cable import open_pty
 from connectors.transport import parse_bus_url
 from flows.config import load_config, parse_config
+from tests.connectors.pmserver import PMServer
 
 try:
     import tomllib
@@ -35,10 +36,6 @@ TIMEOUT_S = 0.1
 
 
 def bus_devices(tmp_path: Path) -> list[SimulatedDevice]:
-    # A PM set to high word first: the same model under a profile with the other byte order.
-    swapped = tmp_path / "watlow_pm_abcd.toml"
-    text = (PROFILE_DIR / "watlow_pm.toml").read_text(encoding="utf-8")
-    swapped.write_text(text.replace('byte_order = "CDAB"', 'byte_order = "ABCD"'), "utf-8")
     # A device with registers at holding 360 (which read 0.0 as a float) but nothing else.
     meter = tmp_path / "meter.toml"
     meter.write_text(
@@ -52,7 +49,7 @@ def bus_devices(tmp_path: Path) -> list[SimulatedDevice]:
         SimulatedDevice(address=5, profile="watlow_pm", exception_code=4),
         SimulatedDevice(address=6, profile="watlow_pm", exception_code=11),  # a gateway's "none"
         SimulatedDevice(address=7, profile="watlow_pm", dead=True),
-        SimulatedDevice(address=8, profile=str(swapped)),
+        SimulatedDevice(address=8, profile="watlow_pm", word_order="high_low", units="F"),
         SimulatedDevice(address=10, profile="servomex_4100"),
     ]
 
@@ -167,8 +164,15 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
         8: "watlow_pm",
         10: "servomex_4100",
     }
-    assert by_unit[3].byte_order is None and by_unit[8].byte_order == "ABCD"
-    assert "units C" in by_unit[3].evidence
+    # Both say their word order and units (test_scan_of_a_pm_that_does_not_say: one that not).
+    assert [by_unit[u].byte_order for u in (3, 8)] == [None, None]
+    assert "set point 85 degC, units C, word order Low_High" in by_unit[3].evidence
+    assert by_unit[3].described == (
+        "the device says word order Low_High (CDAB) and units C (degC); "
+        "the flow reads both from it at connect, no override needed"
+    )
+    assert "set point 230 degF, units F, word order High_Low" in by_unit[8].evidence
+    assert "says word order High_Low (ABCD) and units F (degF)" in (by_unit[8].described or "")
     assert by_unit[10].evidence.startswith("measurement 1: O2 20.")
     assert by_unit[5].evidence.startswith(
         "answered every read with an exception: server device failure (4)"
@@ -193,15 +197,44 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
     devices = {d.address: d for d in bus.devices}
     assert sorted(devices) == [3, 8, 10]
     assert devices[3].name == "watlow-pm-3"
-    assert devices[3].parameters == load_profile("watlow_pm").parameters
+    pm = load_profile("watlow_pm")
+    assert devices[3].parameters == devices[8].parameters == pm.parameters
+    assert devices[3].describe == devices[8].describe == pm.describe
     assert devices[10].parameters == load_profile("servomex_4100").parameters
-    swapped = {
-        p.name: p.codec.byte_order for p in devices[8].parameters if p.codec.type == "float32"
-    }
-    assert set(swapped.values()) == {"ABCD"} and "analog_input_value" in swapped
+    assert "# the device says word order High_Low (ABCD) and units F (degF)" in text
     for unit in (4, 5):  # listed, as comments, with what they answered
         assert f"# unit {unit} answered" in text and f'# name = "unit-{unit}"' in text
     assert "holding 360 x2: exception server device failure (4)" in text
+
+
+@pytest.mark.parametrize("word_order", [[0, 0], [7, 9]])
+def test_scan_of_a_pm_that_does_not_say(word_order: list[int]) -> None:
+    """A PM (a plain pymodbus server, not the simulator) in high word first whose word order
+    register says nothing known: its floats are tried in both orders and the snippet
+    overrides their byte order."""
+    server = PMServer("high_low", "F")
+    server.put(2488, word_order)
+
+    async def scanned() -> list[scan.Found]:
+        url = await server.start()
+        try:
+            return await scan.scan(parse_bus_url(url), units=[1], timeout_s=TIMEOUT_S)
+        finally:
+            await server.stop()
+
+    (found,) = asyncio.run(scanned())
+    assert found.profile == "watlow_pm" and found.byte_order == "ABCD"
+    assert found.described is None
+    assert found.evidence == (
+        "process value 234.567 degF, set point 250 degF, units F; "
+        "floats in byte order ABCD, not CDAB"
+    )
+    text = scan.snippet(parse_bus_url("tcp://192.0.2.1"), "tcp://192.0.2.1", [found])
+    (device,) = parse_config(tomllib.loads(text)).buses[0].devices
+    floats = [p for p in device.parameters if p.codec.type == "float32"]
+    assert floats and {p.codec.byte_order for p in floats} == {"ABCD"}
+    # The override pins the byte order: what the device might say later does not change it.
+    assert ("analog_input_value", "byte_order") in device.pinned
 
 
 def test_snippet_of_unidentified_units_only_is_all_comments() -> None:
