@@ -154,10 +154,11 @@ class Wire:
             await self._sleep(wait)
 
     async def _call(
-        self, device: Device, table: str, address: int, count: int
+        self, device: Device, table: str, address: int, count: int, *, counted: bool = True
     ) -> tuple[Any, Outcome, ErrorKind | None, str | None, datetime, datetime]:
-        """Send one read; (response or None, outcome of a failure, its kind and text, the
-        request's and the answer's time). The response may be an exception response."""
+        """Send one read (counted in :attr:`reads` unless not ``counted``); (response or
+        None, outcome of a failure, its kind and text, the request's and the answer's time).
+        The response may be an exception response."""
         client = self._client
         assert client is not None, "connected() first"
         timing = self._timings[device.name]
@@ -169,7 +170,7 @@ class Wire:
             await self._quiet(need)
         call = read_call(client, table)
         requested = self._clock()
-        self.reads += 1
+        self.reads += counted
         outcome, response = Outcome.FAILED, None
         try:
             response = await call(address, count=count, device_id=device.address)
@@ -190,11 +191,12 @@ class Wire:
         """Ask ``device`` how to read it (its describing registers, connectors.describe),
         before its first data read of the connection. None when it answered (values or an
         exception: what it said is kept, or the profile's settings with a WARNING); else
-        the failure, whose rows are those of ``first``, the read it stands for this tick."""
+        the failure, whose rows are those of ``first``, the read it stands for this tick.
+        Only then is it counted in :attr:`reads` (a request without rows is not)."""
         desc = self.descriptions[device.name]
         for table, address, count in desc.spans():
             response, outcome, kind, error, requested, received = await self._call(
-                device, table, address, count
+                device, table, address, count, counted=False
             )
             code = None
             if kind is None and response.isError():
@@ -209,6 +211,7 @@ class Wire:
                 error = f"bad response: {count} registers asked, {len(response.registers)} given"
             if kind is not None:
                 if first is not None:
+                    self.reads += 1
                     self.errors += 1
                     out.extend(
                         self._sample(device, p, tick, requested, received, None, error, kind, code)
@@ -267,11 +270,12 @@ class Wire:
         out: list[Sample],
     ) -> None:
         """The samples of ``values``, each checked: a value outside its parameter's range is
-        an error row; an implausible float whose byte order the device did not say is
-        warned of, once per device and parameter."""
+        an error row (the read counts once in :attr:`errors`); an implausible float whose
+        byte order the device did not say is warned of, once per device and parameter."""
+        outside = False
         for p, v in values:
             if p.range is not None and isinstance(v, int | float) and not _within(v, p.range):
-                self.errors += 1
+                outside = True
                 error = f"out of range: {v!r} not in [{_num(p.range[0])}, {_num(p.range[1])}]"
                 row = (None, error, ErrorKind.OUT_OF_RANGE, None)
                 out.append(self._sample(device, p, tick, requested, received, *row))
@@ -283,6 +287,7 @@ class Wire:
             ):
                 self._warn_implausible(device, p, v)
             out.append(self._sample(device, p, tick, requested, received, v, None, None, None))
+        self.errors += outside
 
     def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
         if (device.name, p.name) in self._warned:

@@ -64,9 +64,10 @@ class TickStats:
     """How one tick of one bus went: one per tick polled, emitted with its samples.
 
     ``devices`` counts the devices of the bus (backed-off ones too); ``reads`` the
-    requests sent (a device's description read too); ``errors`` the requests that failed
+    requests sent (a device's description read only when it failed and its failure stands
+    for the first read, see connectors.describe); ``errors`` the requests that failed
     (timeout, exception response, bad frame), the reads not sent because the connection is
-    down, and the values out of their parameter's range. Reads held back by
+    down, and the reads that gave a value out of its parameter's range. Reads held back by
     backoff (error rows of kind :attr:`ErrorKind.BACKOFF`) count in neither. A merged read rejected
     with exception 2 and replaced by one read per parameter counts in ``reads`` only.
     ``late`` counts the slots skipped after this tick because it overran; ``drift_s`` how

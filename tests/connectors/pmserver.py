@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,6 +46,7 @@ class PMServer:
         self.registers: dict[int, int] = {}
         self.exception: int | None = None  # answer every read with this exception code
         self.silent = False  # answer nothing
+        self.asked: Counter[tuple[int, int]] = Counter()  # (address, count) -> reads
         self.server: ModbusTcpServer | None = None
         self.port = 0
         self.load(word_order, units, **values)
@@ -66,6 +68,7 @@ class PMServer:
         self, function_code: int, start: int, address: int, count: int, registers: list[int],
         set_values: Any,
     ) -> ExcCodes | None:  # fmt: skip
+        self.asked[(address, count)] += 1
         if self.silent:
             raise NoSuchIdException("a silent PM")  # pymodbus's server then answers nothing
         if self.exception is not None:

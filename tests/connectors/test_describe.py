@@ -112,9 +112,10 @@ def test_word_order_and_units_are_read_at_connect(
         assert {got[n].unit for n in TEMPERATURES} == {unit}
         assert got["heat_power"].unit == "%" and got["display_units"].text == units
         assert all(s.error is None for s in samples)
-    # The description is one read (2488 x3) before the first data read of the connection.
+    # The description is one read (2488 x3) before the first data read of the connection,
+    # not counted in the reads (the requests that gave rows).
     plan = len(pm_device().reads)
-    assert [st.reads for _, st in ticks] == [plan + 1, plan, plan]
+    assert [st.reads for _, st in ticks] == [plan, plan, plan]
     order = {"low_high": "CDAB", "high_low": "ABCD"}[word_order]
     assert f"bus b device pm: read as it says: byte order {order}, unit {unit}" in caplog.messages
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -163,6 +164,7 @@ def test_a_reconnect_asks_again(caplog: pytest.LogCaptureFixture) -> None:
     )
     assert (last["analog_input_value"].value, last["analog_input_value"].unit) == (454.22, "degF")
     assert last["set_point"].value == 250.0
+    assert server.asked[(2488, 3)] == 2  # at connect and after the reconnect
     kinds = {s.error_kind for samples, _ in ticks for s in samples}
     assert ErrorKind.CONNECTION_LOST in kinds or ErrorKind.CONNECTION_FAILED in kinds
     said = [m for m in caplog.messages if "read as it says" in m]
@@ -192,7 +194,8 @@ def test_units_changed_while_polling_follow_the_polled_display_units() -> None:
     assert units[change + 1 :] == ["degF"] * (len(units) - change - 1) and change < 6
     assert by_name(ticks[-1][0])["analog_input_value"].value == 454.22
     plan = len(pm_device().reads)
-    assert [st.reads for _, st in ticks[1:]] == [plan] * 7  # no description read again
+    assert [st.reads for _, st in ticks] == [plan] * 8
+    assert server.asked[(2488, 3)] == 1  # the description is not asked again
 
 
 def test_values_out_of_range_are_error_rows() -> None:
@@ -212,7 +215,7 @@ def test_values_out_of_range_are_error_rows() -> None:
             row = to_row(s)
             assert row["value"] is None and row["error"] == error and row["unit"] == s.unit
         assert got["set_point"].value == 250.0 and got["set_point"].error is None
-        assert stats.errors == 3
+        assert stats.errors == 2  # the reads at 360 and at 1904 (heat and cool power)
 
 
 def test_implausible_floats_warn_once_when_the_device_does_not_say(
