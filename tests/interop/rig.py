@@ -1,5 +1,6 @@
-"""The interop rig: a pyModbusTCP server playing Watlow PMs, and the flow run from a config
-file with no overrides, its rows read back from a JSON Lines sink."""
+"""The interop rig: a pyModbusTCP server playing Watlow PMs, a PM as a unit of the hand-written
+RTU slave, and the flow run from a config file with no overrides, its rows read back from a
+JSON Lines sink and checked against what the PM holds."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pyModbusTCP.server import DataHandler, ModbusServer
 
 from flows.acquire import build_flow
 from flows.config import load_config
+from tests.interop.rtuslave import Unit
 from tests.interop.watlow import PM
 
 
@@ -70,6 +72,16 @@ class PmServer:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+PM_SIZE = 3000  # registers 0-2999 exist (those not loaded read 0); beyond: exception 2
+
+
+def pm_unit(pm: PM, delay_s: float = 0.0) -> Unit:
+    """A PM as a unit of the hand-written RTU slave."""
+    holding = dict.fromkeys(range(PM_SIZE), 0)
+    holding.update(pm.registers())
+    return Unit(holding=holding, delay_s=delay_s)
 
 
 def run_flow(directory: Path, buses: str, *, rate_hz: float = 4, duration_s: float = 1.0):

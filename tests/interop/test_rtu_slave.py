@@ -16,17 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.rig import check_rows, run_flow
+from tests.interop.rig import check_rows, pm_unit, run_flow
 from tests.interop.rtuslave import RtuSlave, Unit, crc16, crc_ok, with_crc
 from tests.interop.watlow import CELSIUS, FAHRENHEIT, HIGH_LOW, LOW_HIGH, PM
-
-PM_SIZE = 3000  # registers 0-2999 exist (those not loaded read 0); beyond: exception 2
-
-
-def pm_unit(pm: PM, delay_s: float = 0.0) -> Unit:
-    holding = dict.fromkeys(range(PM_SIZE), 0)
-    holding.update(pm.registers())
-    return Unit(holding=holding, delay_s=delay_s)
 
 
 @pytest.fixture
