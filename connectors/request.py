@@ -49,19 +49,13 @@ def _read_name(table: str) -> str:
     return name
 
 
-# A float beyond 1e12, or not 0 and within 1e-12 of it (denormals too), is garbage most
-# likely: what a value read in the wrong word order decodes to (75.3 -> 1e-23, 100 -> 1e-41).
+# A float that is NaN, infinite, beyond 1e12, or not 0 and within 1e-12 of it (denormals
+# too), is garbage most likely: what a value read in the wrong word order decodes to (75.3 ->
+# 1e-23, 100 -> 1e-41).
 _ABSURD, _TINY = 1e12, 1e-12
 
 
-def _implausible(x: float) -> bool:
-    """Whether float ``x`` is NaN, infinite, absurdly large or absurdly small (not 0)."""
-    size = abs(x)
-    return not size <= _ABSURD or 0 < size < _TINY
-
-
-def _within(x: float, bounds: tuple[float, float]) -> bool:
-    return bounds[0] <= x <= bounds[1]
+_RANGE = ErrorKind.OUT_OF_RANGE
 
 
 def _num(x: float) -> str:
@@ -273,20 +267,21 @@ class Wire:
         an error row (the read counts once in :attr:`errors`); an implausible float whose
         byte order the device did not say is warned of, once per device and parameter."""
         outside = False
+        sample = self._sample
         for p, v in values:
-            if p.range is not None and isinstance(v, int | float) and not _within(v, p.range):
+            bounds = p.range  # only on numbers: v is an int or a float
+            if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
                 outside = True
-                error = f"out of range: {v!r} not in [{_num(p.range[0])}, {_num(p.range[1])}]"
-                row = (None, error, ErrorKind.OUT_OF_RANGE, None)
-                out.append(self._sample(device, p, tick, requested, received, *row))
+                error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
+                out.append(sample(device, p, tick, requested, received, None, error, _RANGE, None))
                 continue
             if (
                 type(v) is float
-                and _implausible(v)
+                and (not -_ABSURD <= v <= _ABSURD or (v != 0 and -_TINY < v < _TINY))
                 and not (desc is not None and desc.self_described(p))
             ):
                 self._warn_implausible(device, p, v)
-            out.append(self._sample(device, p, tick, requested, received, v, None, None, None))
+            out.append(sample(device, p, tick, requested, received, v, None, None, None))
         self.errors += outside
 
     def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
