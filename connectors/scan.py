@@ -298,8 +298,9 @@ def snippet(bus: BusUrl, url: str, found: Sequence[Found], *, name: str | None =
             lines += [f"  # address = {f.address}", '  # profile = "..."  # or parameter tables']
             continue
         lines += ["  [[bus.device]]", f"  # {f.evidence}"]
-        if f.described:
-            lines.append(f"  # {f.described}")
+        if f.described:  # two lines: what the device says; that the flow reads it itself
+            said, _, rest = f.described.partition("; ")
+            lines += [f"  # {said};" if rest else f"  # {said}", *([f"  # {rest}"] if rest else [])]
         order = _toml(f.byte_order)
         lines.append(f"  name = {_toml(f.profile.replace('_', '-') + f'-{f.address}')}")
         lines += [f"  profile = {_toml(f.profile)}", f"  address = {f.address}"]
