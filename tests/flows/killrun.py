@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.machine import free_ports
+from connectors.describe import Description
 from connectors.registers import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,13 +92,17 @@ class KilledRun:
 
 def covering(log: Path, devices: dict[int, tuple[str, str, list[str] | None]]) -> Counter:
     """(device, parameter) -> answered reads covering that polled parameter, from the log."""
-    polled = {}
+    polled, asking = {}, {}
     for unit, (name, profile, names) in devices.items():
-        params = load_profile(profile).parameters
-        polled[unit] = (name, [p for p in params if names is None or p.name in names])
+        loaded = load_profile(profile)
+        polled[unit] = (name, [p for p in loaded.parameters if names is None or p.name in names])
+        # The reads asking how to read the rest, made at each connect: they give no rows.
+        asking[unit] = set(Description("", name, (), loaded.describe).spans())
     counts: Counter[tuple[str, str]] = Counter()
     for line in log.read_text().splitlines():
         unit, table, address, count = line.split()
+        if (table, int(address), int(count)) in asking[int(unit)]:
+            continue
         name, params = polled[int(unit)]
         start, end = int(address), int(address) + int(count)
         for p in params:
