@@ -1,5 +1,5 @@
 """``python -m connectors.sim``: serve simulated controllers for any Modbus client."""
 
-from connectors.sim.server import main
+from connectors.sim.cli import main
 
 main()

@@ -18,26 +18,18 @@ bus, ``garbage`` (answer with a frame whose CRC is wrong). A Watlow PM's setting
 request and the start of its answer.
 
 Each request is answered under its own transaction and unit ids, however many are in flight
-on one connection (:class:`_RequestHandler`; pymodbus's own handler stamps a delayed answer
+on one connection (connectors.sim.handler; pymodbus's own handler stamps a delayed answer
 with the ids of the request received last).
 
 Every read a device answers with values is counted (:meth:`BusSimulator.answered`, and with
 ``--log`` one line per read), so what a run stored can be held against what was answered.
 
-Standalone, for pointing a real client at it::
-
-    python -m connectors.sim --tcp 127.0.0.1:5020 --device 1:watlow_pm \
-        --device 2:watlow_pm:high_low:F --device 3:servomex_4100 [--log answered.txt]
+Standalone, for pointing a real client at it: ``python -m connectors.sim`` (connectors.sim.cli).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import collections
-import contextlib
 import dataclasses
-import logging
 import os
 import time
 from collections import Counter
@@ -46,85 +38,21 @@ from collections.abc import Sequence
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.bus import Bus, Simulation
+from connectors.bus import Bus
 from connectors.sim.cable import Cable, open_pty
 from connectors.sim.device import DeviceState, InProcessClient, SimulatedDevice
+from connectors.sim.handler import SerialServer, TcpServer
 
 __all__ = ["BusSimulator", "simulator_for"]
 
 KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
 
 
-log = logging.getLogger(__name__)
-
-
 async def _silent(*_args: object) -> ExcCodes | None:
     raise NoSuchIdException("no simulated device at this unit id")
-
-
-class _RequestHandler(ServerRequestHandler):
-    """pymodbus's handler of one connection, answering each request under its own ids.
-
-    pymodbus 3.16's ``ServerRequestHandler.handle_request`` awaits the datastore (where a
-    simulated device waits out its ``delay_s``) and then stamps the response with the
-    transaction id and unit id of ``self.last_pdu`` and sends it to ``self.last_addr``: the
-    connection's latest request, which ``callback_data`` replaces with every frame received.
-    A request arriving while a delayed one was being answered made the delayed answer go out
-    under the new request's ids, so the client took one device's values for another's (the
-    cross-talk of issue 17). Here each request is taken from ``last_pdu`` as it is received,
-    in order, and answered under its own ids and to its own address.
-    """
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self._received: collections.deque[tuple[ModbusPDU, tuple | None]] = collections.deque()
-
-    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
-        used = super().callback_data(data, addr)  # schedules handle_later once per request
-        if self.last_pdu:
-            self._received.append((self.last_pdu, self.last_addr))
-        return used
-
-    def handle_later(self) -> None:
-        if self._received:
-            pdu, addr = self._received.popleft()
-            task = self.loop.create_task(self._answer(pdu, addr))
-            _ANSWERING.add(task)
-            task.add_done_callback(_ANSWERING.discard)
-
-    async def _answer(self, pdu: ModbusPDU, addr: tuple | None) -> None:
-        try:
-            response = await pdu.datastore_update(self.server.context, pdu.dev_id)
-        except NoSuchIdException:
-            return  # a unit id nobody simulates, or a dead device: no answer
-        except Exception:
-            log.exception("simulated device %d failed a request", pdu.dev_id)
-            response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
-        response.transaction_id, response.dev_id = pdu.transaction_id, pdu.dev_id
-        self.server_send(response, addr)
-
-
-_ANSWERING: set[asyncio.Task[None]] = set()  # requests being answered, kept from the GC
-
-
-class _Handled:
-    """A pymodbus server whose connections are handled by :class:`_RequestHandler`."""
-
-    def callback_new_connection(self) -> ServerRequestHandler:
-        return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)  # type: ignore[attr-defined]
-
-
-class _TcpServer(_Handled, ModbusTcpServer):
-    pass
-
-
-class _SerialServer(_Handled, ModbusSerialServer):
-    pass
 
 
 class BusSimulator:
@@ -215,7 +143,7 @@ class BusSimulator:
                 wire_time=self.wire_time,
                 turnaround_s=self.turnaround_s,
             )
-            self._server = _SerialServer(
+            self._server = SerialServer(
                 context,
                 framer=FramerType.RTU,
                 port=server_path,
@@ -226,7 +154,7 @@ class BusSimulator:
             self.url = f"rtu://{client_path}?baudrate={self.baudrate}"
             return self.url
         framer = FramerType.SOCKET if self.kind == "tcp" else FramerType.RTU
-        self._server = _TcpServer(
+        self._server = TcpServer(
             context,
             framer=framer,
             address=(self.host, self.port),
@@ -268,64 +196,3 @@ def simulator_for(bus: Bus) -> BusSimulator:
         port=url.port if url.scheme != "rtu" else 0,
         baudrate=url.baudrate,
     )
-
-
-_DEVICE_FORM = "UNIT:PROFILE[:low_high|high_low][:C|F]"
-
-
-def _parse_device(text: str) -> SimulatedDevice:
-    """``UNIT:PROFILE`` and, in any order, the device's word order and units settings."""
-    unit, _, rest = text.partition(":")
-    profile, *settings = rest.split(":")
-    if not unit.isdigit() or not profile:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {_DEVICE_FORM} (e.g. 1:watlow_pm)")
-    knobs: dict[str, str] = {}
-    for setting in settings:
-        key = "word_order" if setting in Simulation.WORD_ORDERS else "units"
-        if setting not in (*Simulation.WORD_ORDERS, *Simulation.UNITS) or key in knobs:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: {setting!r} is not a word order (low_high, high_low) or units "
-                f"(C, F), or is given twice ({_DEVICE_FORM})"
-            )
-        knobs[key] = setting
-    return SimulatedDevice(address=int(unit), profile=profile, **knobs)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    if args.rtu:
-        sim = BusSimulator("rtu", args.device, baudrate=args.baudrate)
-    else:
-        host, _, port = (args.tcp or args.rtu_over_tcp).rpartition(":")
-        kind = "tcp" if args.tcp else "rtu+tcp"
-        sim = BusSimulator(kind, args.device, host=host or "127.0.0.1", port=int(port or 0))
-    with contextlib.ExitStack() as stack:
-        if args.log:
-            log = stack.enter_context(open(args.log, "a", encoding="ascii"))
-            for state in sim.devices.values():
-                state.log = log
-        url = await sim.start()
-        units = ", ".join(f"{d.address}={d.profile}" for d in args.device)
-        print(f"serving {units} at {url} (Ctrl-C stops)", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line entry point: ``python -m connectors.sim``."""
-    parser = argparse.ArgumentParser(prog="python -m connectors.sim", description=__doc__)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--tcp", metavar="HOST:PORT", help="serve Modbus TCP")
-    where.add_argument("--rtu-over-tcp", metavar="HOST:PORT", help="serve RTU framing over TCP")
-    where.add_argument("--rtu", action="store_true", help="serve Modbus RTU on a new pty")
-    parser.add_argument("--baudrate", type=int, default=19200)
-    parser.add_argument(
-        "--log", metavar="PATH", help="append 'UNIT TABLE ADDRESS COUNT' per read answered"
-    )
-    parser.add_argument(
-        "--device", type=_parse_device, action="append", required=True, metavar=_DEVICE_FORM
-    )
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))

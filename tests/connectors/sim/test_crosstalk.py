@@ -5,7 +5,7 @@ Root cause: pymodbus 3.16's ServerRequestHandler.handle_request stamps a respons
 transaction and unit ids of ``self.last_pdu`` (and sends it to ``self.last_addr``) after
 awaiting the datastore, where a simulated device waits out its delay; a request received
 meanwhile has replaced ``last_pdu``. The simulator answers each request under its own ids
-(connectors.sim.server._RequestHandler). A set point of +1000 on one device and -1000 on the
+(connectors.sim.handler.RequestHandler). A set point of +1000 on one device and -1000 on the
 other makes a value stored under the wrong one obvious.
 """
 

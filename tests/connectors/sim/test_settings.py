@@ -17,8 +17,8 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from connectors.bus import Simulation
 from connectors.sim import BusSimulator, SimulatedDevice
+from connectors.sim.cli import parse_device
 from connectors.sim.device import DeviceState
-from connectors.sim.server import _parse_device
 from flows.config import parse_config
 from flows.config.table import ConfigError
 
@@ -163,17 +163,17 @@ def test_the_in_process_client_serves_the_same_registers() -> None:
 
 
 def test_device_arguments_take_settings_in_any_order() -> None:
-    parsed = _parse_device("3:watlow_pm:F:high_low")
+    parsed = parse_device("3:watlow_pm:F:high_low")
     assert (parsed.address, parsed.profile, parsed.word_order, parsed.units) == (
         3,
         "watlow_pm",
         "high_low",
         "F",
     )
-    assert _parse_device("1:watlow_pm").word_order == "low_high"
+    assert parse_device("1:watlow_pm").word_order == "low_high"
     for bad in ("1:watlow_pm:K", "1:watlow_pm:F:C", "1:watlow_pm:low_high:high_low", "x:pm"):
         with pytest.raises(argparse.ArgumentTypeError):
-            _parse_device(bad)
+            parse_device(bad)
 
 
 def test_standalone_simulator_serves_the_settings_given() -> None:
