@@ -1,5 +1,5 @@
-"""One request on a bus's wire: keep the line's silences, send it, check the answer, classify a
-failure where it happens, and build its Samples.
+"""One request on a bus's wire: keep the line's silences, send it, check the answer, and
+classify a failure where it happens; its Samples are built by connectors.readings.
 
 A :class:`Wire` belongs to one bus's poller, which decides what to send and when (connectors.
 poller); the wire sends it and says how it went (:class:`Outcome`). Bus timing: on an
@@ -11,7 +11,6 @@ a while, so its tail is not taken for the next answer.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -23,11 +22,10 @@ from typing import Any
 from pymodbus.exceptions import ModbusException
 
 from connectors.bus import Bus, Device
-from connectors.codec import Value
 from connectors.describe import Description
 from connectors.faults import exception_text
 from connectors.link import BusLink, Client
-from connectors.parameter import Parameter
+from connectors.readings import Readings
 from connectors.registers import Read, decode_read
 from connectors.sample import ErrorKind, Sample
 from connectors.transport import frame_gap_s, pending_bytes, read_failure, set_timing
@@ -47,20 +45,6 @@ def _read_name(table: str) -> str:
     if name is None:
         raise ValueError(f"no read for register table {table!r} (known: {', '.join(_READS)})")
     return name
-
-
-# A float that is NaN, infinite, beyond 1e12, or not 0 and within 1e-12 of it (denormals
-# too), is garbage most likely: what a value read in the wrong word order decodes to (75.3 ->
-# 1e-23, 100 -> 1e-41).
-_ABSURD, _TINY = 1e12, 1e-12
-
-
-_RANGE = ErrorKind.OUT_OF_RANGE
-
-
-def _num(x: float) -> str:
-    """``x`` as TOML would write it: 9999, not 9999.0."""
-    return str(int(x)) if float(x).is_integer() else repr(x)
 
 
 def read_call(client: Client, table: str) -> Callable[..., Awaitable[Any]]:
@@ -98,7 +82,6 @@ class Wire:
             for read in device.reads:
                 _read_name(read.table)
         self._bus, self._link, self._clock, self._sleep = bus, link, clock, sleep
-        self._protocol = bus.url.protocol
         self._client: Client | None = None
         self._gap = frame_gap_s(bus.url.baudrate) if bus.url.scheme == "rtu" else 0.0
         self._timings = {d.name: d.timing(bus) for d in bus.devices}
@@ -110,7 +93,7 @@ class Wire:
             for d in bus.devices
             if d.describe
         }
-        self._warned: set[tuple[str, str]] = set()  # (device, parameter) warned implausible
+        self._rows = Readings(bus)
         self.lost: str | None = None  # how the connection went down in the last request
         self.reads = 0
         self.errors = 0
@@ -207,9 +190,14 @@ class Wire:
                 if first is not None:
                     self.reads += 1
                     self.errors += 1
-                    out.extend(
-                        self._sample(device, p, tick, requested, received, None, error, kind, code)
-                        for p in first.parameters
+                    self._rows.errors(
+                        device,
+                        first.parameters,
+                        tick,
+                        requested,
+                        received,
+                        (kind, error, code),
+                        out,
                     )
                 return outcome
             desc.take(table, address, response.registers)
@@ -238,63 +226,18 @@ class Wire:
                     kind, error = ErrorKind.BAD_RESPONSE, f"bad response: {exc}"
                 else:
                     desc = self.descriptions.get(device.name)
-                    if read.checked:
-                        self._checked(device, desc, values, tick, requested, received, out)
-                    else:
-                        out.extend(
-                            self._sample(device, p, tick, requested, received, v, None, None, None)
-                            for p, v in values
-                        )
+                    # A read with values out of range counts once in errors, as any failed one.
+                    self.errors += self._rows.values(
+                        device, desc, read, values, tick, requested, received, out
+                    )
                     if desc is not None:
                         desc.take(read.table, read.address, response.registers)
                     return Outcome.ANSWERED
         self.errors += 1
-        for p in read.parameters:
-            out.append(self._sample(device, p, tick, requested, received, None, error, kind, code))
+        self._rows.errors(
+            device, read.parameters, tick, requested, received, (kind, error, code), out
+        )
         return outcome
-
-    def _checked(
-        self,
-        device: Device,
-        desc: Description | None,
-        values: list[tuple[Parameter, Value]],
-        tick: int,
-        requested: datetime,
-        received: datetime,
-        out: list[Sample],
-    ) -> None:
-        """The samples of ``values``, each checked: a value outside its parameter's range is
-        an error row (the read counts once in :attr:`errors`); an implausible float whose
-        byte order the device did not say is warned of, once per device and parameter."""
-        outside = False
-        sample = self._sample
-        for p, v in values:
-            bounds = p.range  # only on numbers: v is an int or a float
-            if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
-                outside = True
-                error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
-                out.append(sample(device, p, tick, requested, received, None, error, _RANGE, None))
-                continue
-            if (
-                type(v) is float
-                and (not -_ABSURD <= v <= _ABSURD or (v != 0 and -_TINY < v < _TINY))
-                and not (desc is not None and desc.self_described(p))
-            ):
-                self._warn_implausible(device, p, v)
-            out.append(sample(device, p, tick, requested, received, v, None, None, None))
-        self.errors += outside
-
-    def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
-        if (device.name, p.name) in self._warned:
-            return
-        self._warned.add((device.name, p.name))
-        order = p.codec.byte_order
-        other = {"ABCD": "CDAB", "CDAB": "ABCD", "BADC": "DCBA", "DCBA": "BADC"}[order]
-        log.warning(
-            "bus %s device %s: %s decoded as %r in byte order %s, which the device does not "
-            "say; if its words come in the other order, set override.%s.byte_order = %s",
-            self._bus.name, device.name, p.name, value, order, p.name, json.dumps(other),
-        )  # fmt: skip
 
     def _settle(self, kind: ErrorKind, error: str) -> tuple[Outcome, ErrorKind, str]:
         """The outcome of a raised failure, given the state the client is left in: a lost
@@ -339,37 +282,4 @@ class Wire:
         if kind is not ErrorKind.BACKOFF:
             self.errors += len(reads)
         for read in reads:
-            for p in read.parameters:
-                out.append(self._sample(device, p, tick, now, now, None, error, kind, None))
-
-    def _sample(
-        self,
-        device: Device,
-        p: Parameter,
-        tick: int,
-        requested: datetime,
-        received: datetime,
-        value: int | float | str | None,
-        error: str | None,
-        kind: ErrorKind | None,
-        code: int | None,
-    ) -> Sample:
-        text = p.label(value) if p.labels and value is not None else None
-        return Sample(
-            bus=self._bus.name,
-            device=device.name,
-            address=device.address,
-            protocol=self._protocol,
-            parameter=p.name,
-            parameter_id=p.id,
-            instance=device.instance,
-            value=value,
-            unit=p.unit,
-            requested_at=requested,
-            received_at=received,
-            tick=tick,
-            error=error,
-            text=text,
-            error_kind=kind,
-            exception_code=code,
-        )
+            self._rows.errors(device, read.parameters, tick, now, now, (kind, error, None), out)

@@ -1,0 +1,162 @@
+"""What a read becomes: the Samples of one bus's reads, each value checked on the way.
+
+A value outside its parameter's ``range`` is an error row (value None, ``out of range: <value>
+not in [lo, hi]``, :attr:`~connectors.sample.ErrorKind.OUT_OF_RANGE`). A float that decodes
+as NaN, infinite, absurdly large or small on a device whose byte order is not self-described
+(connectors.describe) is stored, and warned of once per device and parameter with the
+override that would fix it: most likely its words come in the other order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from connectors.bus import Bus, Device
+from connectors.codec import Value
+from connectors.describe import Description
+from connectors.parameter import Parameter
+from connectors.registers import Read
+from connectors.sample import ErrorKind, Sample
+
+__all__ = ["Failure", "Readings"]
+
+log = logging.getLogger("connectors.poller")  # the bus's log lines, under one name
+
+# A failed read's kind, error text and Modbus exception code (None but for an exception).
+Failure = tuple[ErrorKind, str, int | None]
+
+# A float that is NaN, infinite, beyond 1e12, or not 0 and within 1e-12 of it (denormals
+# too), is garbage most likely: what a value read in the wrong word order decodes to (75.3 ->
+# 1e-23, 100 -> 1e-41).
+_ABSURD, _TINY = 1e12, 1e-12
+
+
+_RANGE = ErrorKind.OUT_OF_RANGE
+
+
+def _num(x: float) -> str:
+    """``x`` as TOML would write it: 9999, not 9999.0."""
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+class Readings:
+    """Builds one bus's Samples: checked values (:meth:`values`) and error rows
+    (:meth:`errors`)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus, self._protocol = bus.name, bus.url.protocol
+        self._warned: set[tuple[str, str]] = set()  # (device, parameter) warned implausible
+
+    def values(
+        self,
+        device: Device,
+        desc: Description | None,
+        read: Read,
+        values: list[tuple[Parameter, Value]],
+        tick: int,
+        requested: datetime,
+        received: datetime,
+        out: list[Sample],
+    ) -> bool:
+        """Append the samples of ``read``'s decoded ``values`` to ``out``; whether any was
+        out of range (an error row)."""
+        if read.checked:
+            return self._checked(device, desc, values, tick, requested, received, out)
+        sample = self._sample
+        out.extend(
+            sample(device, p, tick, requested, received, v, None, None, None) for p, v in values
+        )
+        return False
+
+    def errors(
+        self,
+        device: Device,
+        parameters: Sequence[Parameter],
+        tick: int,
+        requested: datetime,
+        received: datetime,
+        failure: Failure,
+        out: list[Sample],
+    ) -> None:
+        """Append one error row per parameter of a failed (or unsent) read to ``out``."""
+        kind, error, code = failure
+        for p in parameters:
+            out.append(self._sample(device, p, tick, requested, received, None, error, kind, code))
+
+    def _checked(
+        self,
+        device: Device,
+        desc: Description | None,
+        values: list[tuple[Parameter, Value]],
+        tick: int,
+        requested: datetime,
+        received: datetime,
+        out: list[Sample],
+    ) -> bool:
+        """The samples of ``values``, each checked: a value outside its parameter's range is
+        an error row (the read counts once in :attr:`errors`); an implausible float whose
+        byte order the device did not say is warned of, once per device and parameter."""
+        outside = False
+        sample = self._sample
+        for p, v in values:
+            bounds = p.range  # only on numbers: v is an int or a float
+            if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
+                outside = True
+                error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
+                out.append(sample(device, p, tick, requested, received, None, error, _RANGE, None))
+                continue
+            if (
+                type(v) is float
+                and (not -_ABSURD <= v <= _ABSURD or (v != 0 and -_TINY < v < _TINY))
+                and not (desc is not None and desc.self_described(p))
+            ):
+                self._warn_implausible(device, p, v)
+            out.append(sample(device, p, tick, requested, received, v, None, None, None))
+        return outside
+
+    def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
+        if (device.name, p.name) in self._warned:
+            return
+        self._warned.add((device.name, p.name))
+        order = p.codec.byte_order
+        other = {"ABCD": "CDAB", "CDAB": "ABCD", "BADC": "DCBA", "DCBA": "BADC"}[order]
+        log.warning(
+            "bus %s device %s: %s decoded as %r in byte order %s, which the device does not "
+            "say; if its words come in the other order, set override.%s.byte_order = %s",
+            self._bus, device.name, p.name, value, order, p.name, json.dumps(other),
+        )  # fmt: skip
+
+    def _sample(
+        self,
+        device: Device,
+        p: Parameter,
+        tick: int,
+        requested: datetime,
+        received: datetime,
+        value: int | float | str | None,
+        error: str | None,
+        kind: ErrorKind | None,
+        code: int | None,
+    ) -> Sample:
+        text = p.label(value) if p.labels and value is not None else None
+        return Sample(
+            bus=self._bus,
+            device=device.name,
+            address=device.address,
+            protocol=self._protocol,
+            parameter=p.name,
+            parameter_id=p.id,
+            instance=device.instance,
+            value=value,
+            unit=p.unit,
+            requested_at=requested,
+            received_at=received,
+            tick=tick,
+            error=error,
+            text=text,
+            error_kind=kind,
+            exception_code=code,
+        )
