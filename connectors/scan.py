@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import json
 import logging
@@ -40,21 +39,20 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
 from pymodbus.exceptions import ModbusException
 
 from connectors import transport
-from connectors.codec import decode
 from connectors.faults import exception_text
+from connectors.identify import Answer, Found, servomex_4100, watlow_pm
 from connectors.parameter import Parameter
-from connectors.registers import Profile, load_profile
+from connectors.registers import load_profile
 from connectors.request import read_call
 from connectors.transport import BusUrl
 
-__all__ = ["UNITS", "Answer", "Found", "ScanError", "main", "parse_units", "scan", "snippet"]
+__all__ = ["UNITS", "ScanError", "main", "parse_units", "scan", "snippet"]
 
 UNITS = range(1, 248)
 _toml = json.dumps  # a JSON string is a TOML basic string
@@ -64,110 +62,6 @@ CONNECT_TIMEOUT_S = 3.0  # opening a gateway may take longer than a unit takes t
 
 class ScanError(Exception):
     """The bus cannot be scanned: its gateway or port cannot be opened, or went away."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Answer:
-    """What one read got: its registers, an exception code, or an error (``silent``: none)."""
-
-    table: str
-    address: int
-    count: int
-    registers: tuple[int, ...] | None = None
-    exception_code: int | None = None
-    error: str | None = None
-    silent: bool = False
-
-    def __str__(self) -> str:
-        what = f"registers {list(self.registers)}" if self.registers is not None else self.error
-        if self.exception_code is not None:
-            what = f"exception {exception_text(self.exception_code)}"
-        return f"{self.table} {self.address} x{self.count}: {what}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Found:
-    """A unit that answered: its profile (None: unidentified), why, what it answered,
-    ``byte_order`` when its floats are in another byte order than its profile's and it does
-    not say so itself, and ``described`` what it says of how to read it (None: nothing)."""
-
-    address: int
-    profile: str | None
-    evidence: str
-    answers: tuple[Answer, ...]
-    byte_order: str | None = None
-    described: str | None = None
-
-
-def _plausible(x: object) -> bool:
-    return isinstance(x, float) and math.isfinite(x) and (x == 0 or 1e-3 <= abs(x) <= 1e5)
-
-
-def _text(p: Parameter, words: Sequence[int]) -> str | None:
-    """``p``'s string if it is printable ASCII followed only by NUL or space padding."""
-    body = b"".join(w.to_bytes(2, "big") for w in words).rstrip(b"\0 ")
-    if any(c < 0x20 or c > 0x7E for c in body):
-        return None
-    return str(decode(p.codec, words))
-
-
-# Watlow's names of the word orders its "Modbus Word Order" register (17043) says.
-_WATLOW_ORDERS = {"CDAB": "Low_High", "ABCD": "High_Low"}
-
-
-def _watlow(
-    pm: Profile, pv: Answer, sp: Answer, units: int, said: str | None
-) -> tuple[str, str | None, str | None] | None:
-    """(evidence, byte order if not the profile's and not said, what the device said) when
-    the reads look like a PM's. ``said`` is the byte order its word-order register says
-    (None: not readable or unknown); it is tried first, then the profile's order, then
-    high word first."""
-    p_pv, p_sp = pm.parameter("analog_input_value"), pm.parameter("set_point")
-    profile_order = p_pv.codec.byte_order
-    for order in dict.fromkeys(o for o in (said, profile_order, "ABCD") if o):
-        values = [
-            decode(dataclasses.replace(p.codec, byte_order=order), a.registers or ())
-            for p, a in ((p_pv, pv), (p_sp, sp))
-        ]
-        if all(_plausible(v) for v in values):
-            label = pm.parameter("display_units").label(units)
-            unit = _unit(pm, units)
-            evidence = f"process value {values[0]:g} {unit}, set point {values[1]:g} {unit}"
-            evidence += f", units {label}"
-            if order == said:
-                name = _WATLOW_ORDERS.get(order, order)
-                told = (
-                    f"the device says word order {name} ({order}) and units {label} ({unit}); "
-                    "the flow reads both from it at connect, no override needed"
-                )
-                return f"{evidence}, word order {name}", None, told
-            if order == profile_order:
-                return evidence, None, None
-            return f"{evidence}; floats in byte order {order}, not {profile_order}", order, None
-    return None
-
-
-def _unit(pm: Profile, raw: int) -> str:
-    """The unit a PM's display units register value ``raw`` gives its temperatures."""
-    for d in pm.describe:
-        if d.sets == "unit" and (unit := d.recognise([raw])) is not None:
-            return unit
-    return pm.parameter("analog_input_value").unit or ""
-
-
-def _servomex(o2: Profile, block: Sequence[int]) -> str | None:
-    """The evidence when measurement 1's input registers look like a SERVOPRO's."""
-    value, name, units = (o2.parameter(f"measurement_1{s}") for s in ("", "_name", "_units"))
-
-    def words(p: Parameter) -> Sequence[int]:
-        return block[p.address - value.address :][: p.count]
-
-    reading, label, unit = decode(value.codec, words(value)), _text(name, words(name)), None
-    if isinstance(reading, float) and math.isfinite(reading) and label:
-        unit = _text(units, words(units))
-    if unit is None or not any(c.isalpha() for c in label or ""):
-        return None
-    return f"measurement 1: {label} {reading:g} {unit}".rstrip()
 
 
 class _Prober:
@@ -240,13 +134,13 @@ class _Prober:
                     answers.append(order := await self.read_at(unit, d.table, d.address, d.count))
                     said = d.recognise(order.registers) if order.registers else None
                 if sp.registers is not None and (
-                    is_pm := _watlow(pm, pv, sp, units.registers[0], said)
+                    is_pm := watlow_pm(pm, pv, sp, units.registers[0], said)
                 ):
                     return found(pm.name, *is_pm)
         first, last = o2.parameter("measurement_1"), o2.parameter("measurement_1_units")
         count = last.address + last.count - first.address
         answers.append(block := await self.read(unit, first, count))
-        if block.registers is not None and (is_o2 := _servomex(o2, block.registers)):
+        if block.registers is not None and (is_o2 := servomex_4100(o2, block.registers)):
             return found(o2.name, is_o2)
         codes = dict.fromkeys(a.exception_code for a in answers)
         if None in codes:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench.machine import free_ports
-from connectors import scan
+from connectors import identify, scan
 from connectors.registers import load_profile
 from connectors.sim import BusSimulator, SimulatedDevice
 from connectors.sim.cable import open_pty
@@ -119,7 +119,7 @@ def tap_pty(tap: Tap, sim_path: str) -> tuple[str, list[int]]:
     return path, [master, slave, far]
 
 
-Scanned = tuple[list[scan.Found], Tap, str, list[str], BusSimulator]
+Scanned = tuple[list[identify.Found], Tap, str, list[str], BusSimulator]
 
 
 async def scan_through_tap(kind: str, devices: Sequence[SimulatedDevice]) -> Scanned:
@@ -215,7 +215,7 @@ def test_scan_of_a_pm_that_does_not_say(word_order: list[int]) -> None:
     server = PMServer("high_low", "F")
     server.put(2488, word_order)
 
-    async def scanned() -> list[scan.Found]:
+    async def scanned() -> list[identify.Found]:
         url = await server.start()
         try:
             return await scan.scan(parse_bus_url(url), units=[1], timeout_s=TIMEOUT_S)
@@ -238,8 +238,8 @@ def test_scan_of_a_pm_that_does_not_say(word_order: list[int]) -> None:
 
 
 def test_snippet_of_unidentified_units_only_is_all_comments() -> None:
-    answer = scan.Answer(table="holding", address=360, count=2, registers=(0, 0))
-    found = [scan.Found(address=4, profile=None, evidence="answered", answers=(answer,))]
+    answer = identify.Answer(table="holding", address=360, count=2, registers=(0, 0))
+    found = [identify.Found(address=4, profile=None, evidence="answered", answers=(answer,))]
     text = scan.snippet(parse_bus_url("tcp://192.0.2.1"), "tcp://192.0.2.1", found)
     assert tomllib.loads(text) == {}
     assert "#   holding 360 x2: registers [0, 0]" in text
