@@ -349,7 +349,7 @@ def test_real_hardware_command_runs_a_config(tmp_path: Path) -> None:
     (line,) = [c for c in commands() if c.startswith("ACQUIRE_CONFIG=")]
     result = run(line.split(" ", 1)[1], short_config(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "total: 46 rows, 0 error rows" in result.stdout
+    assert "total: 54 rows, 0 error rows" in result.stdout
 
 
 def test_workers_command(tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ def _servomex_4100(
         "measurement_4_name": "",
         "measurement_4_units": "",
         "derived_1": round(100.0 - o2 / 0.2095, 3),
+        "derived_1_name": "O2 def",  # oxygen deficiency
+        "derived_1_units": "%",
         "ma_input_1": round(12.0 + rng.gauss(0.0, 0.01), 4),
         "ma_input_2": 4.0,
     }

@@ -50,6 +50,8 @@ def test_servomex_profile() -> None:
         expected[f"measurement_{n}_units"] = (base + 5, "string", 2)
     for n, base in enumerate((28, 35, 42, 49), start=1):
         expected[f"derived_{n}"] = (base, "float32", 2)
+        expected[f"derived_{n}_name"] = (base + 2, "string", 3)
+        expected[f"derived_{n}_units"] = (base + 5, "string", 2)
     expected["ma_input_1"] = (56, "float32", 2)
     expected["ma_input_2"] = (63, "float32", 2)
     assert {p.name: (p.address, p.codec.type, p.count) for p in profile.parameters} == expected
