@@ -16,7 +16,11 @@ A profile's ``[describe.<name>]`` tables name them (see docs/configuration.md)::
 
 A :class:`Description` is one device's state of them: read when the connection opens
 (again after every reconnect) before the device's first data read, and kept current by
-any polled read that covers a describing register. What a config override sets for a
+any polled read that covers a describing register, by asking again every
+:data:`RECHECK_S` seconds while polling, and at once when a value it governs decodes as
+garbage (NaN, infinite, beyond 1e12, or nonzero within 1e-12, as a float read in the wrong
+word order does; that value is an error row): a setting changed at the device's panel is
+followed without a reconnect. What a config override sets for a
 parameter (``byte_order``/``word_order``, ``unit``) wins over what the device says. An
 unreadable or unknown description keeps the profile's own settings, with one WARNING.
 Pure: no I/O, no pymodbus.
@@ -34,7 +38,9 @@ from connectors.codec import BYTE_ORDERS
 from connectors.parameter import TABLES, Parameter
 from connectors.tomltable import Table
 
-__all__ = ["SETS", "Describer", "Description", "read_describers"]
+__all__ = ["RECHECK_S", "SETS", "Describer", "Description", "read_describers"]
+
+RECHECK_S = 60.0  # while polling, a device is asked how to read it again this often
 
 log = logging.getLogger("connectors.poller")  # the bus's log lines, under one name
 
@@ -138,8 +144,13 @@ class Description:
         self._said: dict[str, str | None] = {d.name: None for d in self.describers}
         self._warned: set[tuple[str, tuple[int, ...] | None]] = set()
         self.due = True
+        self.asked_at: float | None = None  # when it last answered (monotonic), None: never
         self.version = 0
         self._params = {p.name: p for p in self._base}
+
+    def stale(self, now: float) -> bool:
+        """Whether :data:`RECHECK_S` has passed since the device last said how to read it."""
+        return self.asked_at is not None and now - self.asked_at >= RECHECK_S
 
     def spans(self) -> list[tuple[str, int, int]]:
         """The reads that ask the device, (table, address, count): its describing registers,

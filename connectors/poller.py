@@ -214,9 +214,9 @@ class BusPoller:
         desc = wire.descriptions.get(device.name)
         answered: bool | None = None
         i = 0
-        if desc is not None and desc.due:
-            # Its first request of the connection asks how to read it; failing, it stands
-            # for the first read of the plan (whose rows carry the failure).
+        if desc is not None and (desc.due or desc.stale(time.monotonic())):
+            # Its first request of the connection (and one a minute) asks how to read it;
+            # failing, it stands for the first read of the plan (whose rows carry the failure).
             outcome = await wire.describe(device, plan[0] if plan else None, tick, samples)
             if outcome is not None:
                 answered, i = self._settle(outcome, answered), 1

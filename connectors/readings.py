@@ -34,7 +34,7 @@ Failure = tuple[ErrorKind, str, int | None]
 _ABSURD, _TINY = 1e12, 1e-12
 
 
-_RANGE = ErrorKind.OUT_OF_RANGE
+_RANGE, _BAD = ErrorKind.OUT_OF_RANGE, ErrorKind.BAD_RESPONSE
 
 
 def _num(x: float) -> str:
@@ -97,25 +97,37 @@ class Readings:
         out: list[Sample],
     ) -> bool:
         """The samples of ``values``, each checked: a value outside its parameter's range is
-        an error row (the read counts once in :attr:`errors`); an implausible float whose
-        byte order the device did not say is warned of, once per device and parameter."""
-        outside = False
+        an error row (the read counts once in :attr:`errors`). An implausible float whose
+        byte order the device did not say is stored and warned of, once per device and
+        parameter; one whose byte order the device said means the device's setting changed
+        since it said it: it is an error row too, and the device is asked again before its
+        next read."""
+        failed = False
         sample = self._sample
         for p, v in values:
             bounds = p.range  # only on numbers: v is an int or a float
             if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
-                outside = True
+                failed = True
                 error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
                 out.append(sample(device, p, tick, requested, received, None, error, _RANGE, None))
                 continue
-            if (
-                type(v) is float
-                and (not -_ABSURD <= v <= _ABSURD or (v != 0 and -_TINY < v < _TINY))
-                and not (desc is not None and desc.self_described(p))
+            if type(v) is float and (
+                not -_ABSURD <= v <= _ABSURD or (v != 0 and -_TINY < v < _TINY)
             ):
-                self._warn_implausible(device, p, v)
+                if desc is None or not desc.self_described(p):
+                    self._warn_implausible(device, p, v)
+                else:
+                    failed, desc.due = True, True
+                    error = (
+                        f"bad response: {v!r} in byte order {p.codec.byte_order}, which the "
+                        "device said; asking it again"
+                    )
+                    out.append(
+                        sample(device, p, tick, requested, received, None, error, _BAD, None)
+                    )
+                    continue
             out.append(sample(device, p, tick, requested, received, v, None, None, None))
-        return outside
+        return failed
 
     def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
         if (device.name, p.name) in self._warned:

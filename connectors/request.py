@@ -201,7 +201,7 @@ class Wire:
                     )
                 return outcome
             desc.take(table, address, response.registers)
-        desc.due = False
+        desc.due, desc.asked_at = False, time.monotonic()
         return None
 
     async def request(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import describe
 from connectors.bus import Bus
 from connectors.sample import ErrorKind
 from connectors.sim import BusSimulator, SimulatedDevice
@@ -142,3 +143,44 @@ def test_units_set_while_polling_follow_on_the_next_tick() -> None:
     pairs = [(by_name(s)["set_point"].value, by_name(s)["set_point"].unit) for s, _ in ticks]
     assert set(pairs) <= {(100.0, "degC"), (212.0, "degC"), (212.0, "degF")}
     assert pairs[:2] == [(100.0, "degC")] * 2 and pairs[-1] == (212.0, "degF")
+
+
+def test_a_word_order_changed_while_polling_is_followed_without_a_reconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PM is set to High_Low at its panel while it is polled: the first value read in the
+    old order decodes as garbage (100.0 as 2.4e-41), which is an error row, never a stored
+    value, and makes the device be asked again; from the next tick on its values are exact in
+    the new order, with no reconnect."""
+    monkeypatch.setattr(describe, "RECHECK_S", 3600.0)  # the garbage alone triggers it
+    bus = sim_pm("tcp", set_point=100.0)
+
+    def to_high_low(i: int, sim: BusSimulator) -> None:
+        if i == 2:
+            sim.set_fault(1, word_order="high_low")
+
+    ticks = poll_bus(bus, rate_hz=10, ticks=12, on_tick=to_high_low)
+    set_points = [by_name(s)["set_point"] for s, _ in ticks]
+    good = [s.value for s in set_points if s.error is None]
+    assert good[:2] == [100.0, 100.0] and set_points[-1].value == 100.0
+    assert set(good) == {100.0}, good
+    bad = [s for s in set_points if s.error is not None]
+    assert 1 <= len(bad) <= 2, bad
+    assert all(s.error_kind is ErrorKind.BAD_RESPONSE for s in bad), bad
+    assert bad[0].error == (
+        "bad response: 2.39566e-41 in byte order CDAB, which the device said; asking it again"
+    ), bad[0].error
+
+
+def test_the_description_is_asked_again_every_recheck_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While polling, the description read is sent again once RECHECK_S has passed."""
+    monkeypatch.setattr(describe, "RECHECK_S", 0.25)
+    bus = sim_pm("tcp", set_point=100.0)
+    asked: list[int] = []
+
+    def count(i: int, sim: BusSimulator) -> None:
+        asked.append(sim.answered()[1, "holding", 2488, 3])
+
+    poll_bus(bus, rate_hz=10, ticks=12, on_tick=count)
+    # At connect, then about every 0.25 s of a 1.2 s run: 4 or 5 in all, not one a tick.
+    assert 3 <= asked[-1] <= 6, asked
