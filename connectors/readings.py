@@ -4,7 +4,9 @@ A value outside its parameter's ``range`` is an error row (value None, ``out of 
 not in [lo, hi]``, :attr:`~connectors.sample.ErrorKind.OUT_OF_RANGE`). A float that decodes
 as NaN, infinite, absurdly large or small on a device whose byte order is not self-described
 (connectors.describe) is stored, and warned of once per device and parameter with the
-override that would fix it: most likely its words come in the other order.
+override that would fix it: most likely its words come in the other order. On a device that
+said its byte order, such a float is an error row (bad response) and the device is asked
+again before its next read: its setting changed since it said it.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ class Readings:
         received: datetime,
         out: list[Sample],
     ) -> bool:
-        """Append the samples of ``read``'s decoded ``values`` to ``out``; whether any was
-        out of range (an error row)."""
+        """Append the samples of ``read``'s decoded ``values`` to ``out``; whether any became
+        an error row (out of range, or garbage in the byte order the device said)."""
         if read.checked:
             return self._checked(device, desc, values, tick, requested, received, out)
         sample = self._sample
