@@ -65,6 +65,19 @@ class Schedule:
     duration: float = 0.0
 
 
+def _describing_first(device: Device) -> list[Read]:
+    """``device``'s reads, those covering a register that describes it (its units) first, so
+    what it says holds for the values read after it in the same tick."""
+
+    def describes(read: Read) -> bool:
+        return any(
+            d.table == read.table and read.address <= d.address < read.address + read.count
+            for d in device.describe
+        )
+
+    return sorted(device.reads, key=lambda read: not describes(read))
+
+
 class BusPoller:
     """Polls every device of one bus once per tick and hands each tick's samples to ``emit``.
 
@@ -92,7 +105,7 @@ class BusPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None  # the sleep in progress
         self._stop_requested = False
-        self._plans = {d.name: list(d.reads) for d in bus.devices}  # after any fallback
+        self._plans = {d.name: _describing_first(d) for d in bus.devices}  # after any fallback
         self._backoff = {d.name: DeviceBackoff() for d in bus.devices}
         self._versions: dict[str, int] = {}  # the description each device's plan follows
         self._reconnect = Reconnect()

@@ -187,11 +187,11 @@ def test_units_changed_while_polling_follow_the_polled_display_units() -> None:
     ticks = asyncio.run(poll(server, pm_device(), ticks=8, on_tick=to_fahrenheit))
     units = [by_name(samples)["analog_input_value"].unit for samples, _ in ticks]
     shown = [by_name(samples)["display_units"].text for samples, _ in ticks]
-    # display_units is read last in a tick: the tick that sees F still labels its
-    # temperatures as the device said before; from the next one on, they are degF.
+    # The read covering display_units comes first in a tick: the tick that sees F labels
+    # its temperatures degF already, and no tick labels a degF value degC.
     change = shown.index("F")
-    assert units[: change + 1] == ["degC"] * (change + 1)
-    assert units[change + 1 :] == ["degF"] * (len(units) - change - 1) and change < 6
+    assert units[:change] == ["degC"] * change
+    assert units[change:] == ["degF"] * (len(units) - change) and change < 6
     assert by_name(ticks[-1][0])["analog_input_value"].value == 454.22
     plan = len(pm_device().reads)
     assert [st.reads for _, st in ticks] == [plan] * 8
