@@ -46,6 +46,8 @@ __all__ = [
 
 # A decoded engineering value; a Sample's value is this or None (a failed read).
 Value = int | float | str | bool
+MAX_READ = 125  # registers one Modbus read (FC03/FC04) carries at most
+
 # Registers per numeric type; "string" takes ``length`` registers, "bit" one.
 DATA_TYPES: dict[str, int] = {
     "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
@@ -87,9 +89,11 @@ def check_codec_field(field: str, value: Any) -> None:
     elif field == "offset":
         ok, want = type(value) in (int, float) and math.isfinite(value), "a finite number"
     else:  # length, bit
-        top = 65535 if field == "length" else 15
+        top = MAX_READ if field == "length" else 15
         ok = (type(value) is int and 0 <= value <= top) or (field == "bit" and value is None)
         want = f"an integer in 0..{top}"
+        if field == "length":
+            want += " (registers: one read carries at most 125)"
     if not ok:
         raise FieldError(field, f"{value!r} is not {want}")
 

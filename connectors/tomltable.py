@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
-__all__ = ["Table", "TableError"]
+__all__ = ["Table", "TableError", "cut_values"]
 
 
 class TableError(ValueError):
@@ -38,6 +38,23 @@ def _rebuild(cls: type[TableError], file: str | None, path: str, message: str) -
 
 
 _MISSING: Any = object()
+
+# A quoted string or a bracketed list echoed in a message, longer than a line can show.
+_LONG = re.compile(r"""'(?:[^'\\]|\\.){200,}'|"(?:[^"\\]|\\.){200,}"|\[[^\[\]]{200,}\]""")
+_SHOWN = 80
+
+
+def cut_values(message: str) -> str:
+    """``message`` with each echoed value of more than 200 characters (a quoted string, a
+    list) cut to its first 80, saying how long it was: one line stays readable."""
+
+    def cut(match: re.Match[str]) -> str:
+        text = match.group()
+        return f"{text[:_SHOWN]}...{text[-1]} ({len(text) - 2} characters)"
+
+    return _LONG.sub(cut, message)
+
+
 # Named by the last accepted type: (int, float) reads "a number".
 _KIND_NAMES = {
     int: "an integer",
@@ -67,9 +84,10 @@ class Table:
         self.used: set[str] = set()
 
     def error(self, message: str, key: str | None) -> TableError:
-        """The error ``message`` about ``key`` (a key path below this table; None: the table)."""
+        """The error ``message`` about ``key`` (a key path below this table; None: the table),
+        with any value it echoes cut to a readable length (:func:`cut_values`)."""
         path = ".".join(p for p in (self.where, key) if p)
-        return self.error_type(file=self.file, path=path, message=message)
+        return self.error_type(file=self.file, path=path, message=cut_values(message))
 
     def get(
         self,

@@ -113,6 +113,14 @@ def parse_config(
     for i, n in enumerate(names):
         if n in names[:i]:
             raise top.error(f"{n!r} is already the name of another bus", f"bus[{i}].name")
+        folded = [m.casefold() for m in names[:i]]
+        if n.casefold() in folded:
+            j = folded.index(n.casefold())
+            raise top.error(
+                f"{n!r} differs only in case from the name of bus[{j}] (bus names name "
+                "files, e.g. the recovery journal)",
+                f"bus[{i}].name",
+            )
     windows = None
     if "windows" in top.data:
         wt = Table(top.get("windows", dict), "windows", source)

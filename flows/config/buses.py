@@ -271,6 +271,11 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
     simulate = t.get("simulate", bool, default=False)
     if url.scheme == "sim" and not simulate:
         raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
+    if url.scheme in ("tcp", "rtu+tcp") and url.port == 0 and not simulate:
+        raise t.error(
+            f"{str(url)!r}: port 0 is for simulated buses (any free port); give the gateway's",
+            "url",
+        )
     devices = []
     addresses: dict[int, str] = {}
     for dt in t.tables("device"):
@@ -279,11 +284,18 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
             raise dt.error(
                 f"{device.name!r} is already the name of {seen_devices[device.name]}", "name"
             )
+        # Names folded to lower case are kept under a NUL, which no name holds.
+        if (other := seen_devices.get("\0" + device.name.casefold())) is not None:
+            raise dt.error(
+                f"{device.name!r} differs only in case from the name of {other} (device "
+                "names name files, e.g. the plots)",
+                "name",
+            )
         if device.address in addresses:
             raise dt.error(
                 f"{device.address} is already the unit id of {addresses[device.address]}", "address"
             )
-        seen_devices[device.name] = dt.where
+        seen_devices[device.name] = seen_devices["\0" + device.name.casefold()] = dt.where
         addresses[device.address] = device.name
         devices.append(device)
     if not devices:

@@ -73,6 +73,8 @@ def parse_sink(t: Table, base_dir: Path, *, windows: bool) -> tuple[str, IntoSin
     except (TypeError, ValueError) as exc:
         raise t.error(str(exc), None) from None
     target, given = sink.target, t.data.get("path")
+    if target.kind in ("file", "directory") and (why := _never_written(Path(target.location))):
+        raise t.error(f"{given!r} {why}", "path")
     if target.kind == "directory":
         path = Path(target.location)
         if path.exists() and not path.is_dir():
@@ -80,6 +82,21 @@ def parse_sink(t: Table, base_dir: Path, *, windows: bool) -> tuple[str, IntoSin
     elif target.kind == "file" and Path(target.location).is_dir():
         raise t.error(f"{given!r} is a directory; a {kind} sink writes a file", "path")
     return stream, sink
+
+
+# Pseudo-filesystems: what looks like a file there is the kernel's, never a sink's.
+_KERNEL_DIRS = (Path("/proc"), Path("/sys"))
+
+
+def _never_written(path: Path) -> str | None:
+    """Why a sink can never write ``path`` (None when it may): a kernel pseudo-file, or
+    something there already that is no file or directory (a device, a pipe, a socket)."""
+    resolved = path.resolve()
+    if any(resolved == d or d in resolved.parents for d in _KERNEL_DIRS):
+        return "is under /proc or /sys, where a sink can write no file"
+    if resolved.exists() and not (resolved.is_file() or resolved.is_dir()):
+        return "is a device, pipe or socket, not a file a sink can write"
+    return None
 
 
 def check_targets(top: Table, sinks: list[IntoSink]) -> None:

@@ -60,7 +60,7 @@ def test_plan_reads_splits() -> None:
         ("holding", 0, 4), ("holding", 4, 4), ("holding", 8, 2)
     ]  # fmt: skip
     with pytest.raises(ValueError, match="exceed max_registers"):
-        plan_reads([reg("s", 0, "string", table="input", length=126)])
+        plan_reads([reg("s", 0, "string", table="input", length=6)], max_registers=4)
     assert plan_reads([]) == ()
 
 
@@ -126,8 +126,11 @@ def test_plan_reads_exactly_125() -> None:
     assert spans(plan_reads([reg("a", 0, "float32"), reg("b", 124, "float32")], max_gap=125)) == [
         ("holding", 0, 2), ("holding", 124, 2)
     ]  # fmt: skip
-    with pytest.raises(ValueError, match="block: 126 registers exceed max_registers=125"):
-        plan_reads([reg("block", 0, "string", length=126)])
+    # A string longer than one read can carry is refused where it is described, not planned.
+    with pytest.raises(ValueError, match="length: 126 is not an integer in 0..125"):
+        reg("block", 0, "string", length=126)
+    with pytest.raises(ValueError, match="block: 6 registers exceed max_registers=5"):
+        plan_reads([reg("block", 0, "string", length=6)], max_registers=5)
 
 
 def test_plan_reads_duplicates() -> None:

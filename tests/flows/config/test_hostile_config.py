@@ -254,6 +254,31 @@ CORPUS: list[tuple[str, str | bytes, str]] = [
      "sink[0].path: '..' is a directory; a csv sink writes a file"),
     ("parquet-path-file", sink('kind = "parquet"\npath = "nul.toml"'),
      "sink[0].path: 'nul.toml' is a file; a parquet sink writes a directory"),
+    ("csv-path-under-proc", edit('path = "out/x.csv"', 'path = "/proc/version"'),
+     "sink[0].path: '/proc/version' is under /proc or /sys, where a sink can write no file"),
+    ("sqlite-path-device", sink('kind = "sqlite"\npath = "/dev/null"'),
+     "sink[0].path: '/dev/null' is a device, pipe or socket, not a file a sink can write"),
+    # limits a later stage would enforce, and names that name files
+    ("inline-string-200-registers",
+     edit('type = "uint16"', 'type = "string"\n    length = 200', INLINE),
+     "bus[0].device[0].parameter[0].length: 200 is not an integer in 0..125 (registers: one "
+     "read carries at most 125)"),
+    ("profile-string-130-registers", device('profile = "long.toml"', BASE.replace(
+        '  profile = "watlow_pm"\n', '')),
+     "bus[0].device[0].profile: {dir}/long.toml: parameter[0].length: 130 is not an integer in "
+     "0..125 (registers: one read carries at most 125)"),
+    ("real-bus-port-0", url('"tcp://127.0.0.1:0"'),
+     "bus[0].url: 'tcp://127.0.0.1:0': port 0 is for simulated buses (any free port); give "
+     "the gateway's"),
+    ("bus-names-differ-in-case", BASE + SECOND_BUS.format("GW", "pm2"),
+     "bus[1].name: 'GW' differs only in case from the name of bus[0] (bus names name files, "
+     "e.g. the recovery journal)"),
+    ("device-names-differ-in-case", BASE + SECOND_BUS.format("gw2", "PM"),
+     "bus[1].device[0].name: 'PM' differs only in case from the name of bus[0].device[0] "
+     "(device names name files, e.g. the plots)"),
+    ("long-value-cut", edit('name = "pm"', 'name = "' + "p" * 5000 + '"'),
+     "bus[0].device[0].name: '" + "p" * 79 + "...' (5000 characters) is not a name (letters, "
+     "digits, _ . -; up to 63)"),
     # files that are not TOML
     ("json", '{"bus": []}\n', "Invalid statement (at line 1, column 1)"),
     ("not-utf8", BASE.replace("gw", "g\udcffw").encode("utf-8", "surrogateescape"),
@@ -263,6 +288,8 @@ CORPUS: list[tuple[str, str | bytes, str]] = [
 ]  # fmt: skip
 FILES = {
     "bad.toml": "[[parameter]\n",
+    "long.toml": 'name = "long"\n[[parameter]]\nname = "s"\ntable = "input"\naddress = 0\n'
+    'type = "string"\nlength = 130\n',
     "nul.toml": 'name = "nul"\n[[parameter]]\nname = "pv"\ntable = "holding"\naddress = 0\n'
     'type = "uint16"\nunit = "deg\\u0000C"\n',
 }
@@ -271,6 +298,7 @@ COMMAND_SAMPLE = [
     "bus-not-array", "sink-path-int", "device-unknown-key", "url-nul", "url-userinfo",
     "duplicate-bus-name", "unit-id-248", "rate-inf", "profile-not-toml",
     "sqlite-table-injection", "postgres-schema-injection", "parameter-name-nul", "not-utf8",
+    "csv-path-under-proc", "inline-string-200-registers", "real-bus-port-0",
 ]  # fmt: skip
 
 
