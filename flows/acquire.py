@@ -213,6 +213,10 @@ def __getattr__(name: str) -> Dataflow:
     config = command_line_config()
     journal = recovery.journal_dir()
     problem = None if journal is None else recovery.store_problem(journal.parent)
+    if problem is None and journal is not None:
+        buses = [b.name for b in config.buses]
+        rate = config.acquisition.rate_hz
+        problem = recovery.resume_problem(journal.parent, rate_hz=rate, buses=buses)
     if problem is not None:
         print(problem, file=sys.stderr)
         raise SystemExit(2)

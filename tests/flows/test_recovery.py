@@ -10,8 +10,10 @@ parameter per kill. Set RECOVERY_SEED to replay a run's kill moments.
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -229,3 +231,53 @@ def test_documented_recovery_commands_run(tmp_path: Path) -> None:
         "recovery directory 'nowhere' does not exist; create a store: "
         "mkdir -p nowhere && python -m bytewax.recovery nowhere 1\n"
     )
+
+
+def test_a_resume_with_another_rate_or_without_a_bus_refuses_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """The store remembers what a resume depends on (acquire-run.json): a resume at another
+    rate, or without one of its buses, ends with one line and exit 2 saying what changed and
+    how to start over; the same config resumes; a new bus is fine; a store whose journal is
+    gone resumes with a WARNING."""
+    from tests.test_readme import SHORT
+
+    store = tmp_path / "recovery"
+    store.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(store), "1"], check=True)
+    config = tmp_path / "acquire.toml"
+    env = {**os.environ, "ACQUIRE_CONFIG": str(config)}
+
+    def run(text: str) -> subprocess.CompletedProcess[str]:
+        config.write_text(text)
+        return subprocess.run(
+            [sys.executable, "-m", "bytewax.run", "flows.acquire", "-r", str(store), "-s", "1",
+             "-b", "0"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    first = run(SHORT)
+    assert first.returncode == 0, first.stderr
+    assert json.loads((store / "acquire-run.json").read_text()) == {
+        "rate_hz": 1.0, "buses": ["lab-tcp", "line-rtu"]
+    }  # fmt: skip
+    start_over = (
+        f"run with the config that made it, or start over: rm -rf {store} && mkdir -p {store} "
+        f"&& python -m bytewax.recovery {store} 1\n"
+    )
+    faster = run(SHORT.replace("rate_hz = 1.0", "rate_hz = 2.0"))
+    assert faster.returncode == 2
+    assert faster.stderr == (
+        f"recovery store {str(store)!r} was made by a run with other settings (rate_hz was 1, "
+        f"is 2): {start_over}"
+    )
+    renamed = run(SHORT.replace('name = "line-rtu"', 'name = "line-2"'))
+    assert renamed.returncode == 2
+    assert "(bus 'line-rtu' gone)" in renamed.stderr and renamed.stderr.count("\n") == 1
+    again = run(SHORT)
+    assert again.returncode == 0, again.stderr
+    assert "no journal" not in again.stderr
+    shutil.rmtree(store / JOURNAL_DIR)
+    journal_gone = run(SHORT)
+    assert journal_gone.returncode == 0, journal_gone.stderr
+    assert "has no journal" in journal_gone.stderr
