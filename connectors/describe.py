@@ -78,6 +78,15 @@ class Describer:
                 return known[word]
         return None
 
+    def within(self, table: str, address: int, count: int) -> bool:
+        """Whether a read of ``count`` registers of ``table`` at ``address`` holds all of this
+        one's registers."""
+        return (
+            table == self.table
+            and address <= self.address
+            and self.address + self.count <= address + count
+        )
+
     def where(self) -> str:
         return f"{self.name} register ({self.table} {self.address} x{self.count})"
 
@@ -170,9 +179,9 @@ class Description:
         they cover); whether the effective parameters changed."""
         changed = False
         for d in self.describers:
-            at = d.address - address
-            if d.table != table or at < 0 or at + d.count > len(words):
+            if not d.within(table, address, len(words)):
                 continue
+            at = d.address - address
             mine = tuple(words[at : at + d.count])
             said = d.recognise(mine)
             if said is None:

@@ -70,10 +70,7 @@ def _describing_first(device: Device) -> list[Read]:
     what it says holds for the values read after it in the same tick."""
 
     def describes(read: Read) -> bool:
-        return any(
-            d.table == read.table and read.address <= d.address < read.address + read.count
-            for d in device.describe
-        )
+        return any(d.within(read.table, read.address, read.count) for d in device.describe)
 
     return sorted(device.reads, key=lambda read: not describes(read))
 

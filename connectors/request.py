@@ -180,7 +180,7 @@ class Wire:
                 code = getattr(response, "exception_code", 0)
                 why = f"answered {exception_text(code)}"
                 for d in desc.describers:
-                    if d.table == table and address <= d.address < address + count:
+                    if d.within(table, address, count):
                         desc.unknown(d, None, why)
                 continue
             if kind is None and len(response.registers) != count:
