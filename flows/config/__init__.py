@@ -105,17 +105,16 @@ def parse_config(
         ),
     )
     st.done()
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
     buses = [parse_bus(bt, seen, base_dir) for bt in top.tables("bus")]
     if not buses:
         raise top.error("defines no bus ([[bus]])", None)
-    names = [b.name for b in buses]
-    for i, n in enumerate(names):
-        if n in names[:i]:
-            raise top.error(f"{n!r} is already the name of another bus", f"bus[{i}].name")
-        folded = [m.casefold() for m in names[:i]]
-        if n.casefold() in folded:
-            j = folded.index(n.casefold())
+    first: dict[str, tuple[str, int]] = {}  # case-folded name -> (name, index)
+    for i, n in enumerate(b.name for b in buses):
+        if (earlier := first.setdefault(n.casefold(), (n, i))) != (n, i):
+            other, j = earlier
+            if other == n:
+                raise top.error(f"{n!r} is already the name of another bus", f"bus[{i}].name")
             raise top.error(
                 f"{n!r} differs only in case from the name of bus[{j}] (bus names name "
                 "files, e.g. the recovery journal)",

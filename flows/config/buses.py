@@ -265,7 +265,9 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
     )
 
 
-def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
+def parse_bus(t: Table, seen_devices: dict[str, tuple[str, str]], base_dir: Path) -> Bus:
+    """One ``[[bus]]`` table; ``seen_devices`` maps the case-folded names of the devices of
+    the buses before it to (name, key path), and gets this bus's devices."""
     name = t.get("name", str, check=check_name)
     url = _parse_url(t, t.get("url", str))
     simulate = t.get("simulate", bool, default=False)
@@ -280,14 +282,12 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
     addresses: dict[int, str] = {}
     for dt in t.tables("device"):
         device = _device(dt, simulate, base_dir)
-        if device.name in seen_devices:
+        if (seen := seen_devices.get(device.name.casefold())) is not None:
+            other, where = seen
+            if other == device.name:
+                raise dt.error(f"{device.name!r} is already the name of {where}", "name")
             raise dt.error(
-                f"{device.name!r} is already the name of {seen_devices[device.name]}", "name"
-            )
-        # Names folded to lower case are kept under a NUL, which no name holds.
-        if (other := seen_devices.get("\0" + device.name.casefold())) is not None:
-            raise dt.error(
-                f"{device.name!r} differs only in case from the name of {other} (device "
+                f"{device.name!r} differs only in case from the name of {where} (device "
                 "names name files, e.g. the plots)",
                 "name",
             )
@@ -295,7 +295,7 @@ def parse_bus(t: Table, seen_devices: dict[str, str], base_dir: Path) -> Bus:
             raise dt.error(
                 f"{device.address} is already the unit id of {addresses[device.address]}", "address"
             )
-        seen_devices[device.name] = seen_devices["\0" + device.name.casefold()] = dt.where
+        seen_devices[device.name.casefold()] = (device.name, dt.where)
         addresses[device.address] = device.name
         devices.append(device)
     if not devices:
