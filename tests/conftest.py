@@ -149,15 +149,28 @@ async def _poll_bus(
     for option, value in options.items():
         assert hasattr(sim, option), option
         setattr(sim, option, value)
+    after = None if on_tick is None else lambda i: on_tick(i, sim)
+    return await run_poller(bus, link, rate_hz=rate_hz, ticks=ticks, on_tick=after)
+
+
+async def run_poller(
+    bus: Bus,
+    link: BusLink,
+    *,
+    rate_hz: float,
+    ticks: int,
+    on_tick: Callable[[int], Any] | None = None,
+) -> list[Tick]:
+    """Poll ``bus`` through ``link`` (started here) for ``ticks`` ticks on the running loop,
+    then close the link; ``on_tick(i)`` runs after the i-th tick was emitted (a coroutine it
+    returns runs as a task, awaited before returning). Each tick's samples and stats."""
     out: list[Tick] = []
-    tasks: list[asyncio.Task[Any]] = []
+    tasks: list[asyncio.Future[Any]] = []
 
     def emit(tick: int, samples: list[Sample], stats: TickStats) -> None:
         out.append((samples, stats))
-        if on_tick is not None:
-            result = on_tick(len(out) - 1, sim)
-            if asyncio.iscoroutine(result):
-                tasks.append(asyncio.ensure_future(result))
+        if on_tick is not None and asyncio.iscoroutine(result := on_tick(len(out) - 1)):
+            tasks.append(asyncio.ensure_future(result))
 
     poller = BusPoller(bus, link=link, rate_hz=rate_hz, emit=emit)
     await link.start()

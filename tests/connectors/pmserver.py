@@ -5,8 +5,6 @@ order and units registers is checked against values the test wrote itself."""
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,10 +18,10 @@ from connectors.bus import Bus, Device
 from connectors.codec import Codec, encode
 from connectors.link import BusLink
 from connectors.parameter import Parameter
-from connectors.poller import BusPoller
 from connectors.registers import load_profile
-from connectors.sample import Sample, TickStats
+from connectors.sample import Sample
 from connectors.transport import parse_bus_url
+from tests.conftest import Tick, run_poller
 
 PM = load_profile("watlow_pm")
 WORD_ORDER = {"low_high": [1331, 0], "high_low": [0, 1330]}  # at 2488, 2489
@@ -106,9 +104,6 @@ def pm_device(
     )  # fmt: skip
 
 
-Tick = tuple[list[Sample], TickStats]
-
-
 async def poll(
     server: PMServer, device: Device, *, ticks: int, rate_hz: float = 20,
     on_tick: Callable[[int], Any] | None = None,
@@ -117,24 +112,10 @@ async def poll(
     if it returns a coroutine, before the next tick)."""
     url = await server.start()
     bus = Bus(name="b", url=parse_bus_url(url), devices=(device,), timeout_s=0.3)
-    link = BusLink(bus)
-    out: list[Tick] = []
-    pending: list[Any] = []
-
-    def emit(tick: int, samples: list[Sample], stats: TickStats) -> None:
-        out.append((samples, stats))
-        if on_tick is not None and asyncio.iscoroutine(result := on_tick(len(out) - 1)):
-            pending.append(asyncio.ensure_future(result))
-
-    poller = BusPoller(bus, link=link, rate_hz=rate_hz, emit=emit)
-    first = math.floor(time.time() * rate_hz) + 1
     try:
-        await poller.run(first, first + ticks)
-        await asyncio.gather(*pending)
+        return await run_poller(bus, BusLink(bus), rate_hz=rate_hz, ticks=ticks, on_tick=on_tick)
     finally:
-        await link.close()
         await server.stop()
-    return out
 
 
 def by_name(samples: list[Sample]) -> dict[str, Sample]:
