@@ -1,0 +1,442 @@
+"""Spool and forward: a sink whose backend fails never stops the rows that reach it.
+
+:class:`IntoSpooled` wraps any sink. Its partition hands every backend call (open, write,
+close) to one thread of its own, so a backend that needs a thread of its own (SQLite) or
+hangs (a black-holed connection) never blocks the worker for longer than the write it waits
+for. While the backend is healthy, ``write_batch`` waits for the backend to take the batch,
+as the bare sink would. When the backend fails with :class:`SinkUnavailableError` (down,
+unreachable, a full disk, a file that cannot be written; at start too), or a write to a sink
+that stores each row once (:attr:`IntoSink.idempotent`) takes longer than
+``write_timeout_s``, the batch goes to the spool (:mod:`sinks.spool`, fsynced before
+``write_batch`` returns) and the partition is *spooling*: later batches go to the spool,
+behind it, while the thread retries the backend after ``backoff_s``, doubled at each failure
+up to ``backoff_max_s``, and forwards the spool in order; when it is empty the partition is
+*writing* again. A spool left by an earlier run (a crash, kill -9, a run that ended while
+spooling) is forwarded first, with or without Bytewax recovery; worker ``i`` also takes the
+spools of workers that no longer exist (``j >= worker_count``, ``j % worker_count == i``).
+
+A backend error no retry can fix (any other SinkError, or an unexpected exception) and a
+spool above ``max_mb`` make the partition *failed*: it calls ``on_fatal`` with one line
+naming the sink (the acquisition flow then ends the run, exit code 3) and keeps spooling
+what still comes, so nothing is dropped; the batch the backend refused is kept apart in
+``<name>-w<worker>-rejected.spool``. Without ``on_fatal`` that error is raised instead.
+``close`` never raises: it gives the backend one last chance to take the spool (up to
+``write_timeout_s`` when the sink is idempotent), closes it, and logs what stays spooled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import StatelessSinkPartition
+
+from sinks.base import IntoSink, Schema, SinkError, SinkPartition, SinkTarget, SinkUnavailableError
+from sinks.spool import Spool, SpoolCorruptError
+
+__all__ = ["IntoSpooled", "SpoolState", "states"]
+
+logger = logging.getLogger(__name__)
+
+_PARTITIONS: list[_SpooledPartition] = []
+_PARTITIONS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolState:
+    """What one spooled partition is doing, for the status line, summary and metrics."""
+
+    where: str
+    name: str
+    worker: int
+    state: str  # "writing" | "spooling" | "failed" | "closed"
+    rows_written: int
+    rows_spooled: int
+    rows_spooled_total: int
+    spool_bytes: int
+    peak_bytes: int
+    oldest_age_s: float | None
+    retries: int
+    last_error: str | None
+    drain_s: float | None
+    path: str
+
+
+def states() -> list[SpoolState]:
+    """The state of every spooled partition this process opened, in the order opened."""
+    with _PARTITIONS_LOCK:
+        partitions = list(_PARTITIONS)
+    return [p.state() for p in partitions]
+
+
+@dataclass(frozen=True)
+class IntoSpooled(IntoSink):
+    """``sink`` with a spool in ``directory`` (see the module docstring).
+
+    ``name``: the spool files' stem, stable across runs (``<name>-w<worker>.spool``).
+    ``where``: how messages name the sink (default: the sink's repr). ``max_mb``: the most
+    the spool may hold. ``on_fatal``: called with one line when the sink fails for good.
+    """
+
+    sink: IntoSink
+    directory: Path
+    name: str
+    where: str = ""
+    max_mb: float = 512.0
+    write_timeout_s: float = 10.0
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    on_fatal: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}", self.name):
+            raise ValueError(f"IntoSpooled.name: {self.name!r} is not a file name stem")
+        for key in ("max_mb", "write_timeout_s", "backoff_s", "backoff_max_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"IntoSpooled.{key}: {value!r} is not a number above 0")
+
+    @property  # type: ignore[override]
+    def schema(self) -> Schema | None:  # type: ignore[override]
+        """The wrapped sink's schema."""
+        return self.sink.schema
+
+    @property
+    def target(self) -> SinkTarget:
+        """The wrapped sink's target."""
+        return self.sink.target
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the wrapped sink stores a batch written twice once."""
+        return self.sink.idempotent
+
+    def with_schema(self, schema: Schema | None) -> IntoSpooled:
+        """This spool in front of the wrapped sink writing ``schema``."""
+        return dataclasses.replace(self, sink=self.sink.with_schema(schema))
+
+    def build_partition(self, worker_index: int, worker_count: int) -> _SpooledPartition:
+        """Open this worker's spool (taking what earlier runs left) and its backend."""
+        return _SpooledPartition(self, worker_index, worker_count)
+
+
+class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
+    def __init__(self, into: IntoSpooled, worker_index: int, worker_count: int) -> None:
+        self._into, self._index, self._count = into, worker_index, worker_count
+        self._where = into.where or repr(into.sink)
+        self._timeout = into.write_timeout_s if into.idempotent else None
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._inner: SinkPartition | None = None
+        self._closed = self._abandoned = False
+        self._rows_written = self._rows_spooled_total = self._retries = self._peak = 0
+        self._last_error: str | None = None
+        self._drain_s: float | None = None
+        self._outage_since: float | None = None
+        self._backoff = into.backoff_s
+        self._retry_at = 0.0
+        stem = into.directory / f"{into.name}-w{worker_index}"
+        try:
+            self._spool = Spool.open(stem)
+            self._adopt_leftovers()
+        except (OSError, SpoolCorruptError) as exc:
+            raise SinkError(f"{self._where}: cannot open its spool: {exc}") from exc
+        self._state = "spooling" if self._spool else "writing"
+        if self._spool:
+            self._outage_since = time.monotonic()
+            logger.warning(
+                "%s: %d rows left spooled by an earlier run in %s; forwarding them first",
+                self._where,
+                self._spool.rows,
+                self._spool.path,
+            )
+        self._peak = self._spool.bytes
+        self._thread = threading.Thread(
+            target=self._run, name=f"spool {into.name}-w{worker_index}", daemon=True
+        )
+        self._thread.start()
+        with _PARTITIONS_LOCK:
+            _PARTITIONS.append(self)
+        if self._state == "writing":
+            self._call(self._open_backend, self._start_spooling, [])
+
+    # ----- the worker's side
+
+    def write_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` to the backend, or to the spool while it cannot take them."""
+        if not rows:
+            return
+        with self._lock:
+            if self._closed:
+                raise SinkError(f"{self._where}: write_batch after close")
+            if self._state != "writing":
+                self._spool_batch(rows)
+                return
+        self._call(lambda: self._backend_write(rows), self._start_spooling, rows)
+
+    def close(self) -> None:
+        """Give the backend a last chance at the spool, close it, stop the thread; never
+        raises (what stays spooled is logged and written by the next run)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        done: Future[None] = Future()
+        self._jobs.put(lambda: self._run_job(done, self._finish))
+        self._jobs.put(None)
+        try:
+            done.result(timeout=self._timeout)
+        except FutureTimeout:
+            logger.warning("%s: its backend did not close within %s s", self._where, self._timeout)
+        except Exception as exc:
+            logger.warning("%s: closing its backend failed: %s", self._where, _line(exc))
+        with self._lock:
+            self._abandoned = True
+            if self._spool:
+                logger.warning(
+                    "%s: %d rows stay spooled in %s; the next run writes them first",
+                    self._where,
+                    self._spool.rows,
+                    self._spool.path,
+                )
+            self._spool.close()
+            if self._state == "writing":
+                self._state = "closed"
+
+    def state(self) -> SpoolState:
+        """What this partition is doing now."""
+        with self._lock:
+            oldest = self._spool.oldest
+            return SpoolState(
+                where=self._where,
+                name=self._into.name,
+                worker=self._index,
+                state=self._state,
+                rows_written=self._rows_written,
+                rows_spooled=self._spool.rows,
+                rows_spooled_total=self._rows_spooled_total,
+                spool_bytes=self._spool.bytes,
+                peak_bytes=self._peak,
+                oldest_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+                retries=self._retries,
+                last_error=self._last_error,
+                drain_s=self._drain_s,
+                path=str(self._spool.path),
+            )
+
+    def _call(
+        self,
+        job: Callable[[], None],
+        unavailable: Callable[[list[dict[str, Any]], str], None],
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """Run ``job`` on the backend thread and wait for it (up to the write timeout of an
+        idempotent sink); spool ``rows`` if the backend is unavailable or too slow."""
+        done: Future[None] = Future()
+        self._jobs.put(lambda: self._run_job(done, job))
+        try:
+            done.result(timeout=self._timeout)
+        except FutureTimeout:
+            unavailable(rows, f"no answer within write_timeout_s = {self._timeout}")
+        except SinkUnavailableError as exc:
+            unavailable(rows, _line(exc))
+        except Exception as exc:
+            self._fail(f"{_line(exc)}", rows, rejected=True)
+        else:
+            if rows:
+                with self._lock:
+                    self._rows_written += len(rows)
+
+    def _start_spooling(self, rows: list[dict[str, Any]], why: str) -> None:
+        with self._lock:
+            if self._state == "writing":
+                self._state = "spooling"
+                self._outage_since = time.monotonic()
+                self._backoff = self._into.backoff_s
+                self._retry_at = time.monotonic() + self._backoff
+                logger.warning(
+                    "%s: %s; spooling to %s and retrying (acquisition goes on)",
+                    self._where,
+                    why,
+                    self._spool.path,
+                )
+            self._retries += 1
+            self._last_error = why
+            if rows:
+                self._spool_batch(rows)
+        self._jobs.put(lambda: None)  # the thread waits for a job: make it time its retry
+
+    def _spool_batch(self, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` to the spool (the lock held); fail the sink at its bound."""
+        try:
+            self._spool.append(rows)
+        except OSError as exc:
+            # The last resort: the backend and the spool both refuse. Never silent.
+            if self._state == "failed":
+                logger.error(
+                    "%s: cannot spool %d rows (%s): they are lost", self._where, len(rows), exc
+                )
+                return
+            self._fail_locked(
+                f"cannot spool a batch of {len(rows)} rows to {self._spool.path} ({exc}) while "
+                f"its backend is unavailable ({self._last_error}): those rows are lost"
+            )
+            return
+        self._rows_spooled_total += len(rows)
+        self._peak = max(self._peak, self._spool.bytes)
+        limit = self._into.max_mb * 1024 * 1024
+        if self._spool.bytes > limit and self._state != "failed":
+            self._fail_locked(
+                f"its spool {self._spool.path} holds {self._spool.bytes / 2**20:.1f} MB, above "
+                f"spool_max_mb = {self._into.max_mb:g}, while its backend stays unavailable "
+                f"({self._last_error}); stopping the run, the next run writes the spool first"
+            )
+
+    def _fail(self, why: str, rows: list[dict[str, Any]], *, rejected: bool) -> None:
+        with self._lock:
+            if rows and rejected:
+                stem = f"{self._into.name}-w{self._index}-rejected"
+                kept = Spool.open(self._into.directory / stem)
+                kept.append(rows)
+                kept.close()
+                why += f"; the {len(rows)} rows of that batch are kept in {kept.path}"
+            self._fail_locked(why)
+
+    def _fail_locked(self, why: str) -> None:
+        self._state = "failed"
+        self._last_error = why
+        line = f"{self._where}: {why}"
+        if self._into.on_fatal is None:
+            raise SinkError(line)
+        self._into.on_fatal(line)
+
+    # ----- the backend thread
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                wait = None
+                if self._state == "spooling" and not self._closed:
+                    wait = max(0.0, self._retry_at - time.monotonic())
+            try:
+                job = self._jobs.get(timeout=wait)
+            except queue.Empty:
+                self._drain()
+                continue
+            if job is None:
+                return
+            job()
+
+    @staticmethod
+    def _run_job(done: Future[None], job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
+    def _open_backend(self) -> None:
+        if self._inner is None:
+            try:
+                self._inner = self._into.sink.build_partition(self._index, self._count)
+            except OSError as exc:
+                raise SinkUnavailableError(f"cannot open: {exc}") from exc
+
+    def _backend_write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._open_backend()
+            assert self._inner is not None
+            self._inner.write_batch(rows)
+        except SinkUnavailableError:
+            self._drop_backend()
+            raise
+
+    def _drop_backend(self) -> None:
+        """Let go of a backend that failed; the next attempt opens it afresh."""
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            # It already failed, and that failure was reported.
+            with contextlib.suppress(Exception):
+                inner.close()
+
+    def _drain(self) -> None:
+        """Forward the spool in order; back off on failure; writing again once empty."""
+        while True:
+            with self._lock:
+                if self._abandoned or self._state != "spooling":
+                    return
+                first = self._spool.first()
+                if first is None:
+                    self._state = "writing"
+                    self._backoff = self._into.backoff_s
+                    if self._outage_since is not None:
+                        self._drain_s = time.monotonic() - self._outage_since
+                        self._outage_since = None
+                    logger.warning(
+                        "%s: its backend is back; the spool is written (%.1f s after it began)",
+                        self._where,
+                        self._drain_s or 0.0,
+                    )
+                    return
+            record, rows = first
+            try:
+                self._backend_write(rows)
+            except SinkUnavailableError as exc:
+                with self._lock:
+                    self._retries += 1
+                    self._last_error = _line(exc)
+                    self._backoff = min(self._backoff * 2, self._into.backoff_max_s)
+                    self._retry_at = time.monotonic() + self._backoff
+                return
+            except Exception as exc:
+                with self._lock:
+                    self._spool.forwarded(record)
+                try:
+                    self._fail(_line(exc), rows, rejected=True)
+                except SinkError:
+                    logger.error("%s: %s", self._where, _line(exc))
+                return
+            with self._lock:
+                if self._abandoned:
+                    return
+                self._spool.forwarded(record)
+                self._rows_written += record.rows
+
+    def _finish(self) -> None:
+        """The close job: one last forward of the spool if the backend is there, then close."""
+        with self._lock:
+            spooling = self._state == "spooling"
+        if spooling:
+            self._retry_at = 0.0
+            self._drain()
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.close()
+
+    def _adopt_leftovers(self) -> None:
+        pattern = re.compile(rf"{re.escape(self._into.name)}-w(\d+)\.spool")
+        for path in sorted(self._into.directory.glob(f"{self._into.name}-w*.spool")):
+            match = pattern.fullmatch(path.name)
+            if match is None:
+                continue
+            worker = int(match[1])
+            if worker >= self._count and worker % self._count == self._index:
+                self._spool.take_from(Spool.open(path.with_name(path.name[: -len(".spool")])))
+
+
+def _line(exc: BaseException) -> str:
+    """An exception as one line: its message (its class when it has none), cut to 300."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
