@@ -275,6 +275,12 @@ class IntoSink(DynamicSink[dict[str, Any]]):
     def target(self) -> SinkTarget:
         """What this sink writes; two sinks of one flow must not overlap."""
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether a batch written again is stored once (a key the backend enforces), so a
+        write may be repeated when it is not known whether it was committed."""
+        return False
+
     @classmethod
     def settings(cls) -> dict[str, bool]:
         """The settings a config may give, in order, each mapped to whether it is required:

@@ -36,7 +36,7 @@ from sinks.base import (
     SinkValueError,
 )
 from sinks.columns import ColumnFormatter, format_columns, timestamp_column
-from sinks.files import check_path, ends_with_newline, file_target, worker_file
+from sinks.files import append_whole, check_path, ends_with_newline, file_target, worker_file
 from sinks.partition import LockedPartition
 from sinks.values import misfit
 
@@ -110,7 +110,7 @@ class _CsvPartition(LockedPartition):
         super().__init__(schema, f"CSV file {str(path)!r}")
         self._path = path
         self._delimiter = delimiter
-        self._file: io.BufferedWriter | None = None
+        self._file: io.FileIO | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -125,14 +125,13 @@ class _CsvPartition(LockedPartition):
         try:
             if self._path.exists() and self._path.stat().st_size > 0:
                 self._check_header(expected)
-                self._file = open(self._path, "ab")  # noqa: SIM115
+                self._file = open(self._path, "ab", buffering=0)  # noqa: SIM115
                 if not ends_with_newline(self._path):
                     # A crash mid-line left a partial row; keep ours off that line.
-                    self._file.write(b"\r\n")
+                    append_whole(self._file, b"\r\n")
             else:
-                self._file = open(self._path, "ab")  # noqa: SIM115
-                self._file.write(self._render([expected]).encode())
-            self._file.flush()
+                self._file = open(self._path, "ab", buffering=0)  # noqa: SIM115
+                append_whole(self._file, self._render([expected]).encode())
         except OSError as exc:
             raise SinkUnavailableError(f"cannot open CSV file {str(self._path)!r}: {exc}") from exc
 
@@ -152,7 +151,8 @@ class _CsvPartition(LockedPartition):
         return buffer.getvalue()
 
     def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
-        """Append the batch and flush; it is rendered first so a bad value writes nothing."""
+        """Append the batch whole (or nothing, see append_whole); it is rendered first so a bad
+        value writes nothing."""
         try:
             # Encoded here, not by a text file, so that a value UTF-8 cannot hold fails the
             # batch before any of it reaches the file.
@@ -166,8 +166,7 @@ class _CsvPartition(LockedPartition):
             self._open(schema)
         assert self._file is not None
         try:
-            self._file.write(data)
-            self._file.flush()
+            append_whole(self._file, data)
         except OSError as exc:
             raise SinkUnavailableError(f"cannot write CSV file {str(self._path)!r}: {exc}") from exc
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
 
 from sinks.base import SinkConfigError, SinkTarget
 
-__all__ = ["check_path", "ends_with_newline", "file_target", "worker_file"]
+__all__ = ["append_whole", "check_path", "ends_with_newline", "file_target", "worker_file"]
 
 
 def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
@@ -17,6 +18,21 @@ def worker_file(path: Path, worker_index: int, worker_count: int) -> Path:
     if worker_count == 1:
         return path
     return path.with_name(f"{path.stem}-w{worker_index}{path.suffix}")
+
+
+def append_whole(file: io.FileIO, data: bytes) -> None:
+    """Append all of ``data`` to the unbuffered ``file``, or nothing: when a write fails (a
+    full disk) the file is cut back to its size before, so a batch retried later is written
+    whole and once. Raises the OSError."""
+    start = file.seek(0, io.SEEK_END)
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[file.write(view) or 0 :]
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(file.fileno(), start)
+        raise
 
 
 def ends_with_newline(path: Path) -> bool:

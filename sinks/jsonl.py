@@ -32,7 +32,7 @@ from sinks.base import (
     SinkValueError,
 )
 from sinks.columns import timestamp_column
-from sinks.files import check_path, ends_with_newline, file_target, worker_file
+from sinks.files import append_whole, check_path, ends_with_newline, file_target, worker_file
 from sinks.partition import LockedPartition
 from sinks.values import misfit
 
@@ -101,9 +101,9 @@ class _JsonlPartition(LockedPartition):
         self._path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: io.BufferedWriter = open(path, "ab")  # noqa: SIM115
-            if self._file.tell() > 0 and not ends_with_newline(self._path):
-                self._file.write(b"\n")  # a crash mid-line left a partial row; start afresh
+            self._file: io.FileIO = open(path, "ab", buffering=0)  # noqa: SIM115
+            if self._file.seek(0, io.SEEK_END) > 0 and not ends_with_newline(self._path):
+                append_whole(self._file, b"\n")  # a crash mid-line left a partial row; start afresh
         except OSError as exc:
             raise SinkUnavailableError(f"cannot open {self._where}: {exc}") from exc
 
@@ -120,7 +120,8 @@ class _JsonlPartition(LockedPartition):
         return "".join([line % row for row in zip(*columns, strict=True)]).encode()
 
     def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
-        """Append the batch and flush; it is rendered first so a bad value writes nothing."""
+        """Append the batch whole (or nothing, see append_whole); it is rendered first so a bad
+        value writes nothing."""
         try:
             data = self._render(schema, values)
         except SinkValueError as exc:
@@ -130,8 +131,7 @@ class _JsonlPartition(LockedPartition):
             message = f"{self._where}: {problem}; none of the batch was written"
             raise SinkValueError(message) from exc
         try:
-            self._file.write(data)
-            self._file.flush()
+            append_whole(self._file, data)
         except OSError as exc:
             raise SinkUnavailableError(f"cannot write {self._where}: {exc}") from exc
 

@@ -165,6 +165,11 @@ class IntoPostgres(IntoSink):
         return f"{where}.{self.schema_name}.{self.table}"
 
     @property
+    def idempotent(self) -> bool:
+        """True with a key: its primary key makes a replayed batch add no rows."""
+        return self.schema is not None and bool(self.schema.key)
+
+    @property
     def target(self) -> SinkTarget:
         """The table at :attr:`location`, blamed on the ``table`` setting."""
         return SinkTarget("database", self.location, "table")

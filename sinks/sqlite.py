@@ -124,6 +124,11 @@ class IntoSqlite(IntoSink):
             )
 
     @property
+    def idempotent(self) -> bool:
+        """True with a key: its primary key makes a replayed batch add no rows."""
+        return self.schema is not None and bool(self.schema.key)
+
+    @property
     def target(self) -> SinkTarget:
         """Table ``table`` of the database file at ``path``."""
         return file_target(Path(self.path), self.table)
