@@ -14,7 +14,7 @@ from typing import Any
 
 from connectors.bus import Bus
 from flows.config.buses import parse_bus
-from flows.config.sinks import check_targets, parse_sink
+from flows.config.sinks import check_targets, parse_sink, parse_spool
 from flows.config.table import ConfigError, Table, check_at_most
 from sinks.base import IntoSink
 
@@ -130,7 +130,11 @@ def parse_config(
             ),
         )
         wt.done()
-    sinks = [parse_sink(st, base_dir, windows=windows is not None) for st in top.tables("sink")]
+    spool = parse_spool(Table(top.get("spool", dict, default={}), "spool", source), base_dir)
+    sinks = [
+        parse_sink(st, base_dir, windows=windows is not None, spool=spool, index=i)
+        for i, st in enumerate(top.tables("sink"))
+    ]
     check_targets(top, [sink for _, sink in sinks])
     top.done()
     return Config(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from flows.config.table import Table
+from flows.config.table import Table, check_at_most
 from sinks.base import IntoSink, SinkConfigError, SinkTarget
+from sinks.spooled import IntoSpooled
 
-__all__ = ["SINK_KINDS", "STREAMS", "check_targets", "parse_sink"]
+__all__ = ["SINK_KINDS", "STREAMS", "SpoolSettings", "check_targets", "parse_sink", "parse_spool"]
 
 # kind -> (module, class); imported only when a config names the kind.
 SINK_KINDS = {
@@ -28,9 +32,42 @@ SINK_EXTRAS = {
 
 STREAMS = ("samples", "windows", "late", "bus_stats")
 
+_MAX_MB = check_at_most(1e7, "MB")
 
-def parse_sink(t: Table, base_dir: Path, *, windows: bool) -> tuple[str, IntoSink]:
-    """One ``[[sink]]`` table -> (its stream, the sink); ``windows``: a [windows] table exists."""
+
+@dataclass(frozen=True, slots=True)
+class SpoolSettings:
+    """The ``[spool]`` table: where every sink spools while its backend is unavailable, and
+    how much each sink's spool may hold (``spool_max_mb`` of a sink overrides it)."""
+
+    dir: Path
+    max_mb: float = 512.0
+
+
+def parse_spool(t: Table, base_dir: Path) -> SpoolSettings:
+    """The ``[spool]`` table; ``dir`` relative to the config file's directory, checked now
+    (a directory, or one that can be made there)."""
+    given = t.get("dir", str, "spool")
+    max_mb = t.get("max_mb", (int, float), 512.0, _MAX_MB)
+    t.done()
+    directory = base_dir / given if given else base_dir
+    why = _never_written(directory)
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if why is None and existing is not None:
+        if not existing.is_dir():
+            why = f"is under {str(existing)!r}, which is a file, not a directory"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            why = f"cannot be written here ({str(existing)!r} is not writable)"
+    if why is not None:
+        raise t.error(f"{given!r} {why}", "dir")
+    return SpoolSettings(directory, float(max_mb))
+
+
+def parse_sink(
+    t: Table, base_dir: Path, *, windows: bool, spool: SpoolSettings, index: int
+) -> tuple[str, IntoSink]:
+    """One ``[[sink]]`` table (``sink[index]``) -> (its stream, the sink behind its spool);
+    ``windows``: a [windows] table exists."""
     kind = t.get("kind", str)
     stream = t.get(
         "stream", str, "samples", lambda v: None if v in STREAMS else "is not " + ", ".join(STREAMS)
@@ -53,11 +90,12 @@ def parse_sink(t: Table, base_dir: Path, *, windows: bool) -> tuple[str, IntoSin
     cls: type[IntoSink] = getattr(importlib.import_module(module), cls_name)
     settable = cls.settings()
     settings = {}
+    max_mb = t.get("spool_max_mb", (int, float), spool.max_mb, _MAX_MB)
     for key, value in t.data.items():
-        if key in ("kind", "stream"):
+        if key in ("kind", "stream", "spool_max_mb"):
             continue
         if key not in settable:
-            known = ", ".join(sorted({*settable, "kind", "stream"}))
+            known = ", ".join(sorted({*settable, "kind", "stream", "spool_max_mb"}))
             raise t.error(f"unknown key for a {kind} sink (known keys: {known})", key)
         if key == "path" and isinstance(value, str) and value:
             value = base_dir / value
@@ -81,7 +119,16 @@ def parse_sink(t: Table, base_dir: Path, *, windows: bool) -> tuple[str, IntoSin
             raise t.error(f"{given!r} is a file; a {kind} sink writes a directory", "path")
     elif target.kind == "file" and Path(target.location).is_dir():
         raise t.error(f"{given!r} is a directory; a {kind} sink writes a file", "path")
-    return stream, sink
+    where = target.location if target.table is None else f"{target.location}:{target.table}"
+    digest = hashlib.sha1(f"{target.location}\0{target.table}".encode()).hexdigest()[:10]
+    spooled = IntoSpooled(
+        sink,
+        directory=spool.dir,
+        name=f"{kind}-{digest}",
+        where=f"sink[{index}] {kind} {where}",
+        max_mb=float(max_mb),
+    )
+    return stream, spooled
 
 
 # Pseudo-filesystems: what looks like a file there is the kernel's, never a sink's.

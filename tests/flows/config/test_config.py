@@ -25,8 +25,9 @@ def test_shipped_config_parses() -> None:
     assert [b.url.scheme for b in config.buses] == ["tcp", "rtu"]
     assert all(b.simulate for b in config.buses)
     assert len(config.buses[0].devices) == 3 and len(config.buses[1].devices) == 3
-    assert [type(s) for s in config.sinks] == [IntoSqlite, IntoCsv]
-    assert Path(config.sinks[0].path) == ROOT / "data" / "acquire.sqlite"
+    assert [type(s.sink) for s in config.sinks] == [IntoSqlite, IntoCsv]
+    assert Path(config.sinks[0].sink.path) == ROOT / "data" / "acquire.sqlite"
+    assert config.sinks[0].directory == ROOT / "data" / "spool"
     oven2 = config.buses[0].devices[1]
     assert oven2.simulation is not None
     assert (oven2.address, oven2.simulation.set_point) == (2, 150.0)
@@ -40,7 +41,7 @@ def test_good_config_values(tmp_path: Path) -> None:
     (device,) = bus.devices
     assert (device.name, device.address, device.instance) == ("pm", 7, 2)
     assert [p.name for p in device.parameters] == ["analog_input_value"]
-    assert Path(config.sinks[0].path) == tmp_path / "out" / "x.csv"
+    assert Path(config.sinks[0].sink.path) == tmp_path / "out" / "x.csv"
 
 
 def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,5 +194,5 @@ def test_bus_stats_sink(tmp_path: Path) -> None:
     text = GOOD + '\n[[sink]]\nkind = "jsonl"\npath = "out/stats.jsonl"\nstream = "bus_stats"\n'
     config = load_config(write(tmp_path, text))
     (stats,) = config.stats_sinks
-    assert Path(stats.path) == tmp_path / "out" / "stats.jsonl"
-    assert [Path(s.path).name for s in config.sinks] == ["x.csv"]
+    assert Path(stats.sink.path) == tmp_path / "out" / "stats.jsonl"
+    assert [Path(s.sink.path).name for s in config.sinks] == ["x.csv"]

@@ -96,10 +96,11 @@ def refusal(tmp_path: Path, sinks: str) -> str:
 @pytest.mark.usefixtures("topic_kind")
 def test_a_new_kind_is_read_from_what_it_declares(tmp_path: Path) -> None:
     config = load(tmp_path, '[[sink]]\nkind = "topic"\nbroker = "mq:1883"\n')
-    assert config.sinks == (IntoTopic(broker="mq:1883"),)
+    assert [s.sink for s in config.sinks] == [IntoTopic(broker="mq:1883")]
     assert refusal(tmp_path, '[[sink]]\nkind = "topic"\n') == "sink[0].broker: missing"
     assert refusal(tmp_path, '[[sink]]\nkind = "topic"\nbroker = "b"\nqos = 1\n') == (
-        "sink[0].qos: unknown key for a topic sink (known keys: broker, kind, stream, topic)"
+        "sink[0].qos: unknown key for a topic sink (known keys: broker, kind, spool_max_mb, "
+        "stream, topic)"
     )
     # The field comes as data: a reason with ": " in it is not cut there.
     assert refusal(tmp_path, '[[sink]]\nkind = "topic"\nbroker = "b"\ntopic = "a/#"\n') == (
