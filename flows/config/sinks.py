@@ -37,11 +37,15 @@ _MAX_MB = check_at_most(1e7, "MB")
 
 @dataclass(frozen=True, slots=True)
 class SpoolSettings:
-    """The ``[spool]`` table: where every sink spools while its backend is unavailable, and
-    how much each sink's spool may hold (``spool_max_mb`` of a sink overrides it)."""
+    """The ``[spool]`` table: where every sink spools while its backend is unavailable, how
+    much each sink's spool may hold (``spool_max_mb`` of a sink overrides it), how long a
+    write to a database sink may take before its batch is spooled, and the longest wait
+    between two retries of an unavailable backend (see sinks.spooled)."""
 
     dir: Path
     max_mb: float = 512.0
+    write_timeout_s: float = 10.0
+    retry_max_s: float = 30.0
 
 
 def parse_spool(t: Table, base_dir: Path) -> SpoolSettings:
@@ -49,6 +53,9 @@ def parse_spool(t: Table, base_dir: Path) -> SpoolSettings:
     (a directory, or one that can be made there)."""
     given = t.get("dir", str, "spool")
     max_mb = t.get("max_mb", (int, float), 512.0, _MAX_MB)
+    seconds = check_at_most(86400, "seconds")
+    write_timeout_s = t.get("write_timeout_s", (int, float), 10.0, seconds)
+    retry_max_s = t.get("retry_max_s", (int, float), 30.0, seconds)
     t.done()
     directory = base_dir / given if given else base_dir
     why = _never_written(directory)
@@ -60,7 +67,7 @@ def parse_spool(t: Table, base_dir: Path) -> SpoolSettings:
             why = f"cannot be written here ({str(existing)!r} is not writable)"
     if why is not None:
         raise t.error(f"{given!r} {why}", "dir")
-    return SpoolSettings(directory, float(max_mb))
+    return SpoolSettings(directory, float(max_mb), float(write_timeout_s), float(retry_max_s))
 
 
 def parse_sink(
@@ -127,6 +134,9 @@ def parse_sink(
         name=f"{kind}-{digest}",
         where=f"sink[{index}] {kind} {where}",
         max_mb=float(max_mb),
+        write_timeout_s=spool.write_timeout_s,
+        backoff_s=min(1.0, spool.retry_max_s),
+        backoff_max_s=spool.retry_max_s,
     )
     return stream, spooled
 
