@@ -146,13 +146,10 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
         self._outage_since: float | None = None
         self._backoff = into.backoff_s
         self._retry_at = 0.0
-        stem = into.directory / f"{into.name}-w{worker_index}"
-        try:
-            self._spool = Spool.open(stem)
-            self._adopt_leftovers()
-        except (OSError, SpoolCorruptError) as exc:
-            raise SinkError(f"{self._where}: cannot open its spool: {exc}") from exc
-        self._state = "spooling" if self._spool else "writing"
+        self._state = "writing"
+        self._spool = self._open_spool(into.directory / f"{into.name}-w{worker_index}")
+        if self._spool:
+            self._state = "spooling"
         if self._spool:
             self._outage_since = time.monotonic()
             logger.warning(
@@ -425,7 +422,28 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
         if inner is not None:
             inner.close()
 
-    def _adopt_leftovers(self) -> None:
+    def _open_spool(self, stem: Path) -> Spool:
+        """This worker's spool with what earlier runs left. A damaged one is set aside (kept
+        for a look, named in a WARNING) and a new one begun; one that cannot be opened at all
+        fails the sink."""
+        try:
+            spool = Spool.open(stem)
+        except SpoolCorruptError as exc:
+            aside = stem.with_name(f"{stem.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            Path(f"{stem}.spool").rename(aside)
+            Path(f"{stem}.done").unlink(missing_ok=True)
+            logger.warning("%s: %s; set aside as %s, a new spool begun", self._where, exc, aside)
+            spool = Spool.open(stem)
+        except OSError as exc:
+            self._fail_locked(f"cannot open its spool {stem}.spool: {exc}")
+            return Spool(stem)
+        try:
+            self._adopt_leftovers(spool)
+        except (OSError, SpoolCorruptError) as exc:
+            logger.warning("%s: cannot take over another worker's spool: %s", self._where, exc)
+        return spool
+
+    def _adopt_leftovers(self, spool: Spool) -> None:
         pattern = re.compile(rf"{re.escape(self._into.name)}-w(\d+)\.spool")
         for path in sorted(self._into.directory.glob(f"{self._into.name}-w*.spool")):
             match = pattern.fullmatch(path.name)
@@ -433,7 +451,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
                 continue
             worker = int(match[1])
             if worker >= self._count and worker % self._count == self._index:
-                self._spool.take_from(Spool.open(path.with_name(path.name[: -len(".spool")])))
+                spool.take_from(Spool.open(path.with_name(path.name[: -len(".spool")])))
 
 
 def _line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from sinks.base import SinkError
 from sinks.csv import IntoCsv
 from sinks.jsonl import IntoJsonl
 from sinks.postgres import IntoPostgres
+from sinks.spool import Spool
 from sinks.spooled import IntoSpooled, SpoolState
 from sinks.sqlite import IntoSqlite
 from tests.sinks.keyed import SCHEMA, row
@@ -223,3 +224,18 @@ def test_a_full_disk_spools_and_no_row_is_torn_or_doubled(tmp_path: Path) -> Non
     assert "File too large" in report["error"]
     lines = (tmp_path / "x.jsonl").read_text().splitlines()
     assert [json.loads(line)["i"] for line in lines] == list(range(300))
+
+
+def test_a_damaged_spool_is_set_aside_and_a_new_one_begun(tmp_path: Path) -> None:
+    left = Spool.open(tmp_path / "spool" / "test-w0")
+    left.append(rows(100))
+    left.append(rows(200))
+    left.close()
+    path = tmp_path / "spool" / "test-w0.spool"
+    path.write_bytes(path.read_bytes()[:30] + b"?" + path.read_bytes()[31:])  # the first record
+    part = spooled(IntoCsv(tmp_path / "x.csv"), tmp_path).build_partition(0, 1)
+    part.write_batch(rows(0))
+    part.close()
+    assert csv_numbers(tmp_path / "x.csv") == list(range(10))
+    (aside,) = (tmp_path / "spool").glob("test-w0.damaged-*")
+    assert aside.read_bytes().startswith(b"SPL1")
