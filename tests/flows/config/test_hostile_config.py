@@ -226,6 +226,9 @@ CORPUS: list[tuple[str, str | bytes, str]] = [
     ("device-name-nul", edit('name = "pm"', 'name = "pm\\u0000"'),
      f"{D}.name: 'pm\\x00' is not a name"),
     ("bus-name-empty", edit('name = "gw"', 'name = ""'), "bus[0].name: '' is not a name"),
+    # docs/configuration.md says which characters: ASCII letters, digits, _ . -
+    ("bus-name-emoji", edit('name = "gw"', 'name = "gw-\U0001F525"'),
+     "bus[0].name: 'gw-\U0001F525' is not a name (letters, digits, _ . -; up to 63)"),
     ("parameter-name-nul", edit('name = "t"', 'name = "t\\u0000"', INLINE),
      f"{D}.parameter[0].name: 't\\x00' contains the control character U+0000"),
     ("parameter-unit-newline", edit('unit = "degC"', 'unit = "deg\\nC"', INLINE),
