@@ -8,7 +8,11 @@ same primary key; ``json.dumps`` per line; ``pyarrow.Table`` + ``pq.write_table`
 ratio project/floor per sink (best of ``--repeat`` alternating runs of each); the last
 line lists the ratios (target: each >= 0.8).
 
+With ``--spooled`` each project sink runs behind its spool (sinks.spooled), as the flow runs
+it: the cost of the hand-over to the backend thread on the healthy path.
+
     python bench/sinks.py [--rows 500000] [--batch 10000] [--only csv,sqlite] [--repeat 3]
+                          [--spooled]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.rows import SAMPLE_SCHEMA
 from sinks.base import IntoSink
+from sinks.spooled import IntoSpooled
 
 DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 Batches = list[list[dict[str, Any]]]
@@ -194,6 +199,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--only", default=",".join(FLOORS))
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best counts")
+    parser.add_argument(
+        "--spooled", action="store_true", help="each sink behind its spool, as the flow runs it"
+    )
     args = parser.parse_args()
     batches = make_batches(args.rows, args.batch)
     n = sum(len(b) for b in batches)
@@ -207,7 +215,10 @@ def main() -> None:
             try:
                 floor_s = min(floor_s, timed(FLOORS[kind], work / "floor", batches))
                 sink = project_sink(kind, work / "project")
-                project_s = min(project_s, timed(through_sink, sink, batches))
+                run: IntoSink = sink
+                if args.spooled:
+                    run = IntoSpooled(sink, work / "spool", kind, where=kind)
+                project_s = min(project_s, timed(through_sink, run, batches))
                 if kind == "postgres":
                     drop_pg_table(sink)
             finally:
