@@ -3,18 +3,29 @@ does not grow with the run: the one place the summary, the status line and the m
 
 Updated once per batch by :meth:`Figures.add` (a few attribute and dict operations per
 sample); read by the status line, the end-of-run summary and, from the metrics server's
-thread, by flows.observe.metrics.
+thread, by flows.observe.metrics. The sinks' figures are not counted here: each spooled sink
+partition keeps its own (sinks.spooled.states()), and :func:`sink_states` picks them.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from connectors.sample import ErrorKind, Sample, TickStats
+from sinks.spooled import SpoolState
 
-__all__ = ["NOT_SENT", "BusFigures", "DeviceFigures", "Figures", "counted_percentile", "kind_name"]
+__all__ = [
+    "NOT_SENT",
+    "BusFigures",
+    "DeviceFigures",
+    "Figures",
+    "counted_percentile",
+    "kind_name",
+    "sink_states",
+]
 
 # Error kinds whose rows sent no request, so they have no latency.
 NOT_SENT = frozenset({ErrorKind.BACKOFF, ErrorKind.CONNECTION_FAILED})
@@ -49,6 +60,17 @@ def counted_percentile(counts: Counter[Any], q: float) -> float:
         if seen >= rank:
             return float(value)
     return math.nan
+
+
+def sink_states(states: Iterable[SpoolState], worker: int | None = None) -> list[SpoolState]:
+    """The state of each spooled sink partition in ``states`` (of ``worker`` only, when
+    given), one per sink and worker, in the order they were opened: a later state of the
+    same ``where`` and worker (the flow built again in one process) replaces the earlier."""
+    latest: dict[tuple[str, int], SpoolState] = {}
+    for s in states:
+        if worker is None or s.worker == worker:
+            latest[(s.where, s.worker)] = s
+    return list(latest.values())
 
 
 def _bucket(duration_s: float) -> float:

@@ -11,19 +11,65 @@ an error; rows, late ticks and errors count the interval since the previous line
 device is the one with the most error rows in it, with its last error
 (flows.observe.figures.DeviceFigures.last_error). The line is logged with the first batch after
 each interval has passed.
+
+The line ends with the worker's spooled sink partitions (sinks.spooled.states()):
+``; sinks 3/3 writing`` while every one writes, else each sink that is not writing, with the
+rows waiting in its spool, the age of the oldest, the failed attempts so far and the last
+error (cut to 160 characters)::
+
+    ; sinks 1/2 writing; sink[1] postgres 127.0.0.1:5432/test.public.samples: spooling
+    340 rows, oldest 12.3 s, 4 retries ('cannot connect: connection refused')
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from flows.observe.figures import Figures
+from flows.observe.figures import Figures, sink_states
+from sinks.spooled import SpoolState, states
 
-__all__ = ["LOGGER", "StatusLine", "log_to_stderr"]
+__all__ = ["LOGGER", "StatusLine", "log_to_stderr", "sinks_text"]
 
 LOGGER = logging.getLogger("flows.status")
+
+ERROR_CHARS = 160  # of a sink's last error in the line
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters in its middle: an error says where it happened
+    first and why last (``... ConnectionRefusedError: ...``)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[head - limit + 5 :]}"
+
+
+def sinks_text(sinks: Sequence[SpoolState]) -> str:
+    """The sinks part of the status line for ``sinks`` (closed ones left out): ``sinks 3/3
+    writing``, then ``; <where>: spooling ...`` or ``failed ...`` for each that is not
+    writing; "" when there is none."""
+    live = [s for s in sinks if s.state != "closed"]
+    if not live:
+        return ""
+    parts = [f"sinks {sum(s.state == 'writing' for s in live)}/{len(live)} writing"]
+    for s in live:
+        if s.state == "writing":
+            continue
+        what = [
+            f"spooling {s.rows_spooled} rows"
+            if s.state == "spooling"
+            else f"{s.state}, {s.rows_spooled} rows spooled"
+        ]
+        if s.oldest_age_s is not None:
+            what.append(f"oldest {s.oldest_age_s:.1f} s")
+        what.append(f"{s.retries} retries")
+        text = f"{s.where}: {', '.join(what)}"
+        if s.last_error:
+            text += f" ({_cut(s.last_error, ERROR_CHARS)!r})"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def log_to_stderr() -> None:
@@ -38,7 +84,8 @@ def log_to_stderr() -> None:
 
 
 class StatusLine:
-    """Logs a status line of ``figures`` every ``interval_s`` seconds of ``clock``."""
+    """Logs a status line of ``figures`` every ``interval_s`` seconds of ``clock``, with the
+    states of worker ``worker_index``'s spooled sink partitions among ``spools()``."""
 
     def __init__(
         self,
@@ -47,8 +94,10 @@ class StatusLine:
         clock: Callable[[], float],
         worker_index: int,
         worker_count: int,
+        spools: Callable[[], Sequence[SpoolState]] = states,
     ) -> None:
         self.figures, self.interval_s, self.clock = figures, interval_s, clock
+        self.worker, self.spools = worker_index, spools
         self.label = (
             f" (worker {worker_index + 1}/{worker_count}, its buses)" if worker_count > 1 else ""
         )
@@ -92,6 +141,9 @@ class StatusLine:
             name = max(new_errors, key=lambda n: new_errors[n])
             worst = f.devices[name]
             text += f" (worst {worst.bus}/{name}: {new_errors[name]}, {worst.last_error!r})"
+        sinks = sinks_text(sink_states(self.spools(), self.worker))
+        if sinks:
+            text += "; " + sinks
         self.rows, self.late = rows, late
         self.errors = {d.device: d.errors for d in devices}
         return text

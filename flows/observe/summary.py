@@ -5,8 +5,10 @@ logs the status line every interval (flows.observe.status), exposes the counts t
 (flows.observe.metrics) and, when the run ends, prints per device: rows, error rows, error
 rate, its bus's late ticks and the p50/p99 latency (received_at - requested_at); per bus:
 ticks and late ticks, with the tick duration (p50, p99) and largest drift when the bus
-statistics are there; and
-(with windows) the window rows and the late samples.
+statistics are there; (with windows) the window rows and the late samples; and per spooled sink
+partition of the worker (sinks.spooled.states(), see :func:`sink_line`): rows written, rows
+that went through the spool, retries, how long the last outage took to drain, and the rows
+still spooled or why the sink failed.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any, TextIO
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from connectors.sample import Sample, TickStats
-from flows.observe.figures import BusFigures, Figures, counted_percentile
+from flows.observe.figures import BusFigures, Figures, counted_percentile, sink_states
 from flows.observe.metrics import COLLECTOR
 from flows.observe.status import StatusLine
+from sinks.spooled import SpoolState, states
 
-__all__ = ["IntoSummary", "percentile"]
+__all__ = ["IntoSummary", "percentile", "sink_line"]
 
 
 # What the summary takes: Samples, TickStats, and ("windows" | "late", row) for the window
@@ -55,6 +58,39 @@ def _bus_line(bus: str, b: BusFigures) -> str:
     )
 
 
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} kB" if n < 2**20 else f"{n / 2**20:.1f} MB"
+
+
+def sink_line(s: SpoolState) -> str:
+    """One spooled sink partition's summary line: ``  <where>: N rows written, N through the
+    spool (peak X kB), N retries``, then ``, last outage drained in X s`` when one did,
+    ``; N rows still spooled in <path> (the next run writes them first)`` when any wait,
+    ``; failed: <last error>`` when it failed."""
+    text = f"  {s.where}: {s.rows_written} rows written, {s.rows_spooled_total} through the spool"
+    if s.peak_bytes:
+        text += f" (peak {_size(s.peak_bytes)})"
+    text += f", {s.retries} retries"
+    if s.drain_s is not None:
+        text += f", last outage drained in {s.drain_s:.1f} s"
+    if s.rows_spooled:
+        text += (
+            f"; {s.rows_spooled} rows still spooled in {s.path} (the next run writes them first)"
+        )
+    if s.state == "failed":
+        text += f"; failed: {s.last_error}"
+    return text
+
+
+def _active(s: SpoolState) -> bool:
+    """Whether the partition did anything worth a line (every worker has one of each sink)."""
+    return bool(s.rows_written or s.rows_spooled_total or s.rows_spooled or s.retries) or (
+        s.state == "failed"
+    )
+
+
 class _SummaryPartition(StatelessSinkPartition[Item]):
     def __init__(
         self,
@@ -64,14 +100,16 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         status_s: float | None,
         clock: Callable[[], float],
         metrics: bool,
+        spools: Callable[[], Sequence[SpoolState]],
     ) -> None:
         self._out = out
+        self._worker, self._spools = worker_index, spools
         self._label = f" (worker {worker_index + 1}/{worker_count})" if worker_count > 1 else ""
         self.figures = Figures()
         self._status = (
             None
             if status_s is None
-            else StatusLine(self.figures, status_s, clock, worker_index, worker_count)
+            else StatusLine(self.figures, status_s, clock, worker_index, worker_count, spools)
         )
         self._metrics = metrics
         if metrics:
@@ -83,7 +121,7 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         if self._status is not None:
             self._status.maybe_log()
 
-    def _lines(self) -> list[str]:
+    def _lines(self, sinks: list[SpoolState]) -> list[str]:
         f = self.figures
         lines = [f"run summary{self._label}:"]
         devices = sorted(f.devices.values(), key=lambda d: (d.bus, d.device))
@@ -112,6 +150,7 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
                 f"  windows: {f.streams['windows']} window rows, "
                 f"{f.streams['late']} late samples (kept in the raw rows)"
             )
+        lines.extend(sink_line(s) for s in sinks)
         return lines
 
     def close(self) -> None:
@@ -121,10 +160,11 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         if self._metrics:
             COLLECTOR.remove(self.figures)
         f = self.figures
-        if not (f.devices or f.streams or f.buses):
+        sinks = sink_states(self._spools(), self._worker)
+        if not (f.devices or f.streams or f.buses or any(_active(s) for s in sinks)):
             return
         # One write, so summaries of workers sharing stdout do not interleave.
-        self._out.write("\n".join(self._lines()) + "\n")
+        self._out.write("\n".join(self._lines(sinks)) + "\n")
         self._out.flush()
 
 
@@ -136,13 +176,16 @@ class IntoSummary(DynamicSink[Item]):
     Without TickStats for a bus, its ticks and late ticks are counted from its samples.
     ``status_s``: log a status line (flows.observe.status) every that many seconds of ``clock``;
     None: none. ``metrics``: expose the counts through flows.observe.metrics.COLLECTOR while the
-    partition is open.
+    partition is open. ``spools``: where the status line and the summary take the sinks'
+    states from (flows.acquire.build_flow makes the summary its last step: Bytewax closes it
+    after the sinks, so its lines say what they left).
     """
 
     out: TextIO | None = None  # None: sys.stdout as it is when the run starts
     status_s: float | None = None
     metrics: bool = True
     clock: Callable[[], float] = time.monotonic
+    spools: Callable[[], Sequence[SpoolState]] = states
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SummaryPartition:
         return _SummaryPartition(
@@ -152,4 +195,5 @@ class IntoSummary(DynamicSink[Item]):
             self.status_s,
             self.clock,
             self.metrics,
+            self.spools,
         )

@@ -123,6 +123,12 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
     assert by_device(values, "daq_latency_seconds_count")["pm-ok"] == polls["pm-ok"]
     assert values["daq_ticks_total"][(("bus", "tcp-bus"),)] > 0
     assert values["daq_bus_up"][(("bus", "tcp-bus"),)] == 1
+    # Its SQLite sink, behind its spool, writing all along.
+    sink = (("sink", f"sink[0] sqlite {tmp_path}/out.sqlite:samples"), ("worker", "0"))
+    states = {dict(k)["state"]: v for k, v in values["daq_sink_state"].items() if {*sink} < {*k}}
+    assert states == {"writing": 1, "spooling": 0, "failed": 0, "closed": 0}, sorted(values)
+    assert values["daq_sink_rows_written_total"][sink] > 0
+    assert values["daq_sink_rows_spooled"][sink] == values["daq_sink_retries_total"][sink] == 0
     # Bytewax's own metrics are on the same page.
     out_counts = values["bytewax_item_out_count_total"]
     assert any(dict(k)["step_id"] == "acquire.controllers" for k in out_counts), sorted(values)

@@ -58,7 +58,7 @@ path = "out.sqlite"
 LINE = re.compile(
     r"status: buses (\d+)/(\d+) up, devices (\d+)/(\d+) answering; "
     r"last ([\d.]+) s: (\d+) rows \(([\d.]+) rows/s\), (\d+) late ticks, (\d+) errors"
-    r"(?: \(worst (\S+): (\d+), (['\"])(.*)\12\))?$"
+    r"(?: \(worst (\S+): (\d+), (['\"])(.*?)\12\))?(?:; sinks (\d+)/(\d+) writing(.*))?$"
 )
 
 
@@ -114,7 +114,8 @@ def test_status_line_figures_with_an_injected_clock(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.INFO, logger="flows.status")
     now = [100.0]
     out = io.StringIO()
-    part = IntoSummary(out, status_s=2.0, clock=lambda: now[0]).build("summary", 0, 1)
+    summary = IntoSummary(out, status_s=2.0, clock=lambda: now[0], spools=list)  # no sinks
+    part = summary.build("summary", 0, 1)
     backoff = (ErrorKind.BACKOFF, "backoff: not sent")
     exception = (ErrorKind.EXCEPTION, "illegal data address (2)")
     part.write_batch([sample("ok", 0, 1.0), sample("dead", 0, 100.0, TIMEOUT), stats(0)])
@@ -190,6 +191,8 @@ def test_a_real_run_logs_status_lines_that_match_its_rows(
         logged_errors += int(m[9])
         assert int(m[9]) > 0 and m[10] == "tcp-bus/pm-dead" and m[11] == m[9], line
         assert m[13] in dead_errors, line
+        # Its SQLite sink writes all along: counted, never named.
+        assert m[14] is not None and str(tmp_path) not in m[16], line
     # The lines count the rows as they come: all but those after the last line.
     assert logged_rows <= len(rows)
     assert logged_errors <= sum(d == "pm-dead" for d, _, _ in rows)
@@ -210,3 +213,11 @@ def test_a_real_run_logs_status_lines_that_match_its_rows(
         assert (int(reads), int(errors)) == (len(mine), sum(e is not None for e, _ in mine))
         assert late_ticks == late[1]
         assert (float(s50), float(s99)) == pytest.approx((p50, p99), abs=0.051), out
+    # The SQLite sink, behind its spool, wrote every row it stored, none through the spool.
+    sink = re.search(
+        rf"^  sink\[0\] sqlite {re.escape(str(tmp_path))}/out\.sqlite:samples: (\d+) rows "
+        r"written, 0 through the spool, 0 retries$",
+        out,
+        re.M,
+    )
+    assert sink and int(sink[1]) == len(rows), out

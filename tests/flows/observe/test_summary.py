@@ -17,7 +17,7 @@ def sample(bus: str, device: str, tick: int, error: str | None = None) -> Sample
 
 def test_summary_counts_rows_errors_and_late_ticks() -> None:
     out = io.StringIO()
-    part = IntoSummary(out).build("summary", 0, 1)
+    part = IntoSummary(out, spools=list).build("summary", 0, 1)
     part.write_batch([sample("a", "d1", 1), sample("a", "d2", 1, "timeout: no response")])
     part.write_batch([sample("a", "d1", 2), sample("a", "d2", 2)])
     part.write_batch([sample("a", "d1", 5), sample("b", "d3", 7)])
@@ -39,7 +39,7 @@ def test_summary_counts_rows_errors_and_late_ticks() -> None:
 
 def test_worker_without_rows_prints_nothing() -> None:
     out = io.StringIO()
-    part = IntoSummary(out).build("summary", 1, 2)
+    part = IntoSummary(out, spools=list).build("summary", 1, 2)
     part.close()
     assert out.getvalue() == ""
 
@@ -55,7 +55,7 @@ def tick_stats(
 
 def test_summary_prints_bus_statistics() -> None:
     out = io.StringIO()
-    part = IntoSummary(out).build("summary", 0, 1)
+    part = IntoSummary(out, spools=list).build("summary", 0, 1)
     # 100 ticks of bus a lasting 1..100 ms: p50 = 50 ms, p99 = 99 ms; one overran by 3 slots.
     stats = [
         tick_stats("a", t, t, drift_ms=t / 10, late=3 if t == 40 else 0) for t in range(1, 101)
