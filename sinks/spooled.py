@@ -74,7 +74,9 @@ class SpoolState:
 
 
 def states() -> list[SpoolState]:
-    """The state of every spooled partition this process opened, in the order opened."""
+    """The state of every spooled partition of this process's run (closed ones included), in
+    the order opened; the partitions of an earlier run in the process are forgotten when the
+    first of the next is opened."""
     with _PARTITIONS_LOCK:
         partitions = list(_PARTITIONS)
     return [p.state() for p in partitions]
@@ -164,6 +166,9 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
         )
         self._thread.start()
         with _PARTITIONS_LOCK:
+            # Every one listed is closed: they were an earlier run's, in this process.
+            if all(p._closed for p in _PARTITIONS):
+                _PARTITIONS.clear()
             _PARTITIONS.append(self)
         if self._state == "writing":
             self._call(self._open_backend, self._start_spooling, [])
@@ -295,7 +300,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
         limit = self._into.max_mb * 1024 * 1024
         if self._spool.bytes > limit and self._state != "failed":
             self._fail_locked(
-                f"its spool {self._spool.path} holds {self._spool.bytes / 2**20:.1f} MB, above "
+                f"its spool {self._spool.path} holds {self._spool.bytes / 2**20:.3g} MB, above "
                 f"spool_max_mb = {self._into.max_mb:g}, while its backend stays unavailable "
                 f"({self._last_error}); stopping the run, the next run writes the spool first"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -126,7 +127,13 @@ def parse_sink(
             raise t.error(f"{given!r} is a file; a {kind} sink writes a directory", "path")
     elif target.kind == "file" and Path(target.location).is_dir():
         raise t.error(f"{given!r} is a directory; a {kind} sink writes a file", "path")
-    where = target.location if target.table is None else f"{target.location}:{target.table}"
+    where = target.location
+    if target.kind in ("file", "directory"):
+        # Shown as given: relative to the config file when it lies below it.
+        with contextlib.suppress(ValueError):
+            where = str(Path(where).relative_to(base_dir.resolve()))
+    if target.table is not None:
+        where += f":{target.table}"
     digest = hashlib.sha1(f"{target.location}\0{target.table}".encode()).hexdigest()[:10]
     spooled = IntoSpooled(
         sink,

@@ -65,11 +65,15 @@ def _size(n: int) -> str:
 
 
 def sink_line(s: SpoolState) -> str:
-    """One spooled sink partition's summary line: ``  <where>: N rows written, N through the
-    spool (peak X kB), N retries``, then ``, last outage drained in X s`` when one did,
+    """One spooled sink partition's summary line: ``  <where>: N rows written`` for a sink that
+    never needed its spool, else ``  <where>: N rows written, N through the spool (peak X kB),
+    N retries``, then ``, last outage drained in X s`` when one did,
     ``; N rows still spooled in <path> (the next run writes them first)`` when any wait,
     ``; failed: <last error>`` when it failed."""
-    text = f"  {s.where}: {s.rows_written} rows written, {s.rows_spooled_total} through the spool"
+    text = f"  {s.where}: {s.rows_written} rows written"
+    if not (s.rows_spooled_total or s.retries or s.rows_spooled or s.state == "failed"):
+        return text  # it never needed its spool
+    text += f", {s.rows_spooled_total} through the spool"
     if s.peak_bytes:
         text += f" (peak {_size(s.peak_bytes)})"
     text += f", {s.retries} retries"

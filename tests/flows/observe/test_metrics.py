@@ -124,7 +124,7 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
     assert values["daq_ticks_total"][(("bus", "tcp-bus"),)] > 0
     assert values["daq_bus_up"][(("bus", "tcp-bus"),)] == 1
     # Its SQLite sink, behind its spool, writing all along.
-    sink = (("sink", f"sink[0] sqlite {tmp_path}/out.sqlite:samples"), ("worker", "0"))
+    sink = (("sink", "sink[0] sqlite out.sqlite:samples"), ("worker", "0"))
     states = {dict(k)["state"]: v for k, v in values["daq_sink_state"].items() if {*sink} < {*k}}
     assert states == {"writing": 1, "spooling": 0, "failed": 0, "closed": 0}, sorted(values)
     assert values["daq_sink_rows_written_total"][sink] > 0
