@@ -309,10 +309,13 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
         with self._lock:
             if rows and rejected:
                 stem = f"{self._into.name}-w{self._index}-rejected"
-                kept = Spool.open(self._into.directory / stem)
-                kept.append(rows)
-                kept.close()
-                why += f"; the {len(rows)} rows of that batch are kept in {kept.path}"
+                try:
+                    kept = Spool.open(self._into.directory / stem)
+                    kept.append(rows)
+                    kept.close()
+                    why += f"; the {len(rows)} rows of that batch are kept in {kept.path}"
+                except (OSError, SpoolCorruptError) as exc:
+                    why += f"; the {len(rows)} rows of that batch are lost ({exc})"
             self._fail_locked(why)
 
     def _fail_locked(self, why: str) -> None:
@@ -374,27 +377,18 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
                 inner.close()
 
     def _drain(self) -> None:
-        """Forward the spool in order; back off on failure; writing again once empty."""
+        """Forward the spool in order, then writing again once the backend is open and the
+        spool empty; back off when the backend fails."""
         while True:
             with self._lock:
                 if self._abandoned or self._state != "spooling":
                     return
                 first = self._spool.first()
-                if first is None:
-                    self._state = "writing"
-                    self._backoff = self._into.backoff_s
-                    if self._outage_since is not None:
-                        self._drain_s = time.monotonic() - self._outage_since
-                        self._outage_since = None
-                    logger.warning(
-                        "%s: its backend is back; the spool is written (%.1f s after it began)",
-                        self._where,
-                        self._drain_s or 0.0,
-                    )
-                    return
-            record, rows = first
             try:
-                self._backend_write(rows)
+                if first is None:
+                    self._open_backend()  # nothing waits, but the backend must be there
+                else:
+                    self._backend_write(first[1])
             except SinkUnavailableError as exc:
                 with self._lock:
                     self._retries += 1
@@ -403,18 +397,40 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
                     self._retry_at = time.monotonic() + self._backoff
                 return
             except Exception as exc:
-                with self._lock:
-                    self._spool.forwarded(record)
-                try:
-                    self._fail(_line(exc), rows, rejected=True)
-                except SinkError:
-                    logger.error("%s: %s", self._where, _line(exc))
+                if first is not None:
+                    with self._lock:
+                        self._spool.forwarded(first[0])
+                self._fail_quietly(_line(exc), first[1] if first else [])
                 return
             with self._lock:
                 if self._abandoned:
                     return
-                self._spool.forwarded(record)
-                self._rows_written += record.rows
+                if first is not None:
+                    self._spool.forwarded(first[0])
+                    self._rows_written += first[0].rows
+                elif not self._spool:  # still empty: nothing came in the meantime
+                    self._back_to_writing()
+                    return
+
+    def _back_to_writing(self) -> None:
+        """The spool is written and the backend open (the lock held)."""
+        self._state = "writing"
+        self._backoff = self._into.backoff_s
+        if self._outage_since is not None:
+            self._drain_s = time.monotonic() - self._outage_since
+            self._outage_since = None
+        logger.warning(
+            "%s: its backend is back; the spool is written (%.1f s after it began)",
+            self._where,
+            self._drain_s or 0.0,
+        )
+
+    def _fail_quietly(self, why: str, rows: list[dict[str, Any]]) -> None:
+        """:meth:`_fail` from the backend thread, where nobody could catch its SinkError."""
+        try:
+            self._fail(why, rows, rejected=True)
+        except SinkError as exc:
+            logger.error("%s", exc)
 
     def _finish(self) -> None:
         """The close job: one last forward of the spool if the backend is there, then close."""

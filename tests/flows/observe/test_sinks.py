@@ -172,7 +172,7 @@ def test_the_summary_has_a_line_per_sink(sinks: Sinks) -> None:
     assert full.startswith(
         f"  sink[3] csv {paths['full']}: 0 rows written, 5 through the spool (peak {size} B), "
         f"1 retries; 5 rows still spooled in {spool / 'full-w0.spool'} (the next run writes "
-        f"them first); failed: its spool {spool / 'full-w0.spool'} holds 0.0 MB, above "
+        f"them first); failed: its spool {spool / 'full-w0.spool'} holds 0.000143 MB, above "
         "spool_max_mb = 0.0001"
     ), full
 
