@@ -10,7 +10,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypedDict
@@ -63,8 +63,10 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         fresh: bool,
         stats: bool = False,
         journal: Journal | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self._bus = bus
+        self._on_fatal = on_fatal
         self._stats = stats
         self._stop = stop
         self._state = state
@@ -78,6 +80,7 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         self._period = 1.0 / rate_hz
         self._stopping = False
         self._closed = False
+        self._reported = False
         self._fresh = fresh
         self._start = state["next_tick"]
         self._patience = _FIRST_PATIENCE_S
@@ -150,9 +153,22 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
                 batch.append(stats)
             self._state = {"next_tick": tick + 1 + stats.late, "end_tick": self._state["end_tick"]}
         if not batch and self._done.done():
-            self._done.result()  # a crashed poller fails the flow with its own error
+            self._crashed()
             raise StopIteration
         return batch
+
+    def _crashed(self) -> None:
+        """Report a poller that ended with an error (its journal could not be written, a
+        bug): with ``on_fatal``, one line naming the bus, and this partition ends; else the
+        error is raised."""
+        exc = self._done.exception() if self._done is not None else None
+        if exc is None:
+            return
+        if self._on_fatal is None:
+            raise exc
+        if not self._reported:
+            self._reported = True
+            self._on_fatal(f"bus {self._bus.name!r}: polling stopped: {_one_line(exc)}")
 
     def next_awake(self) -> datetime | None:
         if self._done is None or not self._queue.empty() or self._done.done():
@@ -191,7 +207,8 @@ class _BusPartition(StatefulSourcePartition[Item, BusState]):
         try:
             if self._done is not None:
                 try:
-                    self._done.result()
+                    concurrent.futures.wait([self._done])
+                    self._crashed()
                 finally:
                     LoopThread.release()
         finally:
@@ -231,10 +248,14 @@ class ControllerSource(FixedPartitionedSource[Item, BusState]):
         hostname: str | None = None,
         stats: bool = False,
         journal_dir: str | os.PathLike[str] | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         """``hostname`` (default: this machine's) decides which buses with a ``host`` are local;
         ``stats`` adds a TickStats item after each tick's samples; ``journal_dir`` keeps a
-        :class:`~connectors.journal.Journal` per bus there (see the class docstring)."""
+        :class:`~connectors.journal.Journal` per bus there (see the class docstring).
+        ``on_fatal``: called with one line naming the bus when a bus cannot start or its
+        polling ends with an error (its journal cannot be written); that bus's partition then
+        ends, and the caller decides about the run. None: the error is raised."""
         names = [b.name for b in buses]
         if len(set(names)) != len(names):
             raise ValueError(f"bus names must be unique, got {names}")
@@ -247,6 +268,7 @@ class ControllerSource(FixedPartitionedSource[Item, BusState]):
         self.hostname = hostname or socket.gethostname()
         self.stats = stats
         self.journal_dir = None if journal_dir is None else Path(journal_dir)
+        self.on_fatal = on_fatal
 
     def list_parts(self) -> list[str]:
         return [
@@ -260,16 +282,22 @@ class ControllerSource(FixedPartitionedSource[Item, BusState]):
     ) -> _BusPartition:
         state = resume_state or self._fresh_state()
         bus = self.buses[for_part]
-        journal = None if self.journal_dir is None else Journal(self.journal_dir, for_part)
+        journal = None
         fresh = resume_state is None
         try:
+            if self.journal_dir is not None:
+                journal = Journal(self.journal_dir, for_part)
             return _BusPartition(
-                bus, self.rate_hz, state, self.stop, fresh=fresh, stats=self.stats, journal=journal
-            )
-        except BaseException:
+                bus, self.rate_hz, state, self.stop, fresh=fresh, stats=self.stats,
+                journal=journal, on_fatal=self.on_fatal,
+            )  # fmt: skip
+        except Exception as exc:
             if journal is not None:
                 journal.close()
-            raise
+            if self.on_fatal is None:
+                raise
+            self.on_fatal(f"bus {for_part!r}: cannot start: {_one_line(exc)}")
+            return _EndedPartition(state)
 
     def _fresh_state(self) -> BusState:
         first = math.floor(time.time() * self.rate_hz) + 1
@@ -280,3 +308,22 @@ class ControllerSource(FixedPartitionedSource[Item, BusState]):
 
     def __repr__(self) -> str:
         return f"ControllerSource(buses={list(self.buses)}, rate_hz={self.rate_hz})"
+
+
+class _EndedPartition(StatefulSourcePartition[Item, BusState]):
+    """A bus that could not start (reported through ``on_fatal``): it emits nothing and
+    keeps its state, so a resume after the fault is fixed starts where this run was."""
+
+    def __init__(self, state: BusState) -> None:
+        self._state = state
+
+    def next_batch(self) -> list[Item]:
+        raise StopIteration
+
+    def snapshot(self) -> BusState:
+        return self._state
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -17,6 +17,9 @@ Exit codes of ``python -m bytewax.run flows.acquire``:
 - 2 (:data:`EXIT_CONFIG`): a bad config or a refused resume; one line, nothing polled.
 - 3 (:data:`EXIT_SINK`): a sink failed for good (a permanent error, or its spool full);
   one line naming the sink, then the graceful end and the summary (:func:`end_run`).
+- 4 (:data:`EXIT_BUS`): a bus could not start or stopped polling for a reason no retry
+  fixes (its recovery journal cannot be written); one line naming the bus, then the
+  graceful end and the summary.
 - 128 + N: a second signal N aborted the run (130 SIGINT, 143 SIGTERM); one line.
 
 The steps are plain functions on Bytewax streams, so they compose into
@@ -41,6 +44,7 @@ from typing import Any, ClassVar, NamedTuple, cast
 
 EXIT_CONFIG = 2
 EXIT_SINK = 3
+EXIT_BUS = 4
 
 _STOP = threading.Event()  # the command-line flow's stop event
 _MAIN = getattr(sys.modules.get("__main__"), "__spec__", None)
@@ -133,6 +137,7 @@ from sinks.base import IntoSink, Schema
 from sinks.spooled import IntoSpooled
 
 __all__ = [
+    "EXIT_BUS",
     "EXIT_CONFIG",
     "EXIT_SINK",
     "Acquired",
@@ -162,6 +167,7 @@ def _source(
         stop=stop,
         stats=stats,
         journal_dir=journal_dir,
+        on_fatal=_bus_failed,
     )
     _Run.add(source.stop)  # end_run stops it
     return source
@@ -313,6 +319,10 @@ def end_run(line: str, code: int) -> None:
 
 def _sink_failed(line: str) -> None:
     end_run(line, EXIT_SINK)
+
+
+def _bus_failed(line: str) -> None:
+    end_run(line, EXIT_BUS)
 
 
 def command_line_config() -> Config:

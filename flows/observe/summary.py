@@ -13,6 +13,7 @@ still spooled or why the sink failed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -166,10 +167,19 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         f = self.figures
         sinks = sink_states(self._spools(), self._worker)
         if not (f.devices or f.streams or f.buses or any(_active(s) for s in sinks)):
+            if self._worker == 0:  # one line for the run, not one per worker
+                self._print("run summary: nothing polled (the run stopped before its first tick)")
             return
         # One write, so summaries of workers sharing stdout do not interleave.
-        self._out.write("\n".join(self._lines(sinks)) + "\n")
-        self._out.flush()
+        self._print("\n".join(self._lines(sinks)))
+
+    def _print(self, text: str) -> None:
+        try:
+            self._out.write(text + "\n")
+            self._out.flush()
+        except (OSError, ValueError) as exc:  # stdout closed (a pipe whose reader left)
+            with contextlib.suppress(OSError, ValueError):
+                print(f"run summary not printed: stdout is closed ({exc})", file=sys.stderr)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from bytewax.testing import run_main
 
 import flows.acquire
 from bench.machine import free_ports
-from flows.acquire import EXIT_SINK, build_flow, end_run
+from flows.acquire import EXIT_BUS, EXIT_SINK, build_flow, end_run
 from flows.config import load_config
 from sinks.spool import Spool
 from tests.conftest import write_config
@@ -141,11 +141,12 @@ def test_a_signal_during_startup_ends_cleanly(
     assert proc.returncode == 0, err
     assert err.splitlines() == [f"{signum.name}: finishing the tick in progress (again to abort)"]
     no_crash(err)
-    # The summary lists what was polled; a run stopped before its first tick polled nothing,
-    # and prints no summary.
+    # The summary lists what was polled; a run stopped before its first tick says so.
     assert stored(tmp_path) == polled(out)
     if polled(out):
         assert out.startswith("run summary:\n"), out
+    else:
+        assert out == "run summary: nothing polled (the run stopped before its first tick)\n"
 
 
 def test_a_sink_that_fails_for_good_ends_the_run_with_exit_3(tmp_path: Path) -> None:
@@ -210,3 +211,41 @@ def test_end_run_in_library_use_stops_the_run_and_not_the_process(
     again.mkdir()
     run_main(build_flow(load_config(config(again, duration=0.4))))
     assert stored(again) == 2 * 8  # 2 ticks of pm-a's 8 parameters
+
+
+def test_a_bus_that_cannot_start_ends_the_run_with_exit_4(tmp_path: Path) -> None:
+    """A recovery journal that cannot be made (a file where its directory goes): one line
+    naming the bus, the summary, exit 4 (EXIT_BUS); no traceback or panic."""
+    store = tmp_path / "recovery"
+    store.mkdir()
+    made = subprocess.run([sys.executable, "-m", "bytewax.recovery", str(store), "1"], cwd=ROOT)
+    assert made.returncode == 0
+    (store / "journal").write_text("not a directory")
+    run = [sys.executable, "-m", "bytewax.run", "flows.acquire", "-r", str(store), "-s", "1"]
+    proc = subprocess.run(
+        [*run, "-b", "0"],
+        cwd=ROOT, env={**os.environ, "ACQUIRE_CONFIG": str(config(tmp_path, duration=1))},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_BUS, proc.stderr
+    no_crash(proc.stderr)
+    assert [line for line in proc.stderr.splitlines() if "tcp-bus" in line] == [
+        f"bus 'tcp-bus': cannot start: [Errno 17] File exists: '{store / 'journal'}'"
+    ]
+    assert proc.stdout.startswith("run summary:")
+
+
+def test_a_closed_stdout_costs_the_summary_only(tmp_path: Path) -> None:
+    """stdout a pipe whose reader is gone: the run ends with exit 0 and one line on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "flows.acquire"],
+        cwd=ROOT, env={**os.environ, "ACQUIRE_CONFIG": str(config(tmp_path, duration=1))},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    no_crash(err)
+    assert "run summary not printed: stdout is closed" in err
+    assert stored(tmp_path) > 0
