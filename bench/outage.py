@@ -4,9 +4,10 @@
 ``--rate-hz`` through ``python -m bytewax.run flows.acquire`` into SQLite (raw rows and bus
 statistics), PostgreSQL and Parquet; PostgreSQL is reached through a fault proxy
 (tests/faults/proxy.py). ``--before-s`` after the first rows are stored, the proxy goes
-dark (``--mode``: ``refuse`` new connections and reset the open ones, ``blackhole``
-everything, or ``cut`` the open connections once) for ``--dark-s``, then passes again; the
-run goes on ``--after-s`` more, for the spool to drain, and ends.
+dark for ``--dark-s`` (``--mode``: ``refuse`` new connections and reset the open ones,
+``blackhole`` everything, or ``cut``: reset the open connections every second, passing
+between the cuts), then passes again; the run goes on ``--after-s`` more, for the spool to
+drain, and ends.
 
 Then, in each sink, every (device, parameter, tick) of every tick that ran (SQLite's bus
 statistics rows) is looked for: *lost* are those with no row, *duplicated* the rows beyond
@@ -42,8 +43,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The project first, even when installed: bench/ holds a sinks.py of its own.
+sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_times, steal_since  # noqa: E402
 from bench.scale import PARAMS, config  # noqa: E402
@@ -54,7 +55,7 @@ DEVICES_PER_BUS = 8  # bench/scale.py's config
 PARAMETERS = len(PARAMS.split(","))
 Key = tuple[str, str, datetime]  # device, parameter, requested_at
 # A sink's line of the run summary: its rows written and spooled, peak, retries, drain time.
-SINK_LINE = re.compile(r"\s+sink\[\d+\] .*: \d+ rows written, \d+ through the spool")
+SINK_LINE = re.compile(r"\s+sink\[\d+\] .*: \d+ rows written")
 
 
 def sinks(dsn: str, table: str, pg_retries: int | None) -> str:
@@ -125,7 +126,7 @@ class SpoolWatch:
 
 
 def wait_for_rows(db: Path, proc: subprocess.Popen[bytes], out: Path) -> None:
-    """Until the flow has stored its first rows in SQLite."""
+    """Wait until the flow has stored its first rows in SQLite."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -227,9 +228,14 @@ def main() -> None:
             wait_for_rows(work / "outage.sqlite", proc, out)
             watch.start()
             time.sleep(args.before_s)
-            proxy.mode = args.mode
             dark_at = time.monotonic()
-            time.sleep(args.dark_s)
+            if args.mode == "cut":  # a flapping link: every connection reset each second
+                while (left := dark_at + args.dark_s - time.monotonic()) > 0:
+                    proxy.mode = "cut"
+                    time.sleep(min(1.0, left))
+            else:
+                proxy.mode = args.mode
+                time.sleep(args.dark_s)
             proxy.mode = "pass"
             back_at = time.monotonic()
             code = proc.wait(timeout=seconds + 120)
@@ -240,7 +246,7 @@ def main() -> None:
         steal = steal_since(before)
         text = out.read_text()
         if code:
-            postgres_rows(table)
+            postgres_rows(table)  # which drops the table
             raise SystemExit(f"flow failed ({code}):\n{text[-3000:]}")
         rows, ticks, late = sqlite_rows(work / "outage.sqlite")
         stored = {"sqlite": rows, "postgres": postgres_rows(table)}
@@ -279,6 +285,7 @@ def main() -> None:
     for line in text.splitlines():
         if SINK_LINE.match(line) and " postgres " in line:
             print(f"  summary: {line.strip()}")
+    print(f"  proxy: {proxy.accepted} connections accepted, {proxy.resets} reset by it")
     print(f"  CPU steal {steal:.0%}")
     late = max(late, summary_late)
     print(f"lost {lost}, duplicated {duplicated}, late {late}")

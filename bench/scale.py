@@ -29,8 +29,8 @@ from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The project first, even when installed: bench/ holds a sinks.py of its own.
+sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The project first, even when installed: bench/ holds a sinks.py of its own.
+sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_times, steal_since  # noqa: E402
 from bench.scale import PARAMS, config  # noqa: E402

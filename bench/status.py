@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+# The project first: bench/ (this script's directory) holds a sinks.py of its own.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connectors.sample import ErrorKind, Sample, TickStats
 from flows.observe.summary import IntoSummary
