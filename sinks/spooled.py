@@ -96,7 +96,7 @@ class IntoSpooled(IntoSink):
     name: str
     where: str = ""
     max_mb: float = 512.0
-    write_timeout_s: float = 10.0
+    write_timeout_s: float = 2.0
     backoff_s: float = 1.0
     backoff_max_s: float = 30.0
     on_fatal: Callable[[str], None] | None = field(default=None, compare=False, repr=False)

@@ -45,7 +45,7 @@ class SpoolSettings:
 
     dir: Path
     max_mb: float = 512.0
-    write_timeout_s: float = 10.0
+    write_timeout_s: float = 2.0
     retry_max_s: float = 30.0
 
 
@@ -55,7 +55,7 @@ def parse_spool(t: Table, base_dir: Path) -> SpoolSettings:
     given = t.get("dir", str, "spool")
     max_mb = t.get("max_mb", (int, float), 512.0, _MAX_MB)
     seconds = check_at_most(86400, "seconds")
-    write_timeout_s = t.get("write_timeout_s", (int, float), 10.0, seconds)
+    write_timeout_s = t.get("write_timeout_s", (int, float), 2.0, seconds)
     retry_max_s = t.get("retry_max_s", (int, float), 30.0, seconds)
     t.done()
     directory = base_dir / given if given else base_dir

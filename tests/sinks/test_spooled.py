@@ -239,3 +239,24 @@ def test_a_damaged_spool_is_set_aside_and_a_new_one_begun(tmp_path: Path) -> Non
     assert csv_numbers(tmp_path / "x.csv") == list(range(10))
     (aside,) = (tmp_path / "spool").glob("test-w0.damaged-*")
     assert aside.read_bytes().startswith(b"SPL1")
+
+
+def test_a_parquet_directory_gone_mid_run_spools_and_every_row_lands_once(tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    from sinks.parquet import IntoParquet
+
+    path = tmp_path / "ds"
+    part = spooled(IntoParquet(path, rows_per_part=10), tmp_path).build_partition(0, 1)
+    part.write_batch(rows(0))
+    path.rename(tmp_path / "away")
+    path.write_text("a file where the dataset's directory was")
+    part.write_batch(rows(10))
+    part.write_batch(rows(20))
+    assert part.state().state == "spooling"
+    path.unlink()
+    (tmp_path / "away").rename(path)
+    wait_for(part.state, "writing")
+    part.write_batch(rows(30))
+    part.close()
+    assert sorted(ds.dataset(path).to_table().column("i").to_pylist()) == list(range(40))
