@@ -156,9 +156,9 @@ def test_postgres_unreachable_at_start(
     sims: SimLoop, proxy: FaultProxy, dsn: str, tmp_path: Path
 ) -> None:
     proxy.mode = "refuse"
-    sqlite, pg, result = outage(sims, proxy, dsn, tmp_path, [(3.0, switch(proxy, "pass"))], 4.5)
+    sqlite, pg, result = outage(sims, proxy, dsn, tmp_path, [(2.0, switch(proxy, "pass"))], 3.5)
     try:
-        check("postgres unreachable for the first 3 s", sqlite, pg, result)
+        check("postgres unreachable for the first 2 s", sqlite, pg, result)
         spooled_and_drained(result.states)
     finally:
         pg.drop()
