@@ -20,7 +20,9 @@ class Simulation:
 
     ``delay_s`` answers late, ``dead`` never answers, ``exception_code`` answers every read
     with that Modbus exception, ``garbage`` (``rtu`` only) answers with a frame whose CRC is
-    wrong; ``set_point`` is the set point the simulated controller starts with.
+    wrong, ``max_read`` never answers a read of more registers than that (as some gateways
+    and devices do, instead of exception 2); ``set_point`` is the set point the simulated
+    controller starts with.
     ``word_order`` and ``units`` are how a controller that says how it is read (a Watlow PM)
     is set: its 32-bit values low word first (``low_high``, Watlow's factory default) or high
     word first (``high_low``), and its temperatures in degC (``C``) or degF (``F``); it serves
@@ -38,13 +40,18 @@ class Simulation:
     garbage: bool = False
     word_order: str = "low_high"
     units: str = "C"
+    max_read: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Device:
     """One controller on a bus and the parameters to read from it.
 
-    ``reads`` is the request plan (``plan_reads`` with ``max_gap``), computed once.
+    ``reads`` is the request plan, computed once: ``plan_reads`` with ``max_gap`` and
+    ``max_registers`` (registers per read), or one read per parameter with
+    ``one_request_per_parameter``. ``step_down``: a merged read that times out or comes back
+    garbled while the device answers is tried in halves, down to one parameter per read, and
+    the smaller reads that answer are kept (see connectors.poller).
     ``simulation`` is how the simulator plays it on a simulated bus (None: not simulated).
     ``describe`` are its profile's registers that say how to read the rest
     (connectors.describe); ``pinned`` the (parameter, field) pairs a config override set
@@ -59,13 +66,24 @@ class Device:
     timeout_s: float | None = None  # None: the bus's
     retries: int | None = None  # None: the bus's
     pause_s: float = 0.0  # silence before each request to this device
+    max_registers: int = 125  # registers per read, at most (125: Modbus's own limit)
+    one_request_per_parameter: bool = False
+    step_down: bool = True
     simulation: Simulation | None = None
     describe: tuple[Describer, ...] = ()
     pinned: frozenset[tuple[str, str]] = frozenset()
     reads: tuple[Read, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reads", plan_reads(self.parameters, max_gap=self.max_gap))
+        if self.one_request_per_parameter:
+            reads = tuple(
+                r for p in dict.fromkeys(self.parameters) for r in plan_reads([p], max_gap=0)
+            )
+        else:
+            reads = plan_reads(
+                self.parameters, max_gap=self.max_gap, max_registers=self.max_registers
+            )
+        object.__setattr__(self, "reads", reads)
 
     def timing(self, bus: Bus) -> tuple[float, int]:
         """The response timeout (s) and retries of this device's requests on ``bus``: its own
@@ -94,3 +112,5 @@ class Bus:
     simulate: bool = False
     host: str | None = None
     pause_s: float = 0.0  # silence between any two requests on the bus
+    pause_after_connect_s: float = 0.0  # silence after the connection opens (slow gateways)
+    close_after_tick: bool = False  # for gateways that serve one client: let go each tick

@@ -15,7 +15,10 @@ Faults (all become error rows, none is raised): a device silent for 3 ticks in a
 is backed off (see connectors.faults); a lost connection is reopened at once, then
 after 0.5 s, 1 s ... 30 s; a bad frame is recorded and the line left silent before the
 next request; a merged read rejected with exception 2 falls back to one read per
-parameter, once.
+parameter, once; a merged read that times out or comes back garbled from a device that
+answered last tick is tried at once in halves, down to one parameter, and the smaller
+reads that answer are kept (``Device.step_down``). A bus may pause after connecting
+(``pause_after_connect_s``) and hang up after every tick (``close_after_tick``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from datetime import datetime, timezone
 from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
 from connectors.link import BusLink
-from connectors.registers import Read, describe_plan, split_read
+from connectors.registers import Read, describe_plan, halve_read, split_read
 from connectors.request import Outcome, Wire
 from connectors.sample import ErrorKind, Sample, TickStats
 
@@ -107,6 +110,7 @@ class BusPoller:
         self._versions: dict[str, int] = {}  # the description each device's plan follows
         self._reconnect = Reconnect()
         self._outage: Failure | None = None  # why the connection is down, in this tick
+        self._stepped: set[str] = set()  # devices whose reads were stepped down (logged once)
 
     @property
     def schedule(self) -> Schedule:
@@ -210,6 +214,8 @@ class BusPoller:
                 outage = await self._poll_device(device, tick, samples)
             else:
                 self._wire.not_sent(device, reads, tick, outage, samples)
+        if self._bus.close_after_tick:
+            self._wire.hang_up()
         return samples
 
     async def _poll_device(
@@ -239,10 +245,10 @@ class BusPoller:
             if answered is False:  # it timed out once this tick: do not pay that again
                 wire.not_sent(device, plan[i:], tick, (ErrorKind.BACKOFF, _SKIPPED), samples)
                 break
-            # A read of one parameter (as every read split off a rejected one is) has no
-            # smaller reads to fall back to.
-            fallback = len(read.parameters) > 1
-            outcome = await wire.request(device, read, tick, samples, fallback=fallback)
+            # Stepping down costs a timeout per halving: only for a device that answered
+            # last tick (a silent one times out whole, as before).
+            alive = device.step_down and backoff.silent == 0
+            outcome, sent, unsent = await self._send(device, read, tick, samples, alive)
             if outcome is Outcome.FALLBACK:
                 plan[i : i + 1] = split_read(read)
                 log.info(
@@ -251,6 +257,10 @@ class BusPoller:
                     self._bus.name, device.name, read.count, read.address,
                 )  # fmt: skip
                 continue
+            if sent is not None:
+                plan[i : i + 1] = [*sent, *unsent]
+                self._stepped_down(device, read, sent, unsent)
+                i += len(sent) - 1
             answered = self._settle(outcome, answered)
             if desc is not None:
                 self._replan(device)
@@ -262,6 +272,50 @@ class BusPoller:
                 self._bus.name, device.name, backoff.silent, backoff.every,
             )  # fmt: skip
         return self._outage
+
+    async def _send(
+        self, device: Device, read: Read, tick: int, samples: list[Sample], step_down: bool
+    ) -> tuple[Outcome, list[Read] | None, list[Read]]:
+        """Send ``read``; with ``step_down``, a merged read that times out or comes back
+        garbled is tried again at once in halves (and those in halves, down to one parameter).
+        Returns the outcome and, when a smaller read answered, the reads sent in its place and
+        those still to send this tick (the plan keeps both); else None and []. A half that
+        fails too means the device is silent: the rest of ``read`` gets skipped rows."""
+        halves = halve_read(read) if step_down else ()
+        outcome = await self._wire.request(
+            device, read, tick, samples, fallback=len(read.parameters) > 1, step_down=bool(halves)
+        )
+        if outcome is not Outcome.STEP_DOWN:
+            return outcome, None, []
+        first, second = halves
+        outcome, sent, unsent = await self._send(device, first, tick, samples, step_down)
+        if outcome is Outcome.FALLBACK:
+            # That half holds an address the device refuses: one by one, as for exception 2.
+            return outcome, None, []
+        if outcome is not Outcome.ANSWERED:
+            failure: Failure = (ErrorKind.BACKOFF, _SKIPPED)
+            if outcome is Outcome.LOST:
+                failure = (ErrorKind.CONNECTION_LOST, self._wire.lost or "connection lost")
+            self._wire.not_sent(device, [*unsent, second], tick, failure, samples)
+            return outcome, None, []
+        return outcome, sent or [first], [*unsent, second]
+
+    def _stepped_down(
+        self, device: Device, read: Read, sent: list[Read], unsent: list[Read]
+    ) -> None:
+        """Say once per device that its reads are smaller now (and why)."""
+        if device.name in self._stepped:
+            log.debug("bus %s device %s: read at %d split further", self._bus.name,
+                      device.name, read.address)  # fmt: skip
+            return
+        self._stepped.add(device.name)
+        largest = max(r.count for r in [*sent, *unsent])
+        log.warning(
+            "bus %s device %s: a read of %d registers at %d got no good answer while smaller "
+            "ones do; reading it in smaller pieces from now on (%d registers at most; set "
+            "max_registers to start there)",
+            self._bus.name, device.name, read.count, read.address, largest,
+        )  # fmt: skip
 
     def _settle(self, outcome: Outcome, answered: bool | None) -> bool | None:
         """Whether the device answered this tick so far, after a request's ``outcome``; a lost
@@ -303,6 +357,8 @@ class BusPoller:
             self._outage = (ErrorKind.CONNECTION_FAILED, reconnect.outage_text())
             return self._outage
         error = await wire.connect()
+        if error is None and self._bus.pause_after_connect_s:
+            await self._sleep(self._bus.pause_after_connect_s)  # a gateway still waking up
         if error is None:
             down = reconnect.connected()
             if down is not None:

@@ -29,6 +29,7 @@ __all__ = [
     "Read",
     "decode_read",
     "describe_plan",
+    "halve_read",
     "load_profile",
     "plan_reads",
     "shipped_profiles",
@@ -234,3 +235,21 @@ def describe_plan(reads: Iterable[Read]) -> str:
         for r in reads
     ]
     return ", ".join(parts) or "no reads"
+
+
+def halve_read(read: Read) -> tuple[Read, Read] | tuple[()]:
+    """``read`` as two merged reads of about half its registers each, or () when it holds
+    one parameter (nothing smaller to try)."""
+    if len(read.parameters) < 2:
+        return ()
+    cap = max(max(p.count for p in read.parameters), (read.count + 1) // 2)
+    reads = plan_reads(read.parameters, max_registers=cap, max_gap=read.count)
+    if len(reads) < 2:
+        return ()
+    # More than two when parameters do not fit two halves: the first, and the rest merged.
+    rest = reads[1:]
+    if len(rest) > 1:
+        params = tuple(p for r in rest for p in r.parameters)
+        start = rest[0].address
+        rest = (Read(read.table, start, rest[-1].address + rest[-1].count - start, params),)
+    return reads[0], rest[0]

@@ -60,6 +60,7 @@ class Outcome(Enum):
     LOST = "lost"  # the connection went down (``Wire.lost`` says how)
     FAILED = "failed"  # an answer that is no good (bad frame, bad response), or a bug
     FALLBACK = "fallback"  # a merged read rejected with exception 2; no samples (asked for)
+    STEP_DOWN = "step down"  # a merged read timed out or came back garbled; no samples (asked for)
 
 
 class Wire:
@@ -95,6 +96,7 @@ class Wire:
         }
         self._rows = Readings(bus)
         self.lost: str | None = None  # how the connection went down in the last request
+        self._hung_up = False  # closed by hang_up(), not lost
         self.reads = 0
         self.errors = 0
 
@@ -117,9 +119,18 @@ class Wire:
             return f"connection failed: {exc}"
         if not ok:
             return f"connection failed: cannot open {self._link.url}"
-        for desc in self.descriptions.values():  # a new connection: ask the devices again
-            desc.due = True
+        if not self._hung_up:  # a new connection, not our own hang-up: ask the devices again
+            for desc in self.descriptions.values():
+                desc.due = True
+        self._hung_up = False
         return None
+
+    def hang_up(self) -> None:
+        """Close the connection on purpose (a bus with ``close_after_tick``); the next tick
+        connects again without asking the devices how to read them again."""
+        if self._client is not None and self._client.connected:
+            self._client.close()
+            self._hung_up = True
 
     async def _quiet(self, need: float) -> None:
         """Keep the bus silent for ``need`` seconds since the last transaction ended (the RTU
@@ -205,14 +216,25 @@ class Wire:
         return None
 
     async def request(
-        self, device: Device, read: Read, tick: int, out: list[Sample], *, fallback: bool = False
+        self,
+        device: Device,
+        read: Read,
+        tick: int,
+        out: list[Sample],
+        *,
+        fallback: bool = False,
+        step_down: bool = False,
     ) -> Outcome:
         """Send ``read`` to ``device`` and append its samples (values or error rows) to
-        ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead."""
+        ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead, and
+        with ``step_down`` a timeout or a bad frame returns STEP_DOWN (no samples for either)."""
         response, outcome, kind, error, requested, received = await self._call(
             device, read.table, read.address, read.count
         )
         code = None
+        if step_down and (outcome is Outcome.TIMEOUT or kind is ErrorKind.BAD_FRAME):
+            self.errors += 1  # it failed on the wire all the same
+            return Outcome.STEP_DOWN
         if kind is None:
             if response.isError():
                 code = getattr(response, "exception_code", 0)

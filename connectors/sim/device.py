@@ -53,6 +53,7 @@ class SimulatedDevice:
     # ("low_high", "high_low") and display units ("C", "F").
     word_order: str = "low_high"
     units: str = "C"
+    max_read: int | None = None  # a read of more registers gets no answer
 
     def __post_init__(self) -> None:
         if self.word_order not in Simulation.WORD_ORDERS:
@@ -233,7 +234,7 @@ class DeviceState:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         spec = self.spec
-        if spec.dead:
+        if spec.dead or (spec.max_read is not None and count > spec.max_read):
             # The request handler answers nothing for a missing device.
             raise NoSuchIdException(f"simulated dead device {spec.address}")
         stops = self.stops
@@ -290,7 +291,8 @@ class InProcessClient:
 
     async def _read(self, function_code: int, address: int, count: int, unit: int) -> ModbusPDU:
         state = self._devices.get(unit)
-        if state is None or state.spec.dead:
+        too_long = state is not None and (state.spec.max_read or count) < count
+        if state is None or state.spec.dead or too_long:
             await asyncio.sleep(self.timeout * (self.retries + 1))
             raise ModbusIOException("No response received (simulated)")
         spec = state.spec

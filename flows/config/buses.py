@@ -18,6 +18,7 @@ from connectors.registers import Profile, ProfileError, load_profile
 from connectors.transport import parse_bus_url
 from flows.config.table import (
     Table,
+    check_at_most,
     check_max_gap,
     check_name,
     check_non_negative,
@@ -44,6 +45,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 _BUS, _DEVICE = _defaults(Bus), _defaults(Device)
+_WORKAROUNDS = ("max_registers", "one_request_per_parameter", "step_down")
 
 
 def check_host(value: str) -> str | None:
@@ -180,7 +182,26 @@ def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
     return tuple(parameters)
 
 
-def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
+_REGISTERS_PER_READ = "is not a number of registers per read (1-125)"
+
+
+def _workarounds(t: Table, inherited: dict[str, Any]) -> dict[str, Any]:
+    """The read-shaping keys of a bus (its devices' defaults) or of one device."""
+    return {
+        "max_registers": t.get(
+            "max_registers",
+            int,
+            inherited["max_registers"],
+            lambda v: None if 1 <= v <= 125 else _REGISTERS_PER_READ,
+        ),
+        "one_request_per_parameter": t.get(
+            "one_request_per_parameter", bool, inherited["one_request_per_parameter"]
+        ),
+        "step_down": t.get("step_down", bool, inherited["step_down"]),
+    }
+
+
+def _device(t: Table, simulated: bool, base_dir: Path, inherited: dict[str, Any]) -> Device:
     name = t.get("name", str, check=check_name)
     address = t.get("address", int, check=check_unit_id)
     profile_name = t.get("profile", str, default=None)
@@ -219,7 +240,15 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
         "retries": t.get("retries", int, _DEVICE["retries"], check_retries),
         "pause_s": t.get("pause_s", (int, float), _DEVICE["pause_s"], check_non_negative),
         "max_gap": t.get("max_gap", int, _DEVICE["max_gap"], check_max_gap),
+        **_workarounds(t, inherited),
     }
+    too_long = [p for p in parameters if p.count > timing["max_registers"]]
+    if too_long:
+        raise t.error(
+            f"{timing['max_registers']} is less than the {too_long[0].count} registers of "
+            f"parameter {too_long[0].name!r}, which is read whole",
+            "max_registers",
+        )
     sim = None
     if "simulate" in t.data:
         if not simulated:
@@ -247,6 +276,9 @@ def _device(t: Table, simulated: bool, base_dir: Path) -> Device:
             ),
             units=s.get(
                 "units", str, "C", lambda v: None if v in Simulation.UNITS else "is not C or F"
+            ),
+            max_read=s.get(
+                "max_read", int, None, lambda v: None if 1 <= v <= 125 else _REGISTERS_PER_READ
             ),
         )
         s.done()
@@ -280,8 +312,9 @@ def parse_bus(t: Table, seen_devices: dict[str, tuple[str, str]], base_dir: Path
         )
     devices = []
     addresses: dict[int, str] = {}
+    inherited = _workarounds(t, {k: _DEVICE[k] for k in _WORKAROUNDS})
     for dt in t.tables("device"):
-        device = _device(dt, simulate, base_dir)
+        device = _device(dt, simulate, base_dir, inherited)
         if (seen := seen_devices.get(device.name.casefold())) is not None:
             other, where = seen
             if other == device.name:
@@ -307,6 +340,10 @@ def parse_bus(t: Table, seen_devices: dict[str, tuple[str, str]], base_dir: Path
         timeout_s=t.get("timeout_s", (int, float), _BUS["timeout_s"], check_positive),
         retries=t.get("retries", int, _BUS["retries"], check_retries),
         pause_s=t.get("pause_s", (int, float), _BUS["pause_s"], check_non_negative),
+        pause_after_connect_s=t.get(
+            "pause_after_connect_s", (int, float), 0.0, check_at_most(3600, "seconds", zero=True)
+        ),
+        close_after_tick=t.get("close_after_tick", bool, default=False),
         simulate=simulate,
         host=t.get("host", str, _BUS["host"], check_host),
     )

@@ -63,8 +63,9 @@ BROKEN = [
     (
         "retries = 1",
         "retry = 1",
-        "bus[0].retry: unknown key (known keys: device, host, name, pause_s, retries, "
-        "simulate, timeout_s, url)",
+        "bus[0].retry: unknown key (known keys: close_after_tick, device, host, max_registers, "
+        "name, one_request_per_parameter, pause_after_connect_s, pause_s, retries, simulate, "
+        "step_down, timeout_s, url)",
     ),
     (
         'url = "tcp://10.0.0.5:502"',
