@@ -34,9 +34,10 @@ from datetime import datetime, timezone
 from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
 from connectors.link import BusLink
-from connectors.registers import Read, describe_plan, halve_read, split_read
+from connectors.registers import Read, describe_plan, split_read
 from connectors.request import Outcome, Wire
 from connectors.sample import ErrorKind, Sample, TickStats
+from connectors.stepdown import send
 
 __all__ = ["BusPoller", "Schedule"]
 
@@ -248,7 +249,8 @@ class BusPoller:
             # Stepping down costs a timeout per halving: only for a device that answered
             # last tick (a silent one times out whole, as before).
             alive = device.step_down and backoff.silent == 0
-            outcome, sent, unsent = await self._send(device, read, tick, samples, alive)
+            skipped = (ErrorKind.BACKOFF, _SKIPPED)
+            outcome, sent, unsent = await send(wire, device, read, tick, samples, alive, skipped)
             if outcome is Outcome.FALLBACK:
                 plan[i : i + 1] = split_read(read)
                 log.info(
@@ -272,33 +274,6 @@ class BusPoller:
                 self._bus.name, device.name, backoff.silent, backoff.every,
             )  # fmt: skip
         return self._outage
-
-    async def _send(
-        self, device: Device, read: Read, tick: int, samples: list[Sample], step_down: bool
-    ) -> tuple[Outcome, list[Read] | None, list[Read]]:
-        """Send ``read``; with ``step_down``, a merged read that times out or comes back
-        garbled is tried again at once in halves (and those in halves, down to one parameter).
-        Returns the outcome and, when a smaller read answered, the reads sent in its place and
-        those still to send this tick (the plan keeps both); else None and []. A half that
-        fails too means the device is silent: the rest of ``read`` gets skipped rows."""
-        halves = halve_read(read) if step_down else ()
-        outcome = await self._wire.request(
-            device, read, tick, samples, fallback=len(read.parameters) > 1, step_down=bool(halves)
-        )
-        if outcome is not Outcome.STEP_DOWN:
-            return outcome, None, []
-        first, second = halves
-        outcome, sent, unsent = await self._send(device, first, tick, samples, step_down)
-        if outcome is Outcome.FALLBACK:
-            # That half holds an address the device refuses: one by one, as for exception 2.
-            return outcome, None, []
-        if outcome is not Outcome.ANSWERED:
-            failure: Failure = (ErrorKind.BACKOFF, _SKIPPED)
-            if outcome is Outcome.LOST:
-                failure = (ErrorKind.CONNECTION_LOST, self._wire.lost or "connection lost")
-            self._wire.not_sent(device, [*unsent, second], tick, failure, samples)
-            return outcome, None, []
-        return outcome, sent or [first], [*unsent, second]
 
     def _stepped_down(
         self, device: Device, read: Read, sent: list[Read], unsent: list[Read]
