@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -69,21 +70,29 @@ class Device:
     max_registers: int = 125  # registers per read, at most (125: Modbus's own limit)
     one_request_per_parameter: bool = False
     step_down: bool = True
+    every_s: float | str | None = None  # its poll group: seconds, "connect"; None: every tick
     simulation: Simulation | None = None
     describe: tuple[Describer, ...] = ()
     pinned: frozenset[tuple[str, str]] = frozenset()
     reads: tuple[Read, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reads", self.plan(self.parameters))
+
+    def plan(self, parameters: Iterable[Parameter]) -> tuple[Read, ...]:
+        """The reads of ``parameters`` as this device merges them (``max_gap``,
+        ``max_registers``, ``one_request_per_parameter``)."""
         if self.one_request_per_parameter:
-            reads = tuple(
-                r for p in dict.fromkeys(self.parameters) for r in plan_reads([p], max_gap=0)
-            )
-        else:
-            reads = plan_reads(
-                self.parameters, max_gap=self.max_gap, max_registers=self.max_registers
-            )
-        object.__setattr__(self, "reads", reads)
+            return tuple(r for p in dict.fromkeys(parameters) for r in plan_reads([p], max_gap=0))
+        return plan_reads(parameters, max_gap=self.max_gap, max_registers=self.max_registers)
+
+    def groups(self) -> dict[float | str | None, tuple[Parameter, ...]]:
+        """The parameters by poll group: seconds, ``"connect"`` or None (every tick), each
+        parameter in its own ``every_s`` or else the device's."""
+        groups: dict[float | str | None, list[Parameter]] = {}
+        for p in self.parameters:
+            groups.setdefault(p.every_s if p.every_s is not None else self.every_s, []).append(p)
+        return {every: tuple(ps) for every, ps in groups.items()}
 
     def timing(self, bus: Bus) -> tuple[float, int]:
         """The response timeout (s) and retries of this device's requests on ``bus``: its own

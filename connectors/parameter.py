@@ -67,6 +67,7 @@ PARAMETER_KEYS: tuple[Key, ...] = (
     Key("labels"),
     Key("quantity", default=True),
     Key("range", default=True),
+    Key("every_s", default=True),
 )
 KEY_NAMES: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS)
 DEFAULT_KEYS: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS if k.default)
@@ -86,6 +87,9 @@ def _check_field(key: str, value: Any) -> None:
     if key == "range":
         _check_range(value)
         return
+    if key == "every_s":
+        check_every(value)
+        return
     if key == "table":
         ok, want = value in TABLES, f"one of {', '.join(TABLES)}"
     elif key in ("address", "id"):
@@ -97,6 +101,14 @@ def _check_field(key: str, value: Any) -> None:
         want = "a non-empty string"
     if not ok:
         raise FieldError(key, f"{value!r} is not {want}")
+
+
+def check_every(value: Any) -> None:
+    """A poll group: None (the device's), ``"connect"`` or seconds (a number > 0)."""
+    if value is None or value == "connect":
+        return
+    if not (_number(value) and 0 < value <= 1e6):
+        raise FieldError("every_s", f'{value!r} is not seconds (> 0, at most 1e6) or "connect"')
 
 
 def _number(x: Any) -> bool:
@@ -146,6 +158,7 @@ class Parameter:
     labels: tuple[tuple[int, str], ...] = ()  # enum: raw value -> text for value_text
     quantity: str | None = None  # what it measures ("temperature"): a units register's say
     range: tuple[float, float] | None = None  # valid values; one outside is an error row
+    every_s: float | str | None = None  # its poll group: seconds, "connect", None: the device's
 
     def __post_init__(self) -> None:
         for key in _OWN_FIELDS:

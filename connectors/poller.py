@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 
 from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
+from connectors.groups import PollGroup, poll_groups
 from connectors.link import BusLink
 from connectors.registers import Read, describe_plan, split_read
 from connectors.request import Outcome, Wire
@@ -69,16 +70,6 @@ class Schedule:
     duration: float = 0.0
 
 
-def _describing_first(device: Device) -> list[Read]:
-    """``device``'s reads, those covering a register that describes it (its units) first, so
-    what it says holds for the values read after it in the same tick."""
-
-    def describes(read: Read) -> bool:
-        return any(d.within(read.table, read.address, read.count) for d in device.describe)
-
-    return sorted(device.reads, key=lambda read: not describes(read))
-
-
 class BusPoller:
     """Polls every device of one bus once per tick and hands each tick's samples to ``emit``.
 
@@ -106,7 +97,8 @@ class BusPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None  # the sleep in progress
         self._stop_requested = False
-        self._plans = {d.name: _describing_first(d) for d in bus.devices}  # after any fallback
+        # Each device's poll groups, their plans refined as the devices answer.
+        self._groups = {d.name: poll_groups(d, rate_hz) for d in bus.devices}
         self._backoff = {d.name: DeviceBackoff() for d in bus.devices}
         self._versions: dict[str, int] = {}  # the description each device's plan follows
         self._reconnect = Reconnect()
@@ -205,39 +197,71 @@ class BusPoller:
         samples: list[Sample] = []
         outage = await self._ensure_connected()
         for device in self._bus.devices:
-            backoff, reads = self._backoff[device.name], self._plans[device.name]
+            due = [g for g in self._groups[device.name] if g.due(tick)]
+            if not due:
+                continue  # nothing of it is due: no request, no row
+            backoff = self._backoff[device.name]
             if not backoff.due():
+                reads = [r for g in due for r in g.plan]
                 self._wire.not_sent(
                     device, reads, tick, (ErrorKind.BACKOFF, backoff.reason), samples
                 )
                 continue
             if outage is None:
-                outage = await self._poll_device(device, tick, samples)
+                outage = await self._poll_device(device, due, tick, samples)
             else:
-                self._wire.not_sent(device, reads, tick, outage, samples)
+                self._wire.not_sent(device, [r for g in due for r in g.plan], tick, outage, samples)
         if self._bus.close_after_tick:
             self._wire.hang_up()
         return samples
 
     async def _poll_device(
-        self, device: Device, tick: int, samples: list[Sample]
+        self, device: Device, due: list[PollGroup], tick: int, samples: list[Sample]
     ) -> Failure | None:
-        """Read one device's plan; returns the outage if the connection went down.
+        """Read the plans of ``device``'s groups ``due`` this tick; returns the outage if the
+        connection went down.
 
-        A merged read rejected with exception 2 is replaced in the plan, for good, by one
-        read per parameter, which are read at once in the same tick.
+        A merged read rejected with exception 2 is replaced in its plan, for good, by one
+        read per parameter, which are read at once in the same tick; one that times out or
+        comes back garbled may be stepped down (connectors.stepdown).
         """
-        backoff, plan, wire = self._backoff[device.name], self._plans[device.name], self._wire
+        backoff, wire = self._backoff[device.name], self._wire
         desc = wire.descriptions.get(device.name)
         answered: bool | None = None
         i = 0
         if desc is not None and (desc.due or desc.stale(time.monotonic())):
             # Its first request of the connection (and one a minute) asks how to read it;
-            # failing, it stands for the first read of the plan (whose rows carry the failure).
-            outcome = await wire.describe(device, plan[0] if plan else None, tick, samples)
+            # failing, it stands for the first read due (whose rows carry the failure).
+            first = due[0].plan[0] if due[0].plan else None
+            outcome = await wire.describe(device, first, tick, samples)
             if outcome is not None:
                 answered, i = self._settle(outcome, answered), 1
             self._replan(device)
+        for group in due:
+            answered = await self._read_plan(device, group.plan, i, tick, samples, answered)
+            i = 0
+            if group.every is None and answered and self._outage is None:
+                group.pending = False
+        backoff.record(answered)
+        if answered is False and backoff.silent == backoff.after:
+            log.warning(
+                "bus %s device %s: no answer in %d ticks, polling it every %d ticks",
+                self._bus.name, device.name, backoff.silent, backoff.every,
+            )  # fmt: skip
+        return self._outage
+
+    async def _read_plan(
+        self,
+        device: Device,
+        plan: list[Read],
+        i: int,
+        tick: int,
+        samples: list[Sample],
+        answered: bool | None,
+    ) -> bool | None:
+        """Send ``plan`` from read ``i`` on; returns whether the device answered so far."""
+        wire, backoff = self._wire, self._backoff[device.name]
+        desc = wire.descriptions.get(device.name)
         while i < len(plan):
             read = plan[i]
             if self._outage is not None:
@@ -267,13 +291,7 @@ class BusPoller:
             if desc is not None:
                 self._replan(device)
             i += 1
-        backoff.record(answered)
-        if answered is False and backoff.silent == backoff.after:
-            log.warning(
-                "bus %s device %s: no answer in %d ticks, polling it every %d ticks",
-                self._bus.name, device.name, backoff.silent, backoff.every,
-            )  # fmt: skip
-        return self._outage
+        return answered
 
     def _stepped_down(
         self, device: Device, read: Read, sent: list[Read], unsent: list[Read]
@@ -312,11 +330,11 @@ class BusPoller:
             return
         self._versions[device.name] = desc.version
         now = desc.parameters()
-        plan = self._plans[device.name]
-        plan[:] = [
-            Read(r.table, r.address, r.count, tuple(now[p.name] for p in r.parameters))
-            for r in plan
-        ]
+        for group in self._groups[device.name]:
+            group.plan[:] = [
+                Read(r.table, r.address, r.count, tuple(now[p.name] for p in r.parameters))
+                for r in group.plan
+            ]
         log.info(
             "bus %s device %s: read as it says: %s", self._bus.name, device.name, desc.summary()
         )
@@ -331,7 +349,12 @@ class BusPoller:
         if not reconnect.due():
             self._outage = (ErrorKind.CONNECTION_FAILED, reconnect.outage_text())
             return self._outage
+        renewed = not wire.hung_up  # a hang-up of our own is not a new connection
         error = await wire.connect()
+        if error is None and renewed:
+            for groups in self._groups.values():  # identity and configuration: again
+                for group in groups:
+                    group.pending = True
         if error is None and self._bus.pause_after_connect_s:
             await self._sleep(self._bus.pause_after_connect_s)  # a gateway still waking up
         if error is None:

@@ -96,7 +96,7 @@ class Wire:
         }
         self._rows = Readings(bus)
         self.lost: str | None = None  # how the connection went down in the last request
-        self._hung_up = False  # closed by hang_up(), not lost
+        self.hung_up = False  # closed by hang_up(), not lost; until the next connect
         self.reads = 0
         self.errors = 0
 
@@ -119,10 +119,10 @@ class Wire:
             return f"connection failed: {exc}"
         if not ok:
             return f"connection failed: cannot open {self._link.url}"
-        if not self._hung_up:  # a new connection, not our own hang-up: ask the devices again
+        if not self.hung_up:  # a new connection, not our own hang-up: ask the devices again
             for desc in self.descriptions.values():
                 desc.due = True
-        self._hung_up = False
+        self.hung_up = False
         return None
 
     def hang_up(self) -> None:
@@ -130,7 +130,7 @@ class Wire:
         connects again without asking the devices how to read them again."""
         if self._client is not None and self._client.connected:
             self._client.close()
-            self._hung_up = True
+            self.hung_up = True
 
     async def _quiet(self, need: float) -> None:
         """Keep the bus silent for ``need`` seconds since the last transaction ended (the RTU

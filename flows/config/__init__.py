@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.bus import Bus
+from connectors.groups import ticks_of
 from flows.config.buses import parse_bus
 from flows.config.sinks import check_targets, parse_sink, parse_spool
 from flows.config.table import ConfigError, Table, check_at_most
@@ -120,6 +121,7 @@ def parse_config(
                 "files, e.g. the recovery journal)",
                 f"bus[{i}].name",
             )
+    _check_groups(top, buses, acquisition.rate_hz)
     windows = None
     if "windows" in top.data:
         wt = Table(top.get("windows", dict), "windows", source)
@@ -148,6 +150,26 @@ def parse_config(
         status=status,
         source=source,
     )
+
+
+def _check_groups(top: Table, buses: list[Bus], rate_hz: float) -> None:
+    """Every poll group's period is a whole number of ticks."""
+    tick = f"the tick is {1 / rate_hz:g} s at rate_hz = {rate_hz:g}"
+    for i, bus in enumerate(buses):
+        for j, device in enumerate(bus.devices):
+            where, every = f"bus[{i}].device[{j}]", device.every_s
+            if isinstance(every, float | int) and ticks_of(every, rate_hz) is None:
+                raise top.error(
+                    f"{every!r} is not a whole number of ticks ({tick})",
+                    f"{where}.every_s",
+                )
+            for p in device.parameters:
+                if isinstance(p.every_s, float | int) and ticks_of(p.every_s, rate_hz) is None:
+                    raise top.error(
+                        f"parameter {p.name!r}: every_s = {p.every_s!r} is not a whole number "
+                        f"of ticks ({tick})",
+                        where,
+                    )
 
 
 def _error(file: str, message: str) -> ConfigError:

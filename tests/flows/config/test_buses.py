@@ -162,7 +162,7 @@ BROKEN_NEW = [
         "scal = 0.5",
         f"{DEVICE}.override.analog_input_value.scal: unknown key; expected one of name, table, "
         "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, labels, "
-        "quantity, range",
+        "quantity, range, every_s",
     ),
     (
         OVERRIDDEN,
@@ -284,7 +284,8 @@ BROKEN_NEW = [
         'unit = "degC"',
         'unit = "degC"\n    units = "K"',
         f"{DEVICE}.parameter[0].units: unknown key; expected one of name, table, address, type, "
-        "id, byte_order, word_order, scale, offset, unit, length, bit, labels, quantity, range",
+        "id, byte_order, word_order, scale, offset, unit, length, bit, labels, quantity, range, "
+        "every_s",
     ),
     (
         INLINE,

@@ -47,6 +47,7 @@ WITH_KEY: dict[str, dict[str, str]] = {
     "labels": {"labels": '{ 1 = "on" }'},
     "quantity": {"quantity": '"temperature"'},
     "range": {"range": "[-5, 100.5]"},
+    "every_s": {"every_s": '"connect"'},
 }
 
 
