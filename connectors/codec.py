@@ -15,6 +15,10 @@ significant) land in the registers as they arrive:
 
 For 64-bit types "word" means each of the four registers. A one-register type only
 feels the byte swap; a string only the byte swap, never the register order.
+
+A one-byte value (``int8``, ``uint8``, and a ``string`` of one character per register) sits
+in the ``byte`` ("high" or "low") of its register as the byte order reads it: the high byte
+of a ``uint16`` read in the same byte order, so under ``BADC``/``DCBA`` "high" arrives second.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from operator import itemgetter
 from typing import Any
 
 __all__ = [
+    "BYTES",
     "BYTE_ORDERS",
     "DATA_TYPES",
     "INT_TYPES",
@@ -42,6 +47,7 @@ __all__ = [
     "decoder",
     "encode",
     "pack_registers",
+    "register_mask",
 ]
 
 # A decoded engineering value; a Sample's value is this or None (a failed read).
@@ -50,17 +56,22 @@ MAX_READ = 125  # registers one Modbus read (FC03/FC04) carries at most
 
 # Registers per numeric type; "string" takes ``length`` registers, "bit" one.
 DATA_TYPES: dict[str, int] = {
-    "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
-    "int64": 4, "uint64": 4, "float64": 4,
+    "int8": 1, "uint8": 1, "int16": 1, "uint16": 1, "float16": 1,
+    "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4,
 }  # fmt: skip
 TYPE_NAMES: tuple[str, ...] = (*DATA_TYPES, "string", "bit")
-INT_TYPES: tuple[str, ...] = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
+INT_TYPES: tuple[str, ...] = (
+    "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+)  # fmt: skip
+_BYTE_TYPES = ("int8", "uint8")  # one byte of a register: they need ``byte``
 BYTE_ORDERS: tuple[str, ...] = ("ABCD", "CDAB", "BADC", "DCBA")
+BYTES: tuple[str, ...] = ("high", "low")
 # The older profile key ``word_order``: an alias resolved when TOML is read.
 WORD_ORDERS: dict[str, str] = {"big": "ABCD", "little": "CDAB"}
 
-_FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f",
-            "int64": "q", "uint64": "Q", "float64": "d"}  # fmt: skip
+_FORMATS = {"int8": "b", "uint8": "B", "int16": "h", "uint16": "H", "float16": "e",
+            "int32": "i", "uint32": "I", "float32": "f", "int64": "q", "uint64": "Q",
+            "float64": "d"}  # fmt: skip
 _STRUCTS = {t: struct.Struct(">" + f) for t, f in _FORMATS.items()}
 
 
@@ -81,6 +92,8 @@ def check_codec_field(field: str, value: Any) -> None:
     """Raise FieldError if ``value`` is not valid for ``Codec.<field>`` on its own."""
     if field == "type":
         ok, want = value in TYPE_NAMES, f"one of {', '.join(TYPE_NAMES)}"
+    elif field == "byte":
+        ok, want = value in BYTES or value is None, "one of high, low"
     elif field == "byte_order":
         ok, want = value in BYTE_ORDERS, f"one of {', '.join(BYTE_ORDERS)}"
     elif field == "scale":
@@ -102,7 +115,9 @@ def check_codec_field(field: str, value: Any) -> None:
 class Codec:
     """How one value sits in registers: its data type, byte order, scale and offset, and for
     a string its ``length`` in registers, for a bit its ``bit`` number (0 is the least
-    significant). The engineering value is ``raw * scale + offset``.
+    significant), for a one-byte value its ``byte`` ("high" or "low": required for int8 and
+    uint8; a string with it holds one character per register). The engineering value is
+    ``raw * scale + offset``.
 
     Validated on construction: FieldError naming the field, e.g. ``"bit: 16 is not an
     integer in 0..15"``.
@@ -115,14 +130,16 @@ class Codec:
     offset: float = 0.0
     length: int = 0  # registers, only for type "string"
     bit: int | None = None  # 0 (least significant) .. 15, only for type "bit"
+    byte: str | None = None  # "high" or "low", only for int8, uint8 and string
 
     def __post_init__(self) -> None:
-        for field in ("type", "byte_order", "scale", "offset", "length", "bit"):
+        for field in ("type", "byte_order", "scale", "offset", "length", "bit", "byte"):
             check_codec_field(field, getattr(self, field))
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "offset", float(self.offset))
         if self.type not in DATA_TYPES and (self.scale != 1 or self.offset != 0):
-            raise FieldError("scale", f"scale and offset do not apply to type {self.type!r}")
+            key = "scale" if self.scale != 1 else "offset"
+            raise FieldError(key, f"scale and offset do not apply to type {self.type!r}")
         if (self.type == "string") != (self.length > 0):
             if self.type == "string":
                 raise FieldError("length", "type 'string' needs a length of at least 1 register")
@@ -131,6 +148,10 @@ class Codec:
             if self.type == "bit":
                 raise FieldError("bit", "type 'bit' needs a bit number 0..15")
             raise FieldError("bit", f"{self.bit!r} given for type {self.type!r}")
+        if self.type in _BYTE_TYPES and self.byte is None:
+            raise FieldError("byte", f"type {self.type!r} needs byte = 'high' or 'low'")
+        if self.byte is not None and self.type not in (*_BYTE_TYPES, "string"):
+            raise FieldError("byte", f"{self.byte!r} given for type {self.type!r}")
 
     @property
     def count(self) -> int:
@@ -138,6 +159,20 @@ class Codec:
         if self.type == "string":
             return self.length
         return 1 if self.type == "bit" else DATA_TYPES[self.type]
+
+
+def _byte_at(c: Codec) -> int:
+    """Where in each register, as it arrives (0 first, 1 second), ``c``'s one byte is."""
+    swapped = c.byte_order in ("BADC", "DCBA")
+    return (c.byte == "low") ^ swapped
+
+
+def register_mask(c: Codec) -> int:
+    """The bits of each of its registers ``c``'s value occupies, as the registers arrive:
+    0xFFFF, or 0xFF00 / 0x00FF for a one-byte value (another may hold the other byte)."""
+    if c.byte is None:
+        return 0xFFFF
+    return 0x00FF if _byte_at(c) else 0xFF00
 
 
 def _swap_bytes(data: bytes) -> bytes:
@@ -188,9 +223,18 @@ def decoder(c: Codec) -> Decoder:
     """A new decoder of ``c``: ``decoder(c)(data, start)`` is the engineering value in the
     packed registers ``data`` whose first one, at byte ``start``, is the value's. The data
     type, byte order, scale and offset are settled here, once, not on every read; a float32
-    decoder remembers its last value, so keep one per device (a request plan does)."""
+    or float16 decoder remembers its last value, so keep one per device (a request plan
+    does)."""
     size = 2 * c.count
     order = _value_order(c, size)
+    if c.type == "string" and c.byte is not None:
+        at = _byte_at(c)
+
+        def chars(data: bytes, start: int) -> Value:
+            raw = data[start + at : start + size : 2]
+            return raw.split(b"\0", 1)[0].decode("latin-1").rstrip(" ")
+
+        return chars
     if c.type == "string":
 
         def text(data: bytes, start: int) -> Value:
@@ -208,21 +252,30 @@ def decoder(c: Codec) -> Decoder:
             return bool(int.from_bytes(raw, "big") & mask)
 
         return bit
-    unpack = _STRUCTS[c.type].unpack
-    scale, offset, float32 = c.scale, c.offset, c.type == "float32"
+    scale, offset, shortest = c.scale, c.offset, _SHORTEST.get(c.type)
     plain = scale == 1 and offset == 0
-    # float32: (bits, value) of the last decode, swapped whole so threads never see a mix.
+    if c.byte is not None:  # int8, uint8
+        at, unpack_from = _byte_at(c), _STRUCTS[c.type].unpack_from
+
+        def small(data: bytes, start: int) -> Value:
+            raw = unpack_from(data, start + at)[0]
+            return raw if plain else raw * scale + offset
+
+        return small
+    unpack = _STRUCTS[c.type].unpack
+    # float32, float16: (bits, value) of the last decode, swapped whole so threads never
+    # see a mix.
     last: list[tuple[bytes, float]] = [(b"", 0.0)]
 
     def number(data: bytes, start: int) -> Value:
         raw_bytes = data[start : start + size]
         if order is not None:
             raw_bytes = order(raw_bytes)
-        if float32:
+        if shortest is not None:
             # Most registers repeat between reads; the shortest decimal is worth keeping.
             bits, raw = last[0]
             if raw_bytes != bits:
-                raw = _shortest_float32(unpack(raw_bytes)[0], raw_bytes)
+                raw = shortest(unpack(raw_bytes)[0], raw_bytes)
                 last[0] = raw_bytes, raw
         else:
             raw = unpack(raw_bytes)[0]
@@ -236,8 +289,9 @@ def decode(c: Codec, words: Sequence[int]) -> Value:
 
     Integers stay ``int`` when scale is 1 and offset 0, else become ``raw * scale + offset``
     (a float); float types give ``float`` (float32 as the shortest decimal with the same
-    bits); ``bit`` gives ``bool``. Strings are latin-1, cut at the first NUL and stripped
-    of trailing spaces. Raises ValueError on a wrong number of words or a word outside
+    bits, float16 the same but keeping every digit of the whole part: 65504, not 65500);
+    ``bit`` gives ``bool``. Strings are latin-1, cut at the first NUL and stripped of
+    trailing spaces. Raises ValueError on a wrong number of words or a word outside
     0..65535.
     """
     if len(words) != c.count:
@@ -263,10 +317,34 @@ def _shortest_float32(x: float, bits: bytes) -> float:
     return x
 
 
+def _shortest_float16(x: float, bits: bytes) -> float:
+    """The shortest decimal with the float16 ``bits`` of ``x`` that keeps every digit of its
+    whole part: 0.1, not 0.0999755859375, but 65504, not 65500 (a count, most likely).
+
+    5 digits always round-trip.
+    """
+    if not math.isfinite(x):
+        return x
+    pack = _STRUCTS["float16"].pack
+    whole = len(str(int(abs(x)))) if abs(x) >= 1 else 1
+    for digits in range(whole, 6):
+        y = float(f"{x:.{digits}g}")
+        if pack(y) == bits:
+            return y
+    return x
+
+
+_SHORTEST: dict[str, Callable[[float, bytes], float]] = {
+    "float16": _shortest_float16,
+    "float32": _shortest_float32,
+}
+
+
 def encode(c: Codec, value: Value) -> list[int]:
     """Encode an engineering value into ``c.count`` register words; the inverse of decode.
 
-    Numbers become ``(value - offset) / scale``, rounded for integer types. A bit codec
+    Numbers become ``(value - offset) / scale``, rounded for integer types. A one-byte value
+    (int8, uint8, a string with ``byte``) leaves the register's other byte 0. A bit codec
     takes a bool (or 0/1) and gives a register with only that bit set or none. Raises
     ValueError when the value does not fit the type (or the string its length), TypeError
     when a string is given for a number or the other way round.
@@ -278,9 +356,12 @@ def encode(c: Codec, value: Value) -> list[int]:
             data = value.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError(f"{value!r} is not latin-1 text") from None
-        if len(data) > 2 * c.length or b"\0" in data:
+        chars = c.length if c.byte is not None else 2 * c.length
+        if len(data) > chars or b"\0" in data:
             raise ValueError(f"{value!r} does not fit {c.length} registers without NUL")
-        return _to_words(c, data.ljust(2 * c.length, b"\0"))
+        if c.byte is not None:
+            return _one_byte_each(c, data.ljust(chars, b"\0"))
+        return _to_words(c, data.ljust(chars, b"\0"))
     if not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
     if c.type == "bit":
@@ -292,9 +373,16 @@ def encode(c: Codec, value: Value) -> list[int]:
     raw = value if c.offset == 0 else value - c.offset
     raw = raw if c.scale == 1 else raw / c.scale
     try:
-        if c.type not in ("float32", "float64"):
+        if c.type not in ("float16", "float32", "float64"):
             raw = round(raw)  # OverflowError for inf, ValueError for nan
         data = _STRUCTS[c.type].pack(raw)  # struct.error for ints out of range
     except (OverflowError, ValueError, struct.error):
         raise ValueError(f"{value!r} is out of range for {c.type}") from None
-    return _to_words(c, data)
+    return _one_byte_each(c, data) if c.byte is not None else _to_words(c, data)
+
+
+def _one_byte_each(c: Codec, data: bytes) -> list[int]:
+    """The registers holding one byte of ``data`` each, in ``c.byte``, the other byte 0."""
+    wire = bytearray(2 * len(data))
+    wire[_byte_at(c) :: 2] = data
+    return list(struct.unpack(f">{len(data)}H", wire))

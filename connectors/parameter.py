@@ -64,6 +64,7 @@ PARAMETER_KEYS: tuple[Key, ...] = (
     Key("unit", default=True),
     Key("length"),
     Key("bit"),
+    Key("byte"),
     Key("labels"),
     Key("quantity", default=True),
     Key("range", default=True),

@@ -162,7 +162,7 @@ class Read:
         )
         object.__setattr__(self, "decoders", decoders)
         checked = any(
-            p.range is not None or p.codec.type in ("float32", "float64") for p in self.parameters
+            p.range is not None or p.codec.type.startswith("float") for p in self.parameters
         )
         object.__setattr__(self, "checked", checked)
 

@@ -25,7 +25,7 @@ from pymodbus.pdu.register_message import (
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.bus import Simulation
-from connectors.codec import Codec, encode
+from connectors.codec import Codec, encode, register_mask
 from connectors.parameter import Parameter
 from connectors.registers import Profile, load_profile
 from connectors.sim.models import SETTINGS, device_values, fahrenheit, setting_registers
@@ -187,7 +187,12 @@ class DeviceState:
             offset = at + first - address
             # A parameter may start before the read or end after it: clip it to the read.
             lo, hi = max(offset, at), min(offset + len(words), at + count)
-            registers[lo:hi] = words[lo - offset : hi - offset]
+            if p.codec.byte is None:
+                registers[lo:hi] = words[lo - offset : hi - offset]
+            else:  # one byte of each register: another parameter may hold the other one
+                keep = 0xFFFF ^ register_mask(p.codec)
+                for i in range(lo, hi):
+                    registers[i] = (registers[i] & keep) | words[i - offset]
         if table == "holding" and self._settings:
             spec = self.spec
             for register, word in setting_registers(
@@ -202,15 +207,22 @@ class DeviceState:
 
     def sim_device(self) -> SimDevice:
         blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
-        taken: set[int] = set()
+        taken: dict[str, set[int]] = {"holding": set(), "input": set()}
         for p in self.profile.parameters:
-            blocks[p.table].append(
-                SimData(p.address, count=p.count, values=0, datatype=DataType.REGISTERS)
-            )
-            if p.table == "holding":
-                taken.update(range(p.address, p.address + p.count))
+            own = range(p.address, p.address + p.count)
+            if taken[p.table].isdisjoint(own):
+                blocks[p.table].append(
+                    SimData(p.address, count=p.count, values=0, datatype=DataType.REGISTERS)
+                )
+            else:  # it shares registers (the two bytes of one): pymodbus refuses overlaps
+                blocks[p.table].extend(
+                    SimData(r, count=1, values=0, datatype=DataType.REGISTERS)
+                    for r in own
+                    if r not in taken[p.table]
+                )
+            taken[p.table].update(own)
         for register in self._settings:
-            if register not in taken:
+            if register not in taken["holding"]:
                 blocks["holding"].append(
                     SimData(register, count=1, values=0, datatype=DataType.REGISTERS)
                 )

@@ -69,6 +69,12 @@ LITERAL: list[tuple[str, str, int | float, list[int]]] = [
 ]
 
 
+# The types pymodbus decodes too; int8, uint8 and float16 are in test_codec_types.py.
+PYMODBUS_TYPES = [t for t in DATA_TYPES if t.upper() in ModbusClientMixin.DATATYPE.__members__]
+# The types whose every register word is theirs (int8 and uint8 hold one byte).
+WHOLE_TYPES = [t for t in DATA_TYPES if t not in ("int8", "uint8")]
+
+
 def codec(type_: str, order: str = "ABCD", **kw: object) -> Codec:
     return Codec(type_, byte_order=order, **kw)  # type: ignore[arg-type]
 
@@ -109,7 +115,7 @@ def _swap(words: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize("order", BYTE_ORDERS)
-@pytest.mark.parametrize("type_", list(DATA_TYPES))
+@pytest.mark.parametrize("type_", PYMODBUS_TYPES)
 def test_agrees_with_pymodbus(type_: str, order: str) -> None:
     """pymodbus knows word order only; byte-swapped orders are swapped back for it."""
     rng = random.Random(f"pymodbus-{type_}-{order}")
@@ -153,7 +159,7 @@ def test_a_float32_decoder_remembers_only_the_last_value(order: str) -> None:
 
 
 @pytest.mark.parametrize("order", BYTE_ORDERS)
-@pytest.mark.parametrize("type_", list(DATA_TYPES))
+@pytest.mark.parametrize("type_", WHOLE_TYPES)
 def test_words_round_trip(type_: str, order: str) -> None:
     rng = random.Random(f"{type_}-{order}")
     p = codec(type_, order)
@@ -217,7 +223,7 @@ def test_labels() -> None:
         ({"type_": "bit"}, "bit: type 'bit' needs a bit number 0..15"),
         ({"type_": "bit", "bit": 16}, "bit: 16 is not an integer in 0..15"),
         ({"type_": "bit", "bit": 1, "scale": 2}, "scale: scale and offset do not apply"),
-        ({"type_": "string", "length": 2, "offset": 1}, "scale: scale and offset do not apply"),
+        ({"type_": "string", "length": 2, "offset": 1}, "offset: scale and offset do not apply"),
         ({"type_": "uint16", "offset": math.inf}, "offset: inf is not a finite number"),
         ({"type_": "uint16", "order": "ABDC"}, "byte_order: 'ABDC' is not one of ABCD, CDAB"),
         ({"type_": "string"}, "length: type 'string' needs a length"),

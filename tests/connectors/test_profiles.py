@@ -75,7 +75,10 @@ GOOD = 'name = "t"\n[defaults]\ntable = "holding"\n[[parameter]]\nname = "pv"\na
 
 PV = '[[parameter]]\nname = "pv"\ntable = "holding"\n'
 
-TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string, bit"
+TYPES = (
+    "int8, uint8, int16, uint16, float16, int32, uint32, float32, int64, uint64, float64, "
+    "string, bit"
+)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +86,8 @@ TYPES = "int16, uint16, int32, uint32, float32, int64, uint64, float64, string, 
     [
         (GOOD + 'type = "uint16"\nadress = 1\n',
          "parameter[0].adress: unknown key; expected one of name, table, address, type, id, "
-         "byte_order, word_order, scale, offset, unit, length, bit, labels, quantity, range, "
-         "every_s"),
+         "byte_order, word_order, scale, offset, unit, length, bit, byte, labels, quantity, "
+         "range, every_s"),
         (GOOD + 'type = "uint16"\n[[parameter]]\nname = "sp"\naddress = 2\ntype = "flaot32"\n',
          f"parameter[1].type: 'flaot32' is not one of {TYPES}"),
         ('name = "t"\n' + PV.replace("holding", "coil") + 'address = 0\ntype = "uint16"\n',

@@ -161,8 +161,8 @@ BROKEN_NEW = [
         "scale = 0.5",
         "scal = 0.5",
         f"{DEVICE}.override.analog_input_value.scal: unknown key; expected one of name, table, "
-        "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, labels, "
-        "quantity, range, every_s",
+        "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, byte, "
+        "labels, quantity, range, every_s",
     ),
     (
         OVERRIDDEN,
@@ -185,9 +185,9 @@ BROKEN_NEW = [
     (
         OVERRIDDEN,
         'type = "int16"',
-        'type = "int8"',
-        f"{DEVICE}.override.heat_power.type: 'int8' is not one of int16, uint16, int32, uint32, "
-        "float32, int64, uint64, float64, string, bit",
+        'type = "int24"',
+        f"{DEVICE}.override.heat_power.type: 'int24' is not one of int8, uint8, int16, uint16, "
+        "float16, int32, uint32, float32, int64, uint64, float64, string, bit",
     ),
     (
         OVERRIDDEN,
@@ -218,8 +218,8 @@ BROKEN_NEW = [
         INLINE,
         'type = "int16"',
         'type = "int"',
-        f"{DEVICE}.parameter[0].type: 'int' is not one of int16, uint16, int32, uint32, float32, "
-        "int64, uint64, float64, string, bit",
+        f"{DEVICE}.parameter[0].type: 'int' is not one of int8, uint8, int16, uint16, float16, "
+        "int32, uint32, float32, int64, uint64, float64, string, bit",
     ),
     (
         INLINE,
@@ -284,8 +284,8 @@ BROKEN_NEW = [
         'unit = "degC"',
         'unit = "degC"\n    units = "K"',
         f"{DEVICE}.parameter[0].units: unknown key; expected one of name, table, address, type, "
-        "id, byte_order, word_order, scale, offset, unit, length, bit, labels, quantity, range, "
-        "every_s",
+        "id, byte_order, word_order, scale, offset, unit, length, bit, byte, labels, quantity, "
+        "range, every_s",
     ),
     (
         INLINE,

@@ -44,6 +44,7 @@ WITH_KEY: dict[str, dict[str, str]] = {
     "unit": {"unit": '"degC"'},
     "length": {"type": '"string"', "length": "3"},
     "bit": {"type": '"bit"', "bit": "5"},
+    "byte": {"type": '"uint8"', "byte": '"high"'},
     "labels": {"labels": '{ 1 = "on" }'},
     "quantity": {"quantity": '"temperature"'},
     "range": {"range": "[-5, 100.5]"},
@@ -151,7 +152,7 @@ def test_config_errors_carry_their_key_path(tmp_path: Path) -> None:
 
 
 def test_a_broken_profile_in_a_config_keeps_its_own_path(tmp_path: Path) -> None:
-    profile(tmp_path, {**BASE, "type": '"int8"'})
+    profile(tmp_path, {**BASE, "type": '"int24"'})
     with pytest.raises(ConfigError) as info:
         load_config(config(tmp_path, '  profile = "p.toml"\n'))
     assert info.value.path == "bus[0].device[0].profile"
