@@ -26,7 +26,8 @@
   accepts; units that matched no profile as commented-out tables with what they answered
   (with none identified, the whole snippet is comments).
 - Exit status: 0 when some unit answered, 1 when none did, 2 (one line on stderr) for a bad
-  URL or option or a gateway or port not there or lost. Ctrl-C prints what was found so far.
+  URL or option or a gateway or port not there or lost (a ``udp://`` gateway has no
+  connection: one not there is units not answering, 1). Ctrl-C prints what was found so far.
 """
 
 from __future__ import annotations
