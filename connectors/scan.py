@@ -2,7 +2,8 @@
 
     python -m connectors.scan URL [--units 1-247] [--timeout 0.2] [--name NAME]
 
-``URL`` is a bus URL as in ``acquire.toml`` (``tcp://``, ``rtu+tcp://``, ``rtu:///dev/...``).
+``URL`` is a bus URL as in ``acquire.toml`` (``tcp://``, ``udp://``, ``rtu+tcp://``,
+``rtu:///dev/...``, ``ascii:///dev/...``).
 
 - Read-only: only FC03/FC04 (read holding/input registers), to unit ids 1-247 (never 0, the
   broadcast id), one at a time, with the RTU inter-frame silence between them.
@@ -25,7 +26,8 @@
   accepts; units that matched no profile as commented-out tables with what they answered
   (with none identified, the whole snippet is comments).
 - Exit status: 0 when some unit answered, 1 when none did, 2 (one line on stderr) for a bad
-  URL or option or a gateway or port not there or lost. Ctrl-C prints what was found so far.
+  URL or option or a gateway or port not there or lost (a ``udp://`` gateway has no
+  connection: one not there is units not answering, 1). Ctrl-C prints what was found so far.
 """
 
 from __future__ import annotations
@@ -73,13 +75,13 @@ class _Prober:
         self.pm, self.o2 = load_profile("watlow_pm"), load_profile("servomex_4100")
 
     async def connect(self) -> None:
-        where = self.bus.path if self.bus.scheme == "rtu" else f"{self.bus.host}:{self.bus.port}"
+        where = self.bus.path if self.bus.serial else f"{self.bus.host}:{self.bus.port}"
         try:
             ok, why = await self.client.connect(), ""
         except (ModbusException, OSError) as exc:
             ok, why = False, f": {exc}"
         if not ok:
-            what = "open the serial port" if self.bus.scheme == "rtu" else "connect to"
+            what = "open the serial port" if self.bus.serial else "connect to"
             raise ScanError(f"cannot {what} {where}{why}")
         transport.set_timing(self.client, timeout=self.timeout_s, retries=0)
 
@@ -180,7 +182,7 @@ async def scan(
 def snippet(bus: BusUrl, url: str, found: Sequence[Found], *, name: str | None = None) -> str:
     """The ``[[bus]]`` TOML for the units ``found`` on ``bus``; ``url`` as the user gave it."""
     if name is None:
-        name = PurePosixPath(bus.path).name if bus.scheme == "rtu" else bus.host
+        name = PurePosixPath(bus.path).name if bus.serial else bus.host
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:63].strip(".-") or "bus"
     known = [f for f in found if f.profile]
     lines = ["[[bus]]", f"name = {_toml(name)}", f"url = {_toml(url)}"]
@@ -227,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m connectors.scan",
         description="Probe Modbus unit ids on a bus (read-only) and print a config snippet.",
     )
-    parser.add_argument("url", help="tcp://HOST[:PORT], rtu+tcp://HOST[:PORT], rtu:///dev/...")
+    parser.add_argument(
+        "url", help="tcp://, udp:// or rtu+tcp://HOST[:PORT], rtu:///dev/..., ascii:///dev/..."
+    )
     parser.add_argument("--units", default="1-247", help="unit ids, e.g. 1-10,20 (1-247)")
     parser.add_argument("--timeout", type=float, default=0.2, help="s to wait per answer (0.2)")
     parser.add_argument("--name", help="the [[bus]] name (default: from the URL)")
@@ -239,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         bus, units = transport.parse_bus_url(args.url), parse_units(args.units)
         if bus.scheme == "sim":
-            raise ValueError(f"{args.url!r} is served in process; scan a tcp:// or rtu:// URL")
+            raise ValueError(f"{args.url!r} is served in process; scan a real bus's URL")
         if not (math.isfinite(args.timeout) and 0 < args.timeout <= 60):
             raise ValueError(f"--timeout {args.timeout}: not a number of seconds in (0, 60]")
     except ValueError as exc:

@@ -4,9 +4,14 @@ This is the only module that builds pymodbus clients, and the one place that tur
 pymodbus read raised into an error kind and text (:func:`read_failure`). Supported URLs::
 
     tcp://HOST[:PORT]                       Modbus TCP (port 502 by default)
+    udp://HOST[:PORT]                       Modbus UDP: MBAP frames in datagrams (port 502)
     rtu+tcp://HOST[:PORT]                   Modbus RTU framing through a TCP gateway
     rtu:///dev/ttyUSB0?baudrate=19200&parity=N&stopbits=1&bytesize=8
+    ascii:///dev/ttyUSB0?baudrate=9600&parity=E&stopbits=1&bytesize=7
     sim://                                  simulated in process, no Modbus I/O (simulate = true)
+
+A serial URL (``rtu://``, ``ascii://``) takes the same options; an ``ascii://`` line defaults
+to the Modbus spec's 7 data bits, even parity, 1 stop bit (``rtu://``: 8N1).
 """
 
 from __future__ import annotations
@@ -16,17 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, AsyncModbusUdpClient
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
+from pymodbus.framer import FramerAscii, FramerType
 
 from connectors.sample import ErrorKind
 
 __all__ = [
     "PROTOCOLS",
+    "SERIAL",
     "BadFrameError",
     "BusUrl",
+    "ascii_chars",
     "char_time_s",
     "frame_gap_s",
     "open_client",
@@ -39,11 +46,20 @@ __all__ = [
 
 PROTOCOLS = {
     "tcp": "modbus-tcp",
+    "udp": "modbus-udp",
     "rtu": "modbus-rtu",
+    "ascii": "modbus-ascii",
     "rtu+tcp": "modbus-rtu-over-tcp",
     "sim": "modbus-sim",
 }
+SERIAL = ("rtu", "ascii")  # the schemes of a serial line: a path and _SERIAL_OPTIONS
 _SERIAL_OPTIONS = {"baudrate", "parity", "stopbits", "bytesize"}
+# What a serial URL's left-out options mean: the project's 8N1 for RTU, the Modbus spec's 7E1
+# for ASCII ("Modbus over serial line" 2.5.2.1: 7 data bits, even parity by default).
+_SERIAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rtu": {"parity": "N", "bytesize": 8},
+    "ascii": {"parity": "E", "bytesize": 7},
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,13 +77,19 @@ class BusUrl:
 
     @property
     def protocol(self) -> str:
-        """The row's ``protocol`` value: modbus-tcp, modbus-rtu or modbus-rtu-over-tcp."""
+        """The row's ``protocol`` value: modbus-tcp, modbus-udp, modbus-rtu, modbus-ascii,
+        modbus-rtu-over-tcp (modbus-sim for ``sim://``)."""
         return PROTOCOLS[self.scheme]
 
+    @property
+    def serial(self) -> bool:
+        """Whether the bus is a serial line (``rtu://``, ``ascii://``): a path, not a host."""
+        return self.scheme in SERIAL
+
     def __str__(self) -> str:
-        if self.scheme == "rtu":
+        if self.serial:
             return (
-                f"rtu://{self.path}?baudrate={self.baudrate}&parity={self.parity}"
+                f"{self.scheme}://{self.path}?baudrate={self.baudrate}&parity={self.parity}"
                 f"&stopbits={self.stopbits}&bytesize={self.bytesize}"
             )
         if self.scheme == "sim":
@@ -80,13 +102,15 @@ def parse_bus_url(url: str) -> BusUrl:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in PROTOCOLS:
-        raise ValueError(f"{url!r} is not a bus URL (tcp://, rtu+tcp://, rtu:// or sim://)")
+        raise ValueError(
+            f"{url!r} is not a bus URL (tcp://, udp://, rtu+tcp://, rtu://, ascii:// or sim://)"
+        )
     if scheme == "sim":
         return BusUrl(scheme="sim", host=parts.netloc or "local", port=0)
-    if scheme == "rtu":
+    if scheme in SERIAL:
         path = parts.netloc + parts.path if parts.netloc else parts.path
         if not path:
-            raise ValueError(f"{url!r} names no serial port (e.g. rtu:///dev/ttyUSB0)")
+            raise ValueError(f"{url!r} names no serial port (e.g. {scheme}:///dev/ttyUSB0)")
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
         unknown = set(options) - _SERIAL_OPTIONS
         if unknown:
@@ -98,10 +122,12 @@ def parse_bus_url(url: str) -> BusUrl:
             serial = {k: int(v) for k, v in options.items() if k != "parity"}
         except ValueError:
             raise ValueError(f"{url!r}: baudrate, stopbits and bytesize are integers") from None
-        parity = options.get("parity", "N").upper()
+        defaults = _SERIAL_DEFAULTS[scheme]
+        parity = options.get("parity", defaults["parity"]).upper()
         if parity not in ("N", "E", "O"):
             raise ValueError(f"{url!r}: parity {parity!r} is not N, E or O")
-        bus = BusUrl(scheme="rtu", path=path, parity=parity, **serial)
+        serial.setdefault("bytesize", defaults["bytesize"])
+        bus = BusUrl(scheme=scheme, path=path, parity=parity, **serial)
         if bus.baudrate <= 0 or bus.stopbits not in (1, 2) or bus.bytesize not in (7, 8):
             raise ValueError(f"{url!r}: baudrate > 0, stopbits 1 or 2, bytesize 7 or 8")
         return bus
@@ -116,10 +142,11 @@ def parse_bus_url(url: str) -> BusUrl:
     return BusUrl(scheme=scheme, host=parts.hostname, port=502 if port is None else port)
 
 
-def char_time_s(baudrate: int) -> float:
-    """Seconds one RTU character takes on the wire: 11 bits (start, 8 data, parity or a
-    second stop bit, stop)."""
-    return 11.0 / baudrate
+def char_time_s(baudrate: int, bytesize: int = 8) -> float:
+    """Seconds one serial character takes on the wire: start, ``bytesize`` data bits, parity
+    or a second stop bit, stop. RTU's are 11 bits; ASCII's 10 (7 data bits, the spec's) or 11.
+    """
+    return (bytesize + 3) / baudrate
 
 
 def frame_gap_s(baudrate: int) -> float:
@@ -134,6 +161,17 @@ def wire_time_s(n_chars: int, baudrate: int) -> float:
     device's turnaround: 45.8 ms for N = 10 at 9600 baud, 22.9 ms at 19200.
     """
     return n_chars * char_time_s(baudrate) + frame_gap_s(baudrate)
+
+
+def ascii_chars(n_bytes: int) -> int:
+    """Characters of a Modbus ASCII frame carrying ``n_bytes`` of unit id and PDU: ':', two
+    hex characters per byte and for the LRC, CR LF. No silence delimits it (a receiver allows
+    up to 1 s between characters), so its wire time is ``ascii_chars(n) * char_time_s(b, 7)``.
+
+    A read of N registers is ``ascii_chars(6) + ascii_chars(3 + 2 * N)`` = 28 + 4N characters
+    (RTU: 13 + 2N): 70.8 ms for N = 10 at 9600 baud 7E1, 35.4 ms at 19200.
+    """
+    return 2 * n_bytes + 5
 
 
 class BadFrameError(ModbusIOException):
@@ -156,10 +194,12 @@ def _check_frames(ctx: Any) -> None:
         if not future.done():
             future.set_exception(BadFrameError(text))
 
+    check = "LRC" if isinstance(framer, FramerAscii) else "CRC"
+
     def checked_decode(data: bytes) -> tuple[int, int, int, bytes]:
         used, dev_id, tid, frame = decode(data)
         if used and not frame:
-            bad(f"CRC check failed on {used} bytes")
+            bad(f"{check} check failed on {used} bytes")
         return used, dev_id, tid, frame
 
     def checked_handle(data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, Any]:
@@ -212,7 +252,7 @@ def set_timing(client: object, *, timeout: float, retries: int) -> None:
 def _serial_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
     return AsyncModbusSerialClient(
         bus.path,
-        framer=FramerType.RTU,
+        framer=FramerType.ASCII if bus.scheme == "ascii" else FramerType.RTU,
         baudrate=bus.baudrate,
         parity=bus.parity,
         stopbits=bus.stopbits,
@@ -225,6 +265,10 @@ def _tcp_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
     return AsyncModbusTcpClient(bus.host, port=bus.port, framer=FramerType.SOCKET, **common)
 
 
+def _udp_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
+    return AsyncModbusUdpClient(bus.host, port=bus.port, framer=FramerType.SOCKET, **common)
+
+
 def _rtu_over_tcp_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClient:
     return AsyncModbusTcpClient(bus.host, port=bus.port, framer=FramerType.RTU, **common)
 
@@ -232,8 +276,10 @@ def _rtu_over_tcp_client(bus: BusUrl, common: dict[str, Any]) -> ModbusBaseClien
 # Scheme -> its client; a new transport is one more entry.
 _CLIENTS: dict[str, Callable[[BusUrl, dict[str, Any]], ModbusBaseClient]] = {
     "tcp": _tcp_client,
+    "udp": _udp_client,
     "rtu+tcp": _rtu_over_tcp_client,
     "rtu": _serial_client,
+    "ascii": _serial_client,
 }
 
 

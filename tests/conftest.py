@@ -29,7 +29,9 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 SIM_URLS = {
     "tcp": "tcp://127.0.0.1:0",
+    "udp": "udp://127.0.0.1:0",
     "rtu": "rtu://pty",
+    "ascii": "ascii://pty",
     "rtu+tcp": "rtu+tcp://127.0.0.1:0",
     "sim": "sim://",
 }

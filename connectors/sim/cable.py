@@ -1,7 +1,8 @@
 """The simulated RS-485 cable between the poller's pty and the simulator's, with wire time.
 
 Two pseudo-terminal pairs are joined in process: the server owns one slave end, the client
-opens the other, and both sides are real serial ports.
+opens the other, and both sides are real serial ports. The line carries Modbus RTU frames or
+Modbus ASCII ones (7-bit characters, delimited by ':' and CR LF rather than by silence).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import tty
 from collections.abc import Mapping
 
-from pymodbus.framer import FramerRTU
+from pymodbus.framer import FramerAscii, FramerRTU
 
 from connectors.sim.device import DeviceState
 from connectors.transport import char_time_s, frame_gap_s
@@ -85,7 +86,8 @@ class Cable:
     once, so its own processing hides inside that time instead of adding to it.) The
     silence after an answer is the master's to keep. A device with ``garbage`` set never
     sees its requests: the cable answers them with a response-shaped frame whose CRC is
-    wrong.
+    wrong. An ``ascii`` line carries 10-bit characters and no end-of-frame silence (its frames
+    end with CR LF), and its garbage is a frame whose LRC is wrong.
     """
 
     def __init__(
@@ -97,14 +99,15 @@ class Cable:
         baudrate: int,
         wire_time: bool,
         turnaround_s: float,
+        ascii: bool = False,
     ) -> None:
-        self.devices, self.turnaround_s = devices, turnaround_s
+        self.devices, self.turnaround_s, self.ascii = devices, turnaround_s, ascii
         self.loop = asyncio.get_running_loop()
         self.client_fd, self.server_fd = client_fd, server_fd
         self.to_client = Line(self.loop, client_fd, precise=wire_time)
         self.to_server = Line(self.loop, server_fd)
-        self.char_s = char_time_s(baudrate) if wire_time else 0.0
-        self.gap_s = frame_gap_s(baudrate) if wire_time else 0.0
+        self.char_s = char_time_s(baudrate, 7 if ascii else 8) if wire_time else 0.0
+        self.gap_s = frame_gap_s(baudrate) if wire_time and not ascii else 0.0
         self.busy_until = 0.0  # when the line falls silent (loop time)
         self.request_seen = 0.0  # when the device saw the last request
         for fd, handler in ((client_fd, self._from_client), (server_fd, self._from_server)):
@@ -127,9 +130,11 @@ class Cable:
         end = max(self.loop.time(), self.busy_until) + len(data) * self.char_s
         self.busy_until = end
         self.request_seen = end + self.gap_s
-        state = self.devices.get(data[0])
+        request = _ascii_bytes(data) if self.ascii else data
+        state = self.devices.get(request[0]) if request else None
         if state is not None and state.spec.garbage:
-            self._answer(_bad_crc_answer(data))
+            answer = _bad_crc_answer(request)
+            self._answer(_bad_lrc_frame(answer[:-2]) if self.ascii else answer)
         else:  # at once: the server's own work overlaps the wire time; its answer waits
             self.to_server.send(data, 0.0)
 
@@ -149,6 +154,20 @@ class Cable:
             self.loop.remove_reader(fd)
         self.to_client.close()
         self.to_server.close()
+
+
+def _ascii_bytes(data: bytes) -> bytes:
+    """The unit id and PDU an ASCII frame (``:`` hex LRC CR LF) carries (b"" if not one)."""
+    try:
+        return bytes.fromhex(data.strip()[1:-2].decode("ascii")) if data[:1] == b":" else b""
+    except ValueError:
+        return b""
+
+
+def _bad_lrc_frame(body: bytes) -> bytes:
+    """``body`` (unit id and PDU) as an ASCII frame whose LRC is wrong."""
+    lrc = (FramerAscii.compute_LRC(body) ^ 0xFF) & 0xFF
+    return b":" + f"{body.hex()}{lrc:02x}".upper().encode() + b"\r\n"
 
 
 def _bad_crc_answer(request: bytes) -> bytes:

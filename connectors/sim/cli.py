@@ -3,6 +3,9 @@
     python -m connectors.sim --tcp 127.0.0.1:5020 --device 1:watlow_pm \
         --device 2:watlow_pm:high_low:F --device 3:servomex_4100 [--log answered.txt]
 
+Where: ``--tcp HOST:PORT``, ``--udp HOST:PORT``, ``--rtu-over-tcp HOST:PORT``, or ``--rtu`` /
+``--ascii`` on a new pseudo-terminal (``--baudrate``); it prints the URL to give a client.
+
 Each ``--device`` is ``UNIT:PROFILE`` and, for a Watlow PM, its word order and units
 settings; ``--log`` appends one line per read answered (``UNIT TABLE ADDRESS COUNT``).
 """
@@ -42,11 +45,12 @@ def parse_device(text: str) -> SimulatedDevice:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    if args.rtu:
-        sim = BusSimulator("rtu", args.device, baudrate=args.baudrate)
+    if args.rtu or args.ascii:
+        kind = "rtu" if args.rtu else "ascii"
+        sim = BusSimulator(kind, args.device, baudrate=args.baudrate)
     else:
-        host, _, port = (args.tcp or args.rtu_over_tcp).rpartition(":")
-        kind = "tcp" if args.tcp else "rtu+tcp"
+        kind = "tcp" if args.tcp else "udp" if args.udp else "rtu+tcp"
+        host, _, port = (args.tcp or args.udp or args.rtu_over_tcp).rpartition(":")
         sim = BusSimulator(kind, args.device, host=host or "127.0.0.1", port=int(port or 0))
     with contextlib.ExitStack() as stack:
         if args.log:
@@ -67,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m connectors.sim", description=__doc__)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--tcp", metavar="HOST:PORT", help="serve Modbus TCP")
+    where.add_argument("--udp", metavar="HOST:PORT", help="serve Modbus UDP")
     where.add_argument("--rtu-over-tcp", metavar="HOST:PORT", help="serve RTU framing over TCP")
     where.add_argument("--rtu", action="store_true", help="serve Modbus RTU on a new pty")
+    where.add_argument("--ascii", action="store_true", help="serve Modbus ASCII on a new pty")
     parser.add_argument("--baudrate", type=int, default=19200)
     parser.add_argument(
         "--log", metavar="PATH", help="append 'UNIT TABLE ADDRESS COUNT' per read answered"

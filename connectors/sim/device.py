@@ -48,7 +48,7 @@ class SimulatedDevice:
     delay_s: float = 0.0
     dead: bool = False
     exception_code: int | None = None
-    garbage: bool = False  # rtu only: answer with a frame whose CRC is wrong
+    garbage: bool = False  # rtu and ascii only: answer with a frame whose CRC or LRC is wrong
     # How a controller that says how it is read (a Watlow PM) is set: its word order
     # ("low_high", "high_low") and display units ("C", "F").
     word_order: str = "low_high"

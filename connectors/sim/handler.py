@@ -13,10 +13,10 @@ import logging
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer, ModbusUdpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
-__all__ = ["RequestHandler", "SerialServer", "TcpServer"]
+__all__ = ["RequestHandler", "SerialServer", "TcpServer", "UdpServer"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ class _Handled:
 
 class TcpServer(_Handled, ModbusTcpServer):
     """pymodbus's Modbus TCP server, each request answered under its own ids."""
+
+
+class UdpServer(_Handled, ModbusUdpServer):
+    """pymodbus's Modbus UDP server (one handler for every datagram, each answered to the
+    address it came from), each request answered under its own ids."""
 
 
 class SerialServer(_Handled, ModbusSerialServer):

@@ -1,14 +1,14 @@
 """Simulated controllers served by a real pymodbus server.
 
 A :class:`BusSimulator` serves several simulated devices (one per unit id)
-from the same profile files the poller reads, over Modbus TCP on loopback,
-RTU framing over TCP, or Modbus RTU on a pseudo-terminal. Values move like
+from the same profile files the poller reads, over Modbus TCP or UDP on loopback,
+RTU framing over TCP, or Modbus RTU or ASCII on a pseudo-terminal. Values move like
 the real thing: a Watlow PM heats toward its set point with a first-order
 lag and noise; a Servomex analyser reads about 20.9 % O2 with noise.
 
 Fault knobs per device: ``delay_s`` (answer late), ``dead`` (never answer),
-``exception_code`` (answer every read with that Modbus exception) and, on an ``rtu``
-bus, ``garbage`` (answer with a frame whose CRC is wrong). A Watlow PM's settings:
+``exception_code`` (answer every read with that Modbus exception) and, on an ``rtu`` or
+``ascii`` bus, ``garbage`` (answer with a frame whose CRC or LRC is wrong). A Watlow PM's settings:
 ``word_order`` (``low_high``, its 32-bit values low word first, Watlow's factory default, or
 ``high_low``) and ``units`` (``C`` or ``F``); it serves its word order register (2488-2489:
 [1331, 0] for low_high, [0, 1330] for high_low) and display units (2490: 15 or 30) to match.
@@ -38,17 +38,17 @@ from collections.abc import Sequence
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer, ModbusUdpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.bus import Bus
 from connectors.sim.cable import Cable, open_pty
 from connectors.sim.device import DeviceState, InProcessClient, SimulatedDevice
-from connectors.sim.handler import SerialServer, TcpServer
+from connectors.sim.handler import SerialServer, TcpServer, UdpServer
 
 __all__ = ["BusSimulator", "simulator_for"]
 
-KINDS = ("tcp", "rtu", "rtu+tcp", "sim")
+KINDS = ("tcp", "udp", "rtu", "ascii", "rtu+tcp", "sim")
 
 
 async def _silent(*_args: object) -> ExcCodes | None:
@@ -58,11 +58,14 @@ async def _silent(*_args: object) -> ExcCodes | None:
 class BusSimulator:
     """A simulated bus: devices at unit ids behind one real pymodbus server.
 
-    ``kind`` is ``tcp`` (Modbus TCP), ``rtu+tcp`` (RTU framing over TCP) or
-    ``rtu`` (Modbus RTU on a pseudo-terminal), or ``sim`` (no server: :meth:`client` gives
-    an :class:`InProcessClient` on the same registers). For ``rtu`` two pty pairs are
-    joined by a null-modem pump in this process: the server owns one slave
-    end, the client opens the other, and both sides are real serial ports.
+    ``kind`` is ``tcp`` (Modbus TCP), ``udp`` (Modbus UDP), ``rtu+tcp`` (RTU framing over
+    TCP), ``rtu`` or ``ascii`` (Modbus RTU or ASCII on a pseudo-terminal), or ``sim`` (no
+    server: :meth:`client` gives an :class:`InProcessClient` on the same registers). For
+    ``rtu`` and ``ascii`` two pty pairs are joined by a null-modem pump in this process: the
+    server owns one slave end, the client opens the other, and both sides are real serial
+    ports. A pty takes only 8N1 (Linux refuses to set 7 data bits or parity on it), so an
+    ``ascii`` bus is served at ``ascii://PTY?...&parity=N&bytesize=8``; its wire time counts
+    the spec's 10-bit characters (7E1) all the same.
     Start and stop it on one running event loop.
     """
 
@@ -89,7 +92,7 @@ class BusSimulator:
         self.wire_time, self.turnaround_s = wire_time, turnaround_s
         started = time.monotonic()
         self.devices = {d.address: DeviceState(d, started, seed) for d in devices}
-        self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._server: ModbusTcpServer | ModbusUdpServer | ModbusSerialServer | None = None
         self._fds: list[int] = []
         self._cable: Cable | None = None
         self.url = ""
@@ -131,7 +134,8 @@ class BusSimulator:
             self.url = "sim://local"
             return self.url
         context = self._context()
-        if self.kind == "rtu":
+        if self.kind in ("rtu", "ascii"):
+            ascii_line = self.kind == "ascii"
             server_master, server_slave, server_path = open_pty()
             client_master, client_slave, client_path = open_pty()
             self._fds = [server_master, server_slave, client_master, client_slave]
@@ -142,26 +146,35 @@ class BusSimulator:
                 baudrate=self.baudrate,
                 wire_time=self.wire_time,
                 turnaround_s=self.turnaround_s,
+                ascii=ascii_line,
             )
             self._server = SerialServer(
                 context,
-                framer=FramerType.RTU,
+                framer=FramerType.ASCII if ascii_line else FramerType.RTU,
                 port=server_path,
                 baudrate=self.baudrate,
                 ignore_missing_devices=True,
             )
             await self._server.serve_forever(background=True)
-            self.url = f"rtu://{client_path}?baudrate={self.baudrate}"
+            line = "&parity=N&bytesize=8" if ascii_line else ""
+            self.url = f"{self.kind}://{client_path}?baudrate={self.baudrate}{line}"
             return self.url
-        framer = FramerType.SOCKET if self.kind == "tcp" else FramerType.RTU
-        self._server = TcpServer(
-            context,
-            framer=framer,
-            address=(self.host, self.port),
-            ignore_missing_devices=True,
-        )
-        await self._server.serve_forever(background=True)
-        host, port = self._server.transport.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        if self.kind == "udp":
+            self._server = UdpServer(
+                context, address=(self.host, self.port), ignore_missing_devices=True
+            )
+            await self._server.serve_forever(background=True)
+            host, port = self._server.transport.get_extra_info("sockname")[:2]
+        else:
+            framer = FramerType.SOCKET if self.kind == "tcp" else FramerType.RTU
+            self._server = TcpServer(
+                context,
+                framer=framer,
+                address=(self.host, self.port),
+                ignore_missing_devices=True,
+            )
+            await self._server.serve_forever(background=True)
+            host, port = self._server.transport.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
         self.port = port
         self.url = f"{self.kind}://{host}:{port}"
         return self.url
@@ -184,8 +197,8 @@ class BusSimulator:
 
 def simulator_for(bus: Bus) -> BusSimulator:
     """The simulator of a bus configured ``simulate = true``, not started: its kind is the
-    URL's scheme, it listens where the URL says (any free port for port 0; an ``rtu`` bus on a
-    new pseudo-terminal at the URL's baud rate) and plays each device that has a
+    URL's scheme, it listens where the URL says (any free port for port 0; an ``rtu`` or
+    ``ascii`` bus on a new pseudo-terminal at the URL's baud rate) and plays each device that has a
     :class:`~connectors.bus.Simulation` at its unit id (the others stay silent)."""
     url = bus.url
     devices = [SimulatedDevice.of(d.address, d.simulation) for d in bus.devices if d.simulation]
@@ -193,6 +206,6 @@ def simulator_for(bus: Bus) -> BusSimulator:
         url.scheme,
         devices,
         host=url.host or "127.0.0.1",
-        port=url.port if url.scheme != "rtu" else 0,
+        port=0 if url.serial else url.port,
         baudrate=url.baudrate,
     )

@@ -16,7 +16,7 @@ from connectors.bus import Bus, Device, Simulation
 from connectors.codec import FieldError
 from connectors.parameter import Parameter, check_every, override_parameter, read_parameter
 from connectors.registers import Profile, ProfileError, load_profile
-from connectors.transport import parse_bus_url
+from connectors.transport import SERIAL, parse_bus_url
 from flows.config.table import (
     Table,
     check_at_most,
@@ -47,6 +47,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 _BUS, _DEVICE = _defaults(Bus), _defaults(Device)
 _WORKAROUNDS = ("max_registers", "one_request_per_parameter", "step_down")
+_NETWORK = ("tcp", "udp", "rtu+tcp")  # the schemes whose URL names a host and port
 
 
 def check_host(value: str) -> str | None:
@@ -70,10 +71,10 @@ def _parse_url(t: Table, raw: str) -> Any:
         parts = urlsplit(raw)
         if parts.fragment or raw.endswith("#"):
             raise ValueError("a bus URL takes no #fragment")
-        if parts.scheme.lower() != "rtu" and "@" in parts.netloc:
+        if parts.scheme.lower() not in SERIAL and "@" in parts.netloc:
             raise ValueError("a bus URL takes no user or password")
         url = parse_bus_url(raw)
-        if url.scheme in ("tcp", "rtu+tcp") and (problem := check_host(url.host)):
+        if url.scheme in _NETWORK and (problem := check_host(url.host)):
             raise ValueError(f"the host {url.host!r} {problem}")
     except ValueError as exc:
         message = str(exc)
@@ -315,7 +316,7 @@ def parse_bus(t: Table, seen_devices: dict[str, tuple[str, str]], base_dir: Path
     simulate = t.get("simulate", bool, default=False)
     if url.scheme == "sim" and not simulate:
         raise t.error("a sim:// bus is simulated in process: set simulate = true", "url")
-    if url.scheme in ("tcp", "rtu+tcp") and url.port == 0 and not simulate:
+    if url.scheme in _NETWORK and url.port == 0 and not simulate:
         raise t.error(
             f"{str(url)!r}: port 0 is for simulated buses (any free port); give the gateway's",
             "url",

@@ -125,8 +125,7 @@ def test_the_production_path_does_not_import_the_simulator() -> None:
 @pytest.mark.parametrize(
     ("scheme", "message"),
     [
-        ("udp", "no Modbus client for a udp:// bus"),
-        ("ascii", "no Modbus client for a ascii:// bus"),
+        ("rtu+udp", "no Modbus client for a rtu+udp:// bus"),
         ("sim", "a sim:// bus has no Modbus client: it is served by its simulator"),
     ],
 )

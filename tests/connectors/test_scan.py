@@ -306,7 +306,7 @@ def test_nobody_answering_exits_1_with_a_comment_only_snippet(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["udp://x"], "is not a bus URL"),
+        (["http://x"], "is not a bus URL"),
         (["sim://"], "is served in process"),
         (["tcp://127.0.0.1:{port}"], "cannot connect to 127.0.0.1:{port}"),
         (["rtu:///dev/no-such-port?baudrate=9600"], "cannot open the serial port"),

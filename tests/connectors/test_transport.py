@@ -39,7 +39,7 @@ def test_parse(url: str, expected: BusUrl, protocol: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("udp://x:1", "is not a bus URL"),
+        ("http://x:1", "is not a bus URL"),
         ("tcp://:502", "names no host"),
         ("tcp://x:port", "the port is not a number"),
         ("tcp://x:502/path", "is only HOST[:PORT]"),

@@ -70,7 +70,8 @@ BROKEN = [
     (
         'url = "tcp://10.0.0.5:502"',
         'url = "http://x"',
-        "bus[0].url: 'http://x' is not a bus URL (tcp://, rtu+tcp://, rtu:// or sim://)",
+        "bus[0].url: 'http://x' is not a bus URL "
+        "(tcp://, udp://, rtu+tcp://, rtu://, ascii:// or sim://)",
     ),
     (
         'url = "tcp://10.0.0.5:502"',
