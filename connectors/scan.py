@@ -125,8 +125,13 @@ class _Prober:
             answers.append(a := await self.read_at(found.address, table, 0, 1))
             if a.registers is not None:
                 said.append(f"FC0{code} ({table} 0 = {a.registers[0]})")
-        bits = f"answers {' and '.join(said)}" if said else None
-        return dataclasses.replace(found, answers=(*found.answers, *answers), bits=bits)
+        if not said:
+            return dataclasses.replace(found, answers=(*found.answers, *answers))
+        evidence = found.evidence.replace("every read", "every register read")
+        bits = f"answers {' and '.join(said)}"
+        return dataclasses.replace(
+            found, evidence=evidence, answers=(*found.answers, *answers), bits=bits
+        )
 
     async def probe(self, unit: int) -> Found | None:
         """Who is at ``unit``; None when nothing answered the presence read."""

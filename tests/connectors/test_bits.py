@@ -144,3 +144,47 @@ def test_simulated_coils_and_discrete_inputs_are_polled(kind: str) -> None:
         assert two["relay_4"] is False  # unit 2: even
     answered = sims[0].answered()
     assert answered == {(u, t, 0, 4): 3 for u in (1, 2) for t in ("coil", "discrete")}
+
+
+def test_a_merged_bit_read_across_a_gap_falls_back_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Coils 0 and 5 merge into one read of 6; the simulator has no coils 1-4 and answers
+    exception 2, so the device is read one coil per request from then on, its rows intact."""
+    path = tmp_path / "gappy.toml"
+    path.write_text(
+        'name = "gappy"\n[[parameter]]\nname = "a"\ntable = "coil"\naddress = 0\n'
+        '[[parameter]]\nname = "b"\ntable = "coil"\naddress = 5\n'
+    )
+    bus = sim_bus("b", "sim", [SimulatedDevice(address=1, profile=str(path))])
+    assert [(r.address, r.count) for r in bus.devices[0].reads] == [(0, 6)]
+    with caplog.at_level("INFO", logger="connectors.poller"):
+        ticks = poll_bus(bus, rate_hz=20, ticks=3)
+    assert [stats.reads for _, stats in ticks] == [3, 2, 2]
+    assert all(stats.errors == 0 for _, stats in ticks)
+    for samples, _ in ticks:
+        assert [(s.parameter, s.value, s.error) for s in samples] == [
+            ("a", False, None), ("b", False, None)
+        ]  # fmt: skip
+    said = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert said == [
+        "bus b device b-1: read of 6 coils at 0 rejected (illegal data address); reading its "
+        "parameters one by one from now on"
+    ]
+
+
+def test_a_wide_bit_read_off_a_register_boundary_is_served(tmp_path: Path) -> None:
+    """42 coils from 100 (bit 4 of the simulator's block register 6, spanning 3 of them) in
+    one read; the profile borrows the digital_io model by its name (relays 1 and 4 on)."""
+    path = tmp_path / "wide.toml"
+    coils = [(f"c{a}", a) for a in range(100, 140)] + [("relay_1", 140), ("relay_4", 141)]
+    path.write_text(
+        'name = "digital_io"\n[defaults]\ntable = "coil"\n'
+        + "".join(f'[[parameter]]\nname = "{n}"\naddress = {a}\n' for n, a in coils)
+    )
+    bus = sim_bus("b", "tcp", [SimulatedDevice(address=1, profile=str(path))])
+    assert [(r.address, r.count) for r in bus.devices[0].reads] == [(100, 42)]
+    for samples, stats in poll_bus(bus, rate_hz=20, ticks=2):
+        assert (stats.reads, stats.errors) == (1, 0)
+        on = [s.parameter for s in samples if s.value]
+        assert on == ["relay_1", "relay_4"] and len(samples) == 42

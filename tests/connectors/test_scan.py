@@ -184,8 +184,8 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
     assert by_unit[9].bits == "answers FC01 (coil 0 = 1) and FC02 (discrete 0 = 1)"
     assert [by_unit[u].bits for u in (3, 4, 5, 8, 10)] == [None] * 5
     assert (
-        "unit 9: unidentified: answered every read with an exception: illegal data address "
-        "(2); answers FC01 (coil 0 = 1) and FC02 (discrete 0 = 1)"
+        "unit 9: unidentified: answered every register read with an exception: illegal data "
+        "address (2); answers FC01 (coil 0 = 1) and FC02 (discrete 0 = 1)"
     ) in lines
     assert "unit 6: no answer" in lines and "unit 7: no answer" in lines
 
