@@ -1,7 +1,8 @@
 """Coils and discrete inputs read by the flow from pyModbusTCP's own server and DataBank (a
 Modbus implementation the project did not write): a pattern of bits loaded there, read in
 merged FC01/FC02 reads (one of 2000 coils, the most one read carries), stored as
-0.0 / 1.0 with their labels, next to a holding register on the same unit."""
+0.0 / 1.0 with their labels, next to a holding register on the same unit; and the project's
+simulator's coils and discrete inputs read by pyModbusTCP's client."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyModbusTCP.client import ModbusClient
+from pyModbusTCP.constants import EXP_DATA_ADDRESS
 from pyModbusTCP.server import DataBank, ModbusServer
 
+from connectors.sim import SimulatedDevice
 from flows.config import load_config
+from tests.connectors.test_scan import served
 from tests.interop.rig import run_flow
 
 COILS = [*range(0, 2011, 10), 3, 1999]  # every 10th coil to 2010, and two between
@@ -77,3 +82,21 @@ def test_flow_stores_the_bits_pymodbustcp_serves(server: ModbusServer, tmp_path:
             bit = not on(int(address))
             assert (value, text) == (float(bit), "closed" if bit else "open"), name
     assert {r["value"] for r in rows if r["parameter"].startswith("coil")} == {0.0, 1.0}
+
+
+def test_simulated_bits_read_by_the_pymodbustcp_client() -> None:
+    """The project's simulator's FC01/FC02 answers, as pyModbusTCP's client decodes them: the
+    digital_io model's bits, and exception 2 for a bit no parameter has."""
+    devices = [SimulatedDevice(address=unit, profile="digital_io") for unit in (1, 2)]
+    with served("tcp", devices) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for unit in (1, 2):
+            c = ModbusClient(host="127.0.0.1", port=port, unit_id=unit, timeout=2.0)
+            relays = c.read_coils(0, 4)
+            assert relays is not None and len(relays) == 4, c.last_error_as_txt
+            assert [relays[0], relays[1], relays[3]] == [True, False, unit % 2 == 1]
+            assert c.read_discrete_inputs(0, 1) == [True]  # the door, closed
+            assert c.read_discrete_inputs(2, 2) == [False, False]
+            assert c.read_coils(3, 2) is None and c.last_except == EXP_DATA_ADDRESS
+            assert c.read_discrete_inputs(100, 1) is None
+            c.close()
