@@ -226,11 +226,11 @@ def plan_reads(
 
 
 def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value]]:
-    """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError)."""
+    """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError);
+    a read of coils or discrete inputs gives its bits as words 0 or 1."""
     if len(words) != read.count:
-        raise ValueError(
-            f"read at {read.address}: expected {read.count} registers, got {len(words)}"
-        )
+        what = "bits" if read.table in BIT_TABLES else "registers"
+        raise ValueError(f"read at {read.address}: expected {read.count} {what}, got {len(words)}")
     data = pack_registers(words)
     return [(p, decode(data, start)) for p, start, decode in read.decoders]
 

@@ -72,7 +72,7 @@ def test_a_bit_read_decodes_its_bits() -> None:
     assert [(p.name, v) for p, v in decode_read(read, [1, 0, 0, 1])] == [
         ("c0", True), ("c2", False), ("c3", True)
     ]  # fmt: skip
-    with pytest.raises(ValueError, match="expected 4 registers, got 8"):
+    with pytest.raises(ValueError, match="read at 0: expected 4 bits, got 8"):
         decode_read(read, [0] * 8)
 
 
