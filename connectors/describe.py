@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.codec import BYTE_ORDERS
-from connectors.parameter import TABLES, Parameter
+from connectors.parameter import REGISTER_TABLES, Parameter
 from connectors.tomltable import Table
 
 __all__ = ["RECHECK_S", "SETS", "Describer", "Description", "read_describers"]
@@ -98,7 +98,12 @@ def read_describers(t: Table) -> tuple[Describer, ...]:
         d = t.table(name, data)
         d.allow(_KEYS)
         sets = d.get("sets", str, check=lambda v: None if v in SETS else f"is not one of {SETS}")
-        table = d.get("table", str, "holding", lambda v: None if v in TABLES else "is no table")
+        table = d.get(
+            "table",
+            str,
+            "holding",
+            lambda v: None if v in REGISTER_TABLES else "is no register table",
+        )
         address = d.get("address", int, check=_pdu_address)
         count = d.get("count", int, 1, lambda v: None if 1 <= v <= 125 else "is not 1..125")
         if address + count > 65536:

@@ -34,7 +34,8 @@ class Answer:
     silent: bool = False
 
     def __str__(self) -> str:
-        what = f"registers {list(self.registers)}" if self.registers is not None else self.error
+        words = "bits" if self.table in ("coil", "discrete") else "registers"
+        what = f"{words} {list(self.registers)}" if self.registers is not None else self.error
         if self.exception_code is not None:
             what = f"exception {exception_text(self.exception_code)}"
         return f"{self.table} {self.address} x{self.count}: {what}"
@@ -44,7 +45,8 @@ class Answer:
 class Found:
     """A unit that answered: its profile (None: unidentified), why, what it answered,
     ``byte_order`` when its floats are in another byte order than its profile's and it does
-    not say so itself, and ``described`` what it says of how to read it (None: nothing)."""
+    not say so itself, ``described`` what it says of how to read it (None: nothing), and
+    ``bits`` whether it reads coils or discrete inputs (see connectors.scan)."""
 
     address: int
     profile: str | None
@@ -52,6 +54,7 @@ class Found:
     answers: tuple[Answer, ...]
     byte_order: str | None = None
     described: str | None = None
+    bits: str | None = None  # which of coil 0 / discrete input 0 it answered with a value
 
 
 def _plausible(x: object) -> bool:

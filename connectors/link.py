@@ -42,6 +42,14 @@ class Client(Protocol):
         self, address: int, *, count: int = 1, device_id: int = 1
     ) -> ModbusPDU: ...
 
+    async def read_coils(
+        self, address: int, *, count: int = 1, device_id: int = 1
+    ) -> ModbusPDU: ...
+
+    async def read_discrete_inputs(
+        self, address: int, *, count: int = 1, device_id: int = 1
+    ) -> ModbusPDU: ...
+
 
 class BusLink:
     """Where one bus's client comes from, and what serves a simulated bus.

@@ -20,9 +20,11 @@ from connectors.codec import INT_TYPES, WORD_ORDERS, Codec, FieldError, check_co
 from connectors.tomltable import Table
 
 __all__ = [
+    "BIT_TABLES",
     "DEFAULT_KEYS",
     "KEY_NAMES",
     "PARAMETER_KEYS",
+    "REGISTER_TABLES",
     "REQUIRED_KEYS",
     "TABLES",
     "Key",
@@ -35,8 +37,13 @@ __all__ = [
     "read_parameter",
 ]
 
-RegisterTable = Literal["holding", "input"]
-TABLES: tuple[str, ...] = ("holding", "input")
+RegisterTable = Literal["holding", "input", "coil", "discrete"]
+REGISTER_TABLES: tuple[str, ...] = ("holding", "input")  # 16-bit words, FC03 / FC04
+BIT_TABLES: tuple[str, ...] = ("coil", "discrete")  # one bit each, FC01 / FC02
+TABLES: tuple[str, ...] = (*REGISTER_TABLES, *BIT_TABLES)
+# Keys that lay out or describe a number: a profile's [defaults] of them do not reach a
+# parameter of a bit table (a coil is 0 or 1 whatever the registers around it are).
+_NUMBER_KEYS = ("type", "byte_order", "scale", "offset", "unit", "quantity", "range")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +153,9 @@ class Parameter:
 
     ``address`` is always the 0-based PDU address. ``labels`` are enum texts for raw integer
     values; they need an integer or bit codec without scale or offset, so the decoded value
-    is the raw one.
+    is the raw one. A parameter of a bit table (``coil``, ``discrete``) is one bit, read with
+    FC01 / FC02: its codec is ``Codec("bit", bit=0)`` (see :func:`make_parameter`) and its
+    value 0 or 1 (False / True).
     """
 
     name: str
@@ -172,6 +181,12 @@ class Parameter:
                 )
             if codec.scale != 1 or codec.offset != 0:
                 raise FieldError("labels", "enum labels apply to raw values: no scale or offset")
+        if self.table in BIT_TABLES:
+            if codec != _BIT:
+                raise FieldError("type", f"a {self.table} is one bit: type 'bit', bit 0")
+            for raw, _text in self.labels:
+                if raw not in (0, 1):
+                    raise FieldError(f"labels.{raw}", f"a {self.table} is 0 or 1")
         if self.range is not None and codec.type in ("string", "bit"):
             raise FieldError("range", f"a range applies to numbers, not type {codec.type!r}")
         if self.address + codec.count > 65536:
@@ -179,7 +194,7 @@ class Parameter:
 
     @property
     def count(self) -> int:
-        """Number of registers the parameter occupies."""
+        """Number of registers the parameter occupies (1 for a coil or discrete input)."""
         return self.codec.count
 
     def label(self, value: object) -> str | None:
@@ -191,6 +206,21 @@ class Parameter:
 
 
 _OWN_FIELDS = tuple(f.name for f in dataclasses.fields(Parameter) if f.name != "codec")
+_BIT = Codec("bit", bit=0)
+
+
+def _bit_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` of a coil or discrete input with its codec's: no type or ``"bit"``, no
+    bit number (or 0), no byte order (or ABCD); FieldError naming the key given otherwise."""
+    table, out = fields["table"], dict(fields)
+    kind = out.setdefault("type", "bit")
+    if kind != "bit":
+        raise FieldError("type", f"{kind!r}: a {table} is one bit; give no type, or 'bit'")
+    if out.setdefault("bit", 0) != 0:
+        raise FieldError("bit", f"{out['bit']!r}: a {table} is one bit, it has no bit number")
+    if out.setdefault("byte_order", "ABCD") != "ABCD":
+        raise FieldError("byte_order", f"{out['byte_order']!r}: a {table} has no byte order")
+    return out
 
 
 def make_parameter(fields: Mapping[str, Any]) -> Parameter:
@@ -204,6 +234,8 @@ def make_parameter(fields: Mapping[str, Any]) -> Parameter:
     for key in KEY_NAMES:
         if key in fields:
             _check_field(key, fields[key])
+    if fields.get("table") in BIT_TABLES:
+        fields = _bit_fields(fields)
     codec = Codec(**{k: v for k, v in fields.items() if k in _CODEC_FIELDS})
     own = {k: v for k, v in fields.items() if k not in _CODEC_FIELDS}
     return Parameter(**own, codec=codec)
@@ -269,8 +301,9 @@ def read_defaults(t: Table) -> dict[str, Any]:
     return fields
 
 
-# 1-based register numbers: 4xxxx / 4xxxxx for holding, 3xxxx / 3xxxxx for input registers.
-_PREFIX = {"holding": 4, "input": 3}
+# 1-based numbers: 4xxxx / 4xxxxx holding, 3xxxx / 3xxxxx input registers, 1xxxx / 1xxxxx
+# discrete inputs, 0xxxx / 0xxxxx coils.
+_PREFIX = {"holding": 4, "input": 3, "discrete": 1, "coil": 0}
 
 
 def _pdu_address(name: str, table: Any, address: Any) -> Any:
@@ -294,12 +327,18 @@ def read_parameter(
 ) -> Parameter:
     """The parameter of table ``t`` (a profile's ``[[parameter]]`` or a config's inline one),
     over ``defaults`` (from :func:`read_defaults`). With ``one_based`` its ``address`` is a
-    1-based register number (40361 is holding 360, 30001 input 0). Raises ``t``'s error with
-    the key path of the bad key.
+    1-based register number (40361 is holding 360, 30001 input 0, 10001 discrete input 0,
+    00001 coil 0). A coil or discrete input needs no ``type`` and takes none of the number
+    keys of ``defaults`` (type, byte order, scale, offset, unit, quantity, range). Raises
+    ``t``'s error with the key path of the bad key.
     """
     # Each level resolves its own word_order alias, so a parameter's byte_order
     # overrides a word_order in [defaults] instead of clashing with it.
-    fields = {**(defaults or {}), **parameter_fields(t)}
+    own = parameter_fields(t)
+    fields = {**(defaults or {}), **own}
+    if fields.get("table") in BIT_TABLES:
+        fields = {k: v for k, v in fields.items() if k in own or k not in _NUMBER_KEYS}
+        fields.setdefault("type", "bit")
     for key in REQUIRED_KEYS:
         if key not in fields:
             raise t.error("missing", key)
@@ -318,7 +357,12 @@ def override_parameter(p: Parameter, t: Table) -> Parameter:
         if not key.override and key.name in t.data:
             # name is the only such key: the override is addressed by it.
             raise t.error(f"{t.data[key.name]!r}: an override cannot rename a parameter", key.name)
+    fields, new = _fields_of(p), parameter_fields(t)
+    if new.get("table") in BIT_TABLES and p.table not in BIT_TABLES:
+        # A register parameter made a coil keeps none of its number's layout.
+        drop = (*_CODEC_FIELDS, "range")
+        fields = {k: v for k, v in fields.items() if k not in drop}
     try:
-        return make_parameter({**_fields_of(p), **parameter_fields(t)})
+        return make_parameter({**fields, **new})
     except FieldError as exc:
         raise t.error(exc.why, exc.key) from None

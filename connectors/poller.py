@@ -43,6 +43,7 @@ from connectors.stepdown import send
 __all__ = ["BusPoller", "Schedule"]
 
 log = logging.getLogger(__name__)
+_UNITS = {"coil": "coils", "discrete": "discrete inputs"}  # what a read of a bit table counts
 # pymodbus logs every timeout at ERROR with a dump of recent frames; here the
 # same failure is an error row already. A level the user set is kept.
 if logging.getLogger("pymodbus").level == logging.NOTSET:
@@ -278,9 +279,10 @@ class BusPoller:
             if outcome is Outcome.FALLBACK:
                 plan[i : i + 1] = split_read(read)
                 log.info(
-                    "bus %s device %s: read of %d registers at %d rejected (illegal data "
+                    "bus %s device %s: read of %d %s at %d rejected (illegal data "
                     "address); reading its parameters one by one from now on",
-                    self._bus.name, device.name, read.count, read.address,
+                    self._bus.name, device.name, read.count, _UNITS.get(read.table, "registers"),
+                    read.address,
                 )  # fmt: skip
                 continue
             if sent is not None:

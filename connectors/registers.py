@@ -14,7 +14,13 @@ from pathlib import Path
 
 from connectors.codec import Decoder, Value, decoder, pack_registers
 from connectors.describe import Describer, read_describers
-from connectors.parameter import Parameter, RegisterTable, read_defaults, read_parameter
+from connectors.parameter import (
+    BIT_TABLES,
+    Parameter,
+    RegisterTable,
+    read_defaults,
+    read_parameter,
+)
 from connectors.tomltable import Table, TableError
 
 try:
@@ -23,6 +29,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
+    "MAX_BITS",
     "PROFILE_DIR",
     "Profile",
     "ProfileError",
@@ -37,6 +44,7 @@ __all__ = [
 ]
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+MAX_BITS = 2000  # coils or discrete inputs one Modbus read (FC01/FC02) carries at most
 
 
 class ProfileError(TableError):
@@ -140,7 +148,8 @@ def _load_file(path: Path) -> Profile:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """One request: ``count`` registers of ``table`` from ``address``, covering ``parameters``.
+    """One request: ``count`` registers of ``table`` from ``address``, covering ``parameters``
+    (of a bit table, ``count`` coils or discrete inputs: its answer's bits as words 0 or 1).
 
     ``decoders`` holds each parameter's byte offset in the response and its decoder, built
     with the plan so a read's answer is decoded without settling types again. ``checked``:
@@ -177,18 +186,24 @@ def _joins(
 
 
 def plan_reads(
-    params: Iterable[Parameter], *, max_registers: int = 125, max_gap: int = 10
+    params: Iterable[Parameter],
+    *,
+    max_registers: int = 125,
+    max_gap: int = 10,
+    max_bits: int = MAX_BITS,
 ) -> tuple[Read, ...]:
     """Merge parameters into as few reads as possible, ordered by table then address.
 
     A parameter joins the current read when it has the same table, starts at most
-    ``max_gap`` registers after the read's end (like Telegraf's ``max_insert``; 0 merges
-    only contiguous or overlapping parameters) and the read stays within ``max_registers``
-    (125, the most one Modbus read returns). Duplicate parameters are read once. Raises
-    ValueError if one parameter alone is larger than ``max_registers``.
+    ``max_gap`` registers (or bits) after the read's end (like Telegraf's ``max_insert``; 0
+    merges only contiguous or overlapping parameters) and the read stays within
+    ``max_registers`` (125, the most one Modbus read returns), for coils and discrete inputs
+    within ``max_bits`` (2000, the most one FC01/FC02 read returns). Duplicate parameters are
+    read once. Raises ValueError if one parameter alone is larger than ``max_registers``.
     """
-    if max_registers < 1:
-        raise ValueError(f"max_registers must be at least 1, got {max_registers}")
+    for name, most in (("max_registers", max_registers), ("max_bits", max_bits)):
+        if most < 1:
+            raise ValueError(f"{name} must be at least 1, got {most}")
     if max_gap < 0:
         raise ValueError(f"max_gap must be at least 0, got {max_gap}")
     ordered = sorted(dict.fromkeys(params), key=lambda p: (p.table, p.address, p.count))
@@ -198,7 +213,8 @@ def plan_reads(
     for p in ordered:
         if p.count > max_registers:
             raise ValueError(f"{p.name}: {p.count} registers exceed max_registers={max_registers}")
-        if group and _joins(group[0].table, start, end, p, max_registers, max_gap):
+        most = max_bits if p.table in BIT_TABLES else max_registers
+        if group and _joins(group[0].table, start, end, p, most, max_gap):
             group.append(p)
             end = max(end, p.address + p.count)
             continue
@@ -211,11 +227,11 @@ def plan_reads(
 
 
 def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value]]:
-    """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError)."""
+    """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError);
+    a read of coils or discrete inputs gives its bits as words 0 or 1."""
     if len(words) != read.count:
-        raise ValueError(
-            f"read at {read.address}: expected {read.count} registers, got {len(words)}"
-        )
+        what = "bits" if read.table in BIT_TABLES else "registers"
+        raise ValueError(f"read at {read.address}: expected {read.count} {what}, got {len(words)}")
     data = pack_registers(words)
     return [(p, decode(data, start)) for p, start, decode in read.decoders]
 
@@ -243,7 +259,7 @@ def halve_read(read: Read) -> tuple[Read, Read] | tuple[()]:
     if len(read.parameters) < 2:
         return ()
     cap = max(max(p.count for p in read.parameters), (read.count + 1) // 2)
-    reads = plan_reads(read.parameters, max_registers=cap, max_gap=read.count)
+    reads = plan_reads(read.parameters, max_registers=cap, max_bits=cap, max_gap=read.count)
     if len(reads) < 2:
         return ()
     # More than two when parameters do not fit two halves: the first, and the rest merged.

@@ -25,19 +25,25 @@ from connectors.bus import Bus, Device
 from connectors.describe import Description
 from connectors.faults import exception_text
 from connectors.link import BusLink, Client
+from connectors.parameter import BIT_TABLES
 from connectors.readings import Readings
 from connectors.registers import Read, decode_read
 from connectors.sample import ErrorKind, Sample
 from connectors.transport import frame_gap_s, pending_bytes, read_failure, set_timing
 
-__all__ = ["Outcome", "Wire", "read_call"]
+__all__ = ["Outcome", "Wire", "answer_words", "read_call"]
 
 log = logging.getLogger("connectors.poller")  # the bus's log lines, under one name
 
 _RESYNC_S = 0.02  # silence kept after a bad frame, so its tail is not taken for an answer
 
-# Register table -> the client's read of it; a new table (coils, discrete inputs) is one entry.
-_READS = {"holding": "read_holding_registers", "input": "read_input_registers"}
+# Register table -> the client's read of it (FC03, FC04, FC01, FC02).
+_READS = {
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+}
 
 
 def _read_name(table: str) -> str:
@@ -50,6 +56,18 @@ def _read_name(table: str) -> str:
 def read_call(client: Client, table: str) -> Callable[..., Awaitable[Any]]:
     """``client``'s read of register ``table``; ValueError for a table it has none for."""
     return getattr(client, _read_name(table))  # type: ignore[no-any-return]
+
+
+def answer_words(table: str, response: Any, count: int) -> list[int]:
+    """The words of a read's answer: its registers, or for a read of ``count`` coils or
+    discrete inputs its bits as 0 / 1 (pymodbus pads them to whole bytes; an answer of
+    another length is returned whole, and found the wrong length by its decoding)."""
+    if table not in BIT_TABLES:
+        return response.registers  # type: ignore[no-any-return]
+    bits = response.bits
+    if len(bits) in (count, -(-count // 8) * 8):
+        bits = bits[:count]
+    return [1 if b else 0 for b in bits]
 
 
 class Outcome(Enum):
@@ -242,8 +260,9 @@ class Wire:
                     return Outcome.FALLBACK
                 outcome, kind, error = Outcome.ANSWERED, ErrorKind.EXCEPTION, exception_text(code)
             else:
+                words = answer_words(read.table, response, read.count)
                 try:
-                    values = decode_read(read, response.registers)
+                    values = decode_read(read, words)
                 except ValueError as exc:
                     kind, error = ErrorKind.BAD_RESPONSE, f"bad response: {exc}"
                 else:
@@ -253,7 +272,7 @@ class Wire:
                         device, desc, read, values, tick, requested, received, out
                     )
                     if desc is not None:
-                        desc.take(read.table, read.address, response.registers)
+                        desc.take(read.table, read.address, words)
                     return Outcome.ANSWERED
         self.errors += 1
         self._rows.errors(

@@ -5,8 +5,9 @@
 ``URL`` is a bus URL as in ``acquire.toml`` (``tcp://``, ``udp://``, ``rtu+tcp://``,
 ``rtu:///dev/...``, ``ascii:///dev/...``).
 
-- Read-only: only FC03/FC04 (read holding/input registers), to unit ids 1-247 (never 0, the
-  broadcast id), one at a time, with the RTU inter-frame silence between them.
+- Read-only: only FC03/FC04 (read holding/input registers) and FC01/FC02 (read coils/discrete
+  inputs), to unit ids 1-247 (never 0, the broadcast id), one at a time, with the RTU
+  inter-frame silence between them.
 - Presence: each unit first gets FC03 at holding 360 x2. No answer within the timeout: nobody
   is there (a silent unit costs one timeout). Values, an exception code or a bad frame:
   something is. Exceptions 10 and 11 are a gateway speaking for a silent unit: nobody.
@@ -21,6 +22,9 @@
   Values are shown in the units the PM says (degC/degF). ``servomex_4100``:
   input 0-6 (measurement 1) holds a finite float32, at 2 a name of printable ASCII with a
   letter and only NUL/space padding, at 5 printable units or none (all zeros never pass).
+- Bits: each unit that answered is asked for coil 0 (FC01) and discrete input 0 (FC02); one
+  answered with a value is noted (``answers FC01 (coil 0 = 1)``) on its progress line and in
+  the snippet, for ``table = "coil"`` / ``"discrete"`` parameters.
 - Output: a progress line per unit on stderr; on stdout ``[[bus]]`` with the URL as given and
   a ``[[bus.device]]`` (name, profile, address) per identified unit, which ``flows.config``
   accepts; units that matched no profile as commented-out tables with what they answered
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -51,7 +56,7 @@ from connectors.faults import exception_text
 from connectors.identify import Answer, Found, servomex_4100, watlow_pm
 from connectors.parameter import Parameter
 from connectors.registers import load_profile
-from connectors.request import read_call
+from connectors.request import answer_words, read_call
 from connectors.transport import BusUrl
 
 __all__ = ["UNITS", "ScanError", "main", "parse_units", "scan", "snippet"]
@@ -108,9 +113,27 @@ class _Prober:
             return Answer(**at, error=transport.read_failure(exc)[1], silent=True)
         if response.isError():
             return Answer(**at, exception_code=getattr(response, "exception_code", 0))
-        if len(response.registers) != at["count"]:
-            return Answer(**at, error=f"bad response: {len(response.registers)} registers")
-        return Answer(**at, registers=tuple(response.registers))
+        words = answer_words(table, response, count)
+        if len(words) != count:
+            return Answer(**at, error=f"bad response: {len(words)} registers")
+        return Answer(**at, registers=tuple(words))
+
+    async def bits(self, found: Found) -> Found:
+        """``found`` with what its unit answered to a read of coil 0 and of discrete input 0;
+        ``bits`` says which gave a value (an exception says nothing: many devices answer
+        exception 2 for a table they do not have)."""
+        answers, said = [], []
+        for table, code in (("coil", 1), ("discrete", 2)):
+            answers.append(a := await self.read_at(found.address, table, 0, 1))
+            if a.registers is not None:
+                said.append(f"FC0{code} ({table} 0 = {a.registers[0]})")
+        if not said:
+            return dataclasses.replace(found, answers=(*found.answers, *answers))
+        evidence = found.evidence.replace("every read", "every register read")
+        bits = f"answers {' and '.join(said)}"
+        return dataclasses.replace(
+            found, evidence=evidence, answers=(*found.answers, *answers), bits=bits
+        )
 
     async def probe(self, unit: int) -> Found | None:
         """Who is at ``unit``; None when nothing answered the presence read."""
@@ -172,7 +195,9 @@ async def scan(
             if result is None:
                 progress(f"unit {unit}: no answer")
                 continue
-            progress(f"unit {unit}: {result.profile or 'unidentified'}: {result.evidence}")
+            result = await prober.bits(result)
+            bits = f"; {result.bits}" if result.bits else ""
+            progress(f"unit {unit}: {result.profile or 'unidentified'}: {result.evidence}{bits}")
             found.append(result)
     finally:
         client.close()
@@ -190,10 +215,11 @@ def snippet(bus: BusUrl, url: str, found: Sequence[Found], *, name: str | None =
         lines.append("")
         if f.profile is None:
             lines += [f"  # unit {f.address} {f.evidence}:", *(f"  #   {a}" for a in f.answers)]
+            lines += [f"  # {f.bits}"] if f.bits else []
             lines += ["  # [[bus.device]]", f'  # name = "unit-{f.address}"']
             lines += [f"  # address = {f.address}", '  # profile = "..."  # or parameter tables']
             continue
-        lines += ["  [[bus.device]]", f"  # {f.evidence}"]
+        lines += ["  [[bus.device]]", f"  # {f.evidence}", *([f"  # {f.bits}"] if f.bits else [])]
         if f.described:  # two lines: what the device says; that the flow reads it itself
             said, _, rest = f.described.partition("; ")
             lines += [f"  # {said};" if rest else f"  # {said}", *([f"  # {rest}"] if rest else [])]

@@ -17,6 +17,7 @@ from typing import TextIO
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException, NoSuchIdException
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.bit_message import ReadCoilsResponse, ReadDiscreteInputsResponse
 from pymodbus.pdu.exceptionresponse import ExceptionResponse
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersResponse,
@@ -28,12 +29,18 @@ from connectors.bus import Simulation
 from connectors.codec import Codec, encode, register_mask
 from connectors.parameter import Parameter
 from connectors.registers import Profile, load_profile
+from connectors.sim.handler import REQUEST
 from connectors.sim.models import SETTINGS, device_values, fahrenheit, setting_registers
 
 __all__ = ["DeviceState", "InProcessClient", "SimulatedDevice"]
 
-_TABLES = {3: "holding", 4: "input"}  # function code -> register table
-_RESPONSES = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}
+_TABLES = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}  # function code -> table
+_RESPONSES = {
+    1: ReadCoilsResponse,
+    2: ReadDiscreteInputsResponse,
+    3: ReadHoldingRegistersResponse,
+    4: ReadInputRegistersResponse,
+}
 # A device's word order setting -> the byte order of its 32-bit (and longer) values.
 _BYTE_ORDERS = {"low_high": "CDAB", "high_low": "ABCD"}
 
@@ -206,9 +213,12 @@ class DeviceState:
         return True
 
     def sim_device(self) -> SimDevice:
-        blocks: dict[str, list[SimData]] = {"holding": [], "input": []}
+        blocks: dict[str, list[SimData]] = {"coil": [], "discrete": [], "holding": [], "input": []}
         taken: dict[str, set[int]] = {"holding": set(), "input": set()}
         for p in self.profile.parameters:
+            if p.table in ("coil", "discrete"):  # bit addresses, 16 to a register of the block
+                blocks[p.table].append(SimData(p.address, values=False, datatype=DataType.BITS))
+                continue
             own = range(p.address, p.address + p.count)
             if taken[p.table].isdisjoint(own):
                 blocks[p.table].append(
@@ -228,11 +238,13 @@ class DeviceState:
                 )
         for table, block in blocks.items():
             if not block:  # pymodbus wants every block non-empty; keep it unreadable
-                blocks[table] = [SimData(0, datatype=DataType.INVALID)]
-        bits = [SimData(0, values=False, datatype=DataType.BITS)]
+                if table in ("coil", "discrete"):  # the action refuses its bits
+                    blocks[table] = [SimData(0, values=False, datatype=DataType.BITS)]
+                else:
+                    blocks[table] = [SimData(0, datatype=DataType.INVALID)]
         return SimDevice(
             id=self.spec.address,
-            simdata=(bits, list(bits), blocks["holding"], blocks["input"]),
+            simdata=(blocks["coil"], blocks["discrete"], blocks["holding"], blocks["input"]),
             action=self.action,
         )
 
@@ -259,8 +271,28 @@ class DeviceState:
         table = _TABLES.get(function_code)
         if table is None or set_values is not None:
             return None
+        if function_code in (1, 2):
+            return self._fill_bits(table, start_address, address, registers)
         # The server checked the address against its blocks (one per parameter) already.
         self.fill(table, address, count, registers, address - start_address)
+        return None
+
+    def _fill_bits(
+        self, table: str, start: int, address: int, registers: list[int]
+    ) -> ExcCodes | None:
+        """Set the bits a read of coils or discrete inputs at bit ``address`` asks for in its
+        block's ``registers`` (16 bits each, the first at bit ``16 * start``); exception 2
+        when the read meets a bit no parameter has. pymodbus tells the action only how many
+        registers the bits span: the request handler gives the request itself."""
+        request = REQUEST.get()
+        if request is None:
+            return ExcCodes.DEVICE_FAILURE
+        bits = [0] * request.count
+        if not self.fill(table, address, request.count, bits, 0):
+            return ExcCodes.ILLEGAL_ADDRESS
+        for i, bit in enumerate(bits):
+            register, mask = (address + i) // 16 - start, 1 << (address + i) % 16
+            registers[register] = registers[register] | mask if bit else registers[register] & ~mask
         return None
 
 
@@ -301,6 +333,14 @@ class InProcessClient:
     ) -> ModbusPDU:
         return await self._read(4, address, count, device_id)
 
+    async def read_coils(self, address: int, *, count: int = 1, device_id: int = 1) -> ModbusPDU:
+        return await self._read(1, address, count, device_id)
+
+    async def read_discrete_inputs(
+        self, address: int, *, count: int = 1, device_id: int = 1
+    ) -> ModbusPDU:
+        return await self._read(2, address, count, device_id)
+
     async def _read(self, function_code: int, address: int, count: int, unit: int) -> ModbusPDU:
         state = self._devices.get(unit)
         too_long = state is not None and (state.spec.max_read or count) < count
@@ -316,4 +356,7 @@ class InProcessClient:
         if not state.fill(_TABLES[function_code], address, count, registers, 0):
             return ExceptionResponse(function_code, ExcCodes.ILLEGAL_ADDRESS, device_id=unit)
         response = _RESPONSES[function_code]
+        if function_code in (1, 2):  # padded to whole bytes, as on the wire
+            bits = [w == 1 for w in registers] + [False] * (-count % 8)
+            return response(bits=bits, dev_id=unit)
         return response(registers=registers, dev_id=unit)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 
 from pymodbus.constants import ExcCodes
@@ -16,9 +17,13 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer, ModbusUdpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
-__all__ = ["RequestHandler", "SerialServer", "TcpServer", "UdpServer"]
+__all__ = ["REQUEST", "RequestHandler", "SerialServer", "TcpServer", "UdpServer"]
 
 log = logging.getLogger(__name__)
+
+# The request being answered, for the device's action: pymodbus gives an action of a bit
+# read (FC01/FC02) the registers its bits span, not how many bits were asked.
+REQUEST: contextvars.ContextVar[ModbusPDU | None] = contextvars.ContextVar("REQUEST", default=None)
 
 
 class RequestHandler(ServerRequestHandler):
@@ -52,6 +57,7 @@ class RequestHandler(ServerRequestHandler):
             task.add_done_callback(_ANSWERING.discard)
 
     async def _answer(self, pdu: ModbusPDU, addr: tuple | None) -> None:
+        REQUEST.set(pdu)  # this task's own context
         try:
             response = await pdu.datastore_update(self.server.context, pdu.dev_id)
         except NoSuchIdException:

@@ -1,5 +1,6 @@
 """How simulated controllers' values move: a Watlow PM heats toward its set point with a
-first-order lag and noise; a Servomex analyser reads about 20.9 % O2 with noise. The models
+first-order lag and noise; a Servomex analyser reads about 20.9 % O2 with noise; a digital I/O
+module's relay 3 (and its ``running`` input) is on for the first half of every second. The models
 work in degC; :func:`setting_registers` gives the registers in which a controller says how it
 is read (a PM's word order and display units), as its settings make them."""
 
@@ -60,7 +61,25 @@ def _servomex_4100(
     return values
 
 
-MODELS: dict[str, Model] = {"watlow_pm": _watlow_pm, "servomex_4100": _servomex_4100}
+def _digital_io(elapsed: float, unit: int, rng: random.Random, sp: float) -> dict[str, float | str]:
+    cycling = 1 if elapsed % 1.0 < 0.5 else 0  # a duty cycle of one half
+    return {
+        "relay_1": 1,
+        "relay_2": 0,
+        "relay_3": cycling,
+        "relay_4": unit % 2,
+        "door": 1,  # closed
+        "running": cycling,
+        "overtemperature": 0,
+        "fault": 0,
+    }
+
+
+MODELS: dict[str, Model] = {
+    "watlow_pm": _watlow_pm,
+    "servomex_4100": _servomex_4100,
+    "digital_io": _digital_io,
+}
 
 
 def device_values(

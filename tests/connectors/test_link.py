@@ -143,13 +143,17 @@ async def _no_read_for_the_table() -> None:
     client = open_client(parse_bus_url("tcp://127.0.0.1:1502"), timeout=1.0, retries=0)
     assert read_call(client, "holding") == client.read_holding_registers
     assert read_call(client, "input") == client.read_input_registers
+    assert read_call(client, "coil") == client.read_coils
+    assert read_call(client, "discrete") == client.read_discrete_inputs
     with pytest.raises(ValueError) as info:
-        read_call(client, "coil")
-    assert str(info.value) == "no read for register table 'coil' (known: holding, input)"
+        read_call(client, "file")
+    assert str(info.value) == (
+        "no read for register table 'file' (known: holding, input, coil, discrete)"
+    )
     # A poller refuses a plan with such a read when it is made, not at its first tick.
     device = Device(name="pm", address=1, parameters=PM.parameters[:1])
-    coils = Read(table="coil", address=0, count=1, parameters=())  # type: ignore[arg-type]
-    object.__setattr__(device, "reads", (coils,))
+    files = Read(table="file", address=0, count=1, parameters=())  # type: ignore[arg-type]
+    object.__setattr__(device, "reads", (files,))
     bus = Bus(name="b", url=parse_bus_url("tcp://127.0.0.1:1502"), devices=(device,))
-    with pytest.raises(ValueError, match="no read for register table 'coil'"):
+    with pytest.raises(ValueError, match="no read for register table 'file'"):
         BusPoller(bus, link=BusLink(bus), rate_hz=1.0, emit=lambda *_: None)

@@ -90,8 +90,8 @@ TYPES = (
          "range, every_s"),
         (GOOD + 'type = "uint16"\n[[parameter]]\nname = "sp"\naddress = 2\ntype = "flaot32"\n',
          f"parameter[1].type: 'flaot32' is not one of {TYPES}"),
-        ('name = "t"\n' + PV.replace("holding", "coil") + 'address = 0\ntype = "uint16"\n',
-         "parameter[0].table: 'coil' is not one of holding, input"),
+        ('name = "t"\n' + PV.replace("holding", "coils") + 'address = 0\ntype = "uint16"\n',
+         "parameter[0].table: 'coils' is not one of holding, input, coil, discrete"),
         (GOOD + 'type = "uint16"\n' + PV + 'address = 1\ntype = "uint16"\n',
          "parameter[1].name: 'pv' duplicates parameter[0]"),
         ('name = "t"\n' + PV + 'address = 65536\ntype = "uint16"\n',
@@ -297,14 +297,18 @@ def test_parameter_fields_and_override() -> None:
 
 def test_profile_errors_carry_their_key_path(tmp_path: Path) -> None:
     """file, key path and message are data; str() is the one line made of them."""
-    path = write_profile(tmp_path, PV.replace("holding", "coil") + 'address = 0\ntype = "uint16"\n')
+    path = write_profile(
+        tmp_path, PV.replace("holding", "coils") + 'address = 0\ntype = "uint16"\n'
+    )
     path.write_text('name = "t"\n' + path.read_text())
     with pytest.raises(ProfileError) as info:
         load_profile(path)
     error = info.value
     assert (error.file, error.path, error.message) == (
-        str(path.resolve()), "parameter[0].table", "'coil' is not one of holding, input"
-    )  # fmt: skip
+        str(path.resolve()),
+        "parameter[0].table",
+        "'coils' is not one of holding, input, coil, discrete",
+    )
     assert str(error) == f"{error.file}: {error.path}: {error.message}"
     with pytest.raises(ProfileError) as info:
         load_profile("nope")

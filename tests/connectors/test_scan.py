@@ -50,6 +50,7 @@ def bus_devices(tmp_path: Path) -> list[SimulatedDevice]:
         SimulatedDevice(address=6, profile="watlow_pm", exception_code=11),  # a gateway's "none"
         SimulatedDevice(address=7, profile="watlow_pm", dead=True),
         SimulatedDevice(address=8, profile="watlow_pm", word_order="high_low", units="F"),
+        SimulatedDevice(address=9, profile="digital_io"),  # coils and discrete inputs only
         SimulatedDevice(address=10, profile="servomex_4100"),
     ]
 
@@ -57,7 +58,7 @@ def bus_devices(tmp_path: Path) -> list[SimulatedDevice]:
 class Tap:
     """Notes (unit id, function code) of every request frame passing towards the simulator.
 
-    Read requests (FC03/FC04) are 8 bytes in RTU framing; any other function code takes the
+    Read requests (FC01-FC04) are 8 bytes in RTU framing; any other function code takes the
     rest of the chunk, which is enough to see that it was sent."""
 
     def __init__(self, *, rtu: bool) -> None:
@@ -70,7 +71,7 @@ class Tap:
         while len(self.buffer) >= 8:
             if self.rtu:
                 unit, function = self.buffer[0], self.buffer[1]
-                size = 8 if function in (3, 4) else len(self.buffer)
+                size = 8 if function in (1, 2, 3, 4) else len(self.buffer)
             else:  # MBAP header: transaction, protocol, length, unit; then the PDU
                 unit, function = self.buffer[6], self.buffer[7]
                 size = 6 + int.from_bytes(self.buffer[4:6], "big")
@@ -162,6 +163,7 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
         4: None,
         5: None,
         8: "watlow_pm",
+        9: None,
         10: "servomex_4100",
     }
     # Both say their word order and units (test_scan_of_a_pm_that_does_not_say: one that not).
@@ -178,16 +180,23 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
         "answered every read with an exception: server device failure (4)"
     )
     assert by_unit[4].evidence == "answered, matched no known profile"
+    # Every unit that answered is asked for coil 0 and discrete input 0: only unit 9 has them.
+    assert by_unit[9].bits == "answers FC01 (coil 0 = 1) and FC02 (discrete 0 = 1)"
+    assert [by_unit[u].bits for u in (3, 4, 5, 8, 10)] == [None] * 5
+    assert (
+        "unit 9: unidentified: answered every register read with an exception: illegal data "
+        "address (2); answers FC01 (coil 0 = 1) and FC02 (discrete 0 = 1)"
+    ) in lines
     assert "unit 6: no answer" in lines and "unit 7: no answer" in lines
 
     # Only reads went on the bus; every unit was asked, and a silent one exactly once.
-    assert {function for _, function in tap.requests} == {3, 4}
+    assert {function for _, function in tap.requests} == {1, 2, 3, 4}
     asked = Counter(unit for unit, _ in tap.requests)
     assert set(asked) == set(UNITS)
-    assert all(asked[u] == 1 for u in (1, 2, 6, 7, 9, *range(11, 17)))
+    assert all(asked[u] == 1 for u in (1, 2, 6, 7, *range(11, 17)))
     # Silent units do not cost the connection (connectors.transport keeps it open).
     assert kind == "rtu" or len(tap.carriers) == 1
-    assert {table for _, table, _, _ in sim.answered()} == {"holding", "input"}
+    assert {table for _, table, _, _ in sim.answered()} == {"holding", "input", "coil", "discrete"}
 
     # The snippet is a config: the identified units are devices with their profiles.
     text = scan.snippet(parse_bus_url(url), url, found, name="line-1")
@@ -202,6 +211,8 @@ def test_scan_finds_and_identifies_units_with_reads_only(kind: str, tmp_path: Pa
     assert devices[3].describe == devices[8].describe == pm.describe
     assert devices[10].parameters == load_profile("servomex_4100").parameters
     assert "# the device says word order High_Low (ABCD) and units F (degF)" in text
+    assert "  # answers FC01 (coil 0 = 1) and FC02 (discrete 0 = 1)" in text
+    assert "  #   coil 0 x1: bits [1]" in text
     for unit in (4, 5):  # listed, as comments, with what they answered
         assert f"# unit {unit} answered" in text and f'# name = "unit-{unit}"' in text
     assert "holding 360 x2: exception server device failure (4)" in text

@@ -224,8 +224,8 @@ BROKEN_NEW = [
     (
         INLINE,
         'table = "input"',
-        'table = "coil"',
-        f"{DEVICE}.parameter[0].table: 'coil' is not one of holding, input",
+        'table = "coils"',
+        f"{DEVICE}.parameter[0].table: 'coils' is not one of holding, input, coil, discrete",
     ),
     (INLINE, 'table = "input"\n', "", f"{DEVICE}.parameter[0].table: missing"),
     (
