@@ -22,7 +22,8 @@ class Simulation:
     ``delay_s`` answers late, ``dead`` never answers, ``exception_code`` answers every read
     with that Modbus exception, ``garbage`` (``rtu``, ``ascii``) answers with a frame whose
     check is wrong, ``max_read`` never answers a read of more registers than that (as some
-    gateways and devices do, instead of exception 2); ``set_point`` is the set point the
+    gateways and devices do, instead of exception 2), or with ``garbage`` answers only such a
+    read garbled; ``set_point`` is the set point the
     simulated controller starts with.
     ``word_order`` and ``units`` are how a controller that says how it is read (a Watlow PM)
     is set: its 32-bit values low word first (``low_high``, Watlow's factory default) or high

@@ -132,7 +132,7 @@ class Cable:
         self.request_seen = end + self.gap_s
         request = _ascii_bytes(data) if self.ascii else data
         state = self.devices.get(request[0]) if request else None
-        if state is not None and state.spec.garbage:
+        if state is not None and state.spec.garbage and _too_long(request, state.spec.max_read):
             answer = _bad_crc_answer(request)
             self._answer(_bad_lrc_frame(answer[:-2]) if self.ascii else answer)
         else:  # at once: the server's own work overlaps the wire time; its answer waits
@@ -154,6 +154,14 @@ class Cable:
             self.loop.remove_reader(fd)
         self.to_client.close()
         self.to_server.close()
+
+
+def _too_long(request: bytes, max_read: int | None) -> bool:
+    """Whether a read ``request`` (unit id and PDU first) asks for more than ``max_read``
+    registers (any request, when there is no such bound)."""
+    if max_read is None or len(request) < 6:
+        return True
+    return int.from_bytes(request[4:6], "big") > max_read
 
 
 def _ascii_bytes(data: bytes) -> bytes:

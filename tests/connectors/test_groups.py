@@ -53,6 +53,12 @@ def test_groups_their_periods_and_phases() -> None:
     assert "set_point" not in names[1] and "analog_input_value" in names[1]
     slow = groups[2]
     assert [slow.due(t) for t in range(4)].count(True) == 2  # every other tick, a fixed phase
+    # Another run (a resume after a crash, another process) reads it in the same ticks:
+    # the phase comes from the device's name and the tick numbers are absolute.
+    again = poll_groups(dataclasses.replace(device), 1.0)[2]
+    assert [again.due(t) for t in range(10**9, 10**9 + 6)] == [
+        slow.due(t) for t in range(10**9, 10**9 + 6)
+    ]
     # The device's own every_s is the default of its parameters.
     every_other = poll_groups(dataclasses.replace(device, every_s=2.0, parameters=PM.parameters), 1)
     assert [g.every for g in every_other] == [2]

@@ -49,6 +49,21 @@ def test_a_device_that_ignores_long_reads_is_read_after_the_step_down(
     assert first.errors > 0 and later.errors == 0 and later.reads > len(bus.devices[0].reads)
 
 
+@pytest.mark.parametrize("kind", ["rtu", "ascii"])
+def test_a_device_that_garbles_long_reads_is_read_after_the_step_down(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As above, but the device answers a read longer than 8 registers with a frame whose
+    check is wrong (a bad frame) instead of keeping silent."""
+    device = SimulatedDevice(address=1, profile="servomex_4100", max_read=8, garbage=True)
+    bus = with_devices(sim_bus("s", kind, [device], timeout_s=0.1), max_gap=0)
+    with caplog.at_level(logging.INFO, logger="connectors.poller"):
+        ticks = poll_bus(bus, rate_hz=2, ticks=2)
+    assert all(s.error is None for samples, _ in ticks for s in samples)
+    assert ticks[0][1].errors > 0 and ticks[-1][1].errors == 0
+    assert sum(STEP in r.message for r in caplog.records) == 1, caplog.text
+
+
 def test_a_silent_device_is_not_stepped_down(caplog: pytest.LogCaptureFixture) -> None:
     bus = sim_bus("s", "tcp", [SimulatedDevice(address=1, profile="servomex_4100", dead=True)])
     bus = dataclasses.replace(bus, timeout_s=0.05)
