@@ -442,7 +442,7 @@ def test_bench_commands_run_small() -> None:
     small = {
         "bench/sinks.py": ["--rows", "4000", "--batch", "1000"],
         "bench/scale.py": shlex.split(
-            "--seconds 2 --start 2 --most 4 --idle-seconds 1 --warm-up 1"
+            "--seconds 1 --start 2 --most 2 --refine 0 --idle-seconds 1 --warm-up 1"
         ),
     }
     for line in (sinks_line, scale_line):

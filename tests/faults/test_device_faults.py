@@ -16,7 +16,7 @@ from tests.faults.audit import Audit, audit, report
 from tests.faults.rig import PROFILE, BusSpec, SimLoop, run_flow, write_config
 from tests.faults.stores import Store
 
-RATE_HZ, DURATION_S = 5, 3
+RATE_HZ, DURATION_S = 5, 2
 # After the start: before tick 8, when a device silent since tick 0 is polled again (its
 # backoff polls ticks 0, 1, 2, 4, 8 ...), so the healed device is read within the run.
 HEAL_AT_S = 1.2
