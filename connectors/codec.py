@@ -1,9 +1,10 @@
 """Register words <-> engineering values: data types, byte orders, scale, offset.
 
 Pure, no I/O and no pymodbus import: register words are plain ints 0..65535. A
-:class:`Codec` is how one value is laid out in registers; ``decode``, ``encode`` and
-``decoder`` work on it. Where a value lives and how it is shown is
-``connectors.parameter.Parameter``, which holds a Codec.
+:class:`Codec` is how one value is laid out in registers; ``decode`` and ``decoder`` read
+it. Where a value lives and how it is shown is
+``connectors.parameter.Parameter``, which holds a Codec. The way back, a value into register
+words (for the simulator), is :mod:`connectors.encode`.
 
 Byte orders name where the bytes of a big-endian value ``A B C D ...`` (A most
 significant) land in the registers as they arrive:
@@ -45,9 +46,7 @@ __all__ = [
     "check_codec_field",
     "decode",
     "decoder",
-    "encode",
     "pack_registers",
-    "register_mask",
 ]
 
 # A decoded engineering value; a Sample's value is this or None (a failed read).
@@ -72,7 +71,7 @@ WORD_ORDERS: dict[str, str] = {"big": "ABCD", "little": "CDAB"}
 _FORMATS = {"int8": "b", "uint8": "B", "int16": "h", "uint16": "H", "float16": "e",
             "int32": "i", "uint32": "I", "float32": "f", "int64": "q", "uint64": "Q",
             "float64": "d"}  # fmt: skip
-_STRUCTS = {t: struct.Struct(">" + f) for t, f in _FORMATS.items()}
+STRUCTS = {t: struct.Struct(">" + f) for t, f in _FORMATS.items()}
 
 
 class FieldError(ValueError):
@@ -161,34 +160,11 @@ class Codec:
         return 1 if self.type == "bit" else DATA_TYPES[self.type]
 
 
-def _byte_at(c: Codec) -> int:
-    """Where in each register, as it arrives (0 first, 1 second), ``c``'s one byte is."""
+def byte_at(c: Codec) -> int:
+    """Where in each register, as it arrives (0 first, 1 second), ``c``'s one byte is (for
+    :mod:`connectors.encode` too)."""
     swapped = c.byte_order in ("BADC", "DCBA")
     return (c.byte == "low") ^ swapped
-
-
-def register_mask(c: Codec) -> int:
-    """The bits of each of its registers ``c``'s value occupies, as the registers arrive:
-    0xFFFF, or 0xFF00 / 0x00FF for a one-byte value (another may hold the other byte)."""
-    if c.byte is None:
-        return 0xFFFF
-    return 0x00FF if _byte_at(c) else 0xFF00
-
-
-def _swap_bytes(data: bytes) -> bytes:
-    swapped = bytearray(data)
-    swapped[0::2], swapped[1::2] = data[1::2], data[0::2]
-    return bytes(swapped)
-
-
-def _to_words(c: Codec, data: bytes) -> list[int]:
-    """The registers, as they go on the wire, of the big-endian value bytes ``data``."""
-    if c.byte_order in ("BADC", "DCBA"):
-        data = _swap_bytes(data)
-    words = list(struct.unpack(f">{len(data) // 2}H", data))
-    if c.byte_order in ("CDAB", "DCBA") and c.type != "string":
-        words.reverse()
-    return words
 
 
 # Decoders read a value from the registers of a response packed as they arrived, each
@@ -228,7 +204,7 @@ def decoder(c: Codec) -> Decoder:
     size = 2 * c.count
     order = _value_order(c, size)
     if c.type == "string" and c.byte is not None:
-        at = _byte_at(c)
+        at = byte_at(c)
 
         def chars(data: bytes, start: int) -> Value:
             raw = data[start + at : start + size : 2]
@@ -255,14 +231,14 @@ def decoder(c: Codec) -> Decoder:
     scale, offset, shortest = c.scale, c.offset, _SHORTEST.get(c.type)
     plain = scale == 1 and offset == 0
     if c.byte is not None:  # int8, uint8
-        at, unpack_from = _byte_at(c), _STRUCTS[c.type].unpack_from
+        at, unpack_from = byte_at(c), STRUCTS[c.type].unpack_from
 
         def small(data: bytes, start: int) -> Value:
             raw = unpack_from(data, start + at)[0]
             return raw if plain else raw * scale + offset
 
         return small
-    unpack = _STRUCTS[c.type].unpack
+    unpack = STRUCTS[c.type].unpack
     # float32, float16: (bits, value) of the last decode, swapped whole so threads never
     # see a mix.
     last: list[tuple[bytes, float]] = [(b"", 0.0)]
@@ -309,7 +285,7 @@ def _shortest_float32(x: float, bits: bytes) -> float:
     """
     if not math.isfinite(x):
         return x
-    pack = _STRUCTS["float32"].pack
+    pack = STRUCTS["float32"].pack
     for digits in range(6, 9):
         y = float(f"{x:.{digits}g}")
         if pack(y) == bits:
@@ -325,7 +301,7 @@ def _shortest_float16(x: float, bits: bytes) -> float:
     """
     if not math.isfinite(x):
         return x
-    pack = _STRUCTS["float16"].pack
+    pack = STRUCTS["float16"].pack
     whole = len(str(int(abs(x)))) if abs(x) >= 1 else 1
     for digits in range(whole, 6):
         y = float(f"{x:.{digits}g}")
@@ -338,51 +314,3 @@ _SHORTEST: dict[str, Callable[[float, bytes], float]] = {
     "float16": _shortest_float16,
     "float32": _shortest_float32,
 }
-
-
-def encode(c: Codec, value: Value) -> list[int]:
-    """Encode an engineering value into ``c.count`` register words; the inverse of decode.
-
-    Numbers become ``(value - offset) / scale``, rounded for integer types. A one-byte value
-    (int8, uint8, a string with ``byte``) leaves the register's other byte 0. A bit codec
-    takes a bool (or 0/1) and gives a register with only that bit set or none. Raises
-    ValueError when the value does not fit the type (or the string its length), TypeError
-    when a string is given for a number or the other way round.
-    """
-    if c.type == "string":
-        if not isinstance(value, str):
-            raise TypeError(f"expected str, got {type(value).__name__}")
-        try:
-            data = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"{value!r} is not latin-1 text") from None
-        chars = c.length if c.byte is not None else 2 * c.length
-        if len(data) > chars or b"\0" in data:
-            raise ValueError(f"{value!r} does not fit {c.length} registers without NUL")
-        if c.byte is not None:
-            return _one_byte_each(c, data.ljust(chars, b"\0"))
-        return _to_words(c, data.ljust(chars, b"\0"))
-    if not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    if c.type == "bit":
-        if value not in (0, 1):
-            raise ValueError(f"{value!r} is not a bit (true/false, 0/1)")
-        assert c.bit is not None
-        return _to_words(c, (int(value) << c.bit).to_bytes(2, "big"))
-    # Subtracting 0.0 or dividing by 1.0 would turn a large int64 into an inexact float.
-    raw = value if c.offset == 0 else value - c.offset
-    raw = raw if c.scale == 1 else raw / c.scale
-    try:
-        if c.type not in ("float16", "float32", "float64"):
-            raw = round(raw)  # OverflowError for inf, ValueError for nan
-        data = _STRUCTS[c.type].pack(raw)  # struct.error for ints out of range
-    except (OverflowError, ValueError, struct.error):
-        raise ValueError(f"{value!r} is out of range for {c.type}") from None
-    return _one_byte_each(c, data) if c.byte is not None else _to_words(c, data)
-
-
-def _one_byte_each(c: Codec, data: bytes) -> list[int]:
-    """The registers holding one byte of ``data`` each, in ``c.byte``, the other byte 0."""
-    wire = bytearray(2 * len(data))
-    wire[_byte_at(c) :: 2] = data
-    return list(struct.unpack(f">{len(data)}H", wire))

@@ -26,7 +26,8 @@ from pymodbus.pdu.register_message import (
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.bus import Simulation
-from connectors.codec import Codec, encode, register_mask
+from connectors.codec import Codec
+from connectors.encode import encode, register_mask
 from connectors.parameter import Parameter
 from connectors.registers import Profile, load_profile
 from connectors.sim.handler import REQUEST

@@ -15,7 +15,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.bus import Bus, Device
-from connectors.codec import Codec, encode
+from connectors.codec import Codec
+from connectors.encode import encode
 from connectors.link import BusLink
 from connectors.parameter import Parameter
 from connectors.registers import load_profile

@@ -18,9 +18,9 @@ from connectors.codec import (
     Value,
     decode,
     decoder,
-    encode,
     pack_registers,
 )
+from connectors.encode import encode
 from connectors.parameter import Parameter, make_parameter
 
 # (type, engineering value, register words in ABCD order), worked out by hand.

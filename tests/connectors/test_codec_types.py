@@ -10,7 +10,8 @@ import struct
 
 import pytest
 
-from connectors.codec import BYTE_ORDERS, Codec, FieldError, decode, encode, register_mask
+from connectors.codec import BYTE_ORDERS, Codec, FieldError, decode
+from connectors.encode import encode, register_mask
 from connectors.parameter import make_parameter
 
 SWAPPED = ("BADC", "DCBA")  # the orders that swap the two bytes of each register

@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from connectors.codec import Codec, encode
+from connectors.codec import Codec
+from connectors.encode import encode
 from connectors.parameter import Parameter
 from connectors.registers import (
     Read,
