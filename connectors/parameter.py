@@ -76,6 +76,9 @@ PARAMETER_KEYS: tuple[Key, ...] = (
     Key("quantity", default=True),
     Key("range", default=True),
     Key("every_s", default=True),
+    Key("deadband", default=True),
+    Key("deadband_pct", default=True),
+    Key("heartbeat_s", default=True),
 )
 KEY_NAMES: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS)
 DEFAULT_KEYS: tuple[str, ...] = tuple(k.name for k in PARAMETER_KEYS if k.default)
@@ -97,6 +100,14 @@ def _check_field(key: str, value: Any) -> None:
         return
     if key == "every_s":
         check_every(value)
+        return
+    if key in ("deadband", "deadband_pct", "heartbeat_s"):
+        low = "> 0" if key == "heartbeat_s" else ">= 0"
+        ok = value is None or (
+            _number(value) and (value > 0 if key == "heartbeat_s" else value >= 0)
+        )
+        if not ok:
+            raise FieldError(key, f"{value!r} is not a finite number {low}")
         return
     if key == "table":
         ok, want = value in TABLES, f"one of {', '.join(TABLES)}"
@@ -169,6 +180,11 @@ class Parameter:
     quantity: str | None = None  # what it measures ("temperature"): a units register's say
     range: tuple[float, float] | None = None  # valid values; one outside is an error row
     every_s: float | str | None = None  # its poll group: seconds, "connect", None: the device's
+    # Report by exception (flows.changes): how far it must move, or how long may pass, to be
+    # sent again in the changes stream.
+    deadband: float | None = None
+    deadband_pct: float | None = None
+    heartbeat_s: float | None = None
 
     def __post_init__(self) -> None:
         for key in _OWN_FIELDS:
@@ -187,6 +203,8 @@ class Parameter:
             for raw, _text in self.labels:
                 if raw not in (0, 1):
                     raise FieldError(f"labels.{raw}", f"a {self.table} is 0 or 1")
+        if self.deadband is not None and self.deadband_pct is not None:
+            raise FieldError("deadband_pct", "give deadband (absolute) or deadband_pct, not both")
         if self.range is not None and codec.type in ("string", "bit"):
             raise FieldError("range", f"a range applies to numbers, not type {codec.type!r}")
         if self.address + codec.count > 65536:

@@ -127,6 +127,7 @@ from bytewax.dataflow import Dataflow, Stream
 from connectors.sample import Sample, TickStats
 from connectors.source import ControllerSource, Item
 from flows import recovery
+from flows.changes import Deadband, changes
 from flows.config import Config, ConfigError, Windows, load_config
 from flows.observe.busstats import BUS_STATS_SCHEMA, to_stats_row
 from flows.observe.status import log_to_stderr
@@ -263,7 +264,8 @@ def build_flow(
     config: Config, *, stop: threading.Event | None = None, journal_dir: JournalDir = None
 ) -> Dataflow:
     """The whole acquisition flow for ``config``: source -> rows -> sinks; bus statistics ->
-    stats rows -> stats sinks; with windows, rows -> window rows -> window sinks and late
+    stats rows -> stats sinks; rows -> changes (report by exception, flows.changes) -> change
+    sinks; with windows, rows -> window rows -> window sinks and late
     rows -> late sinks; and the run summary, with the status line every
     ``config.status`` interval and the Prometheus metrics (flows.observe.metrics).
     ``journal_dir``: see :func:`acquire`."""
@@ -278,6 +280,14 @@ def build_flow(
             schema=BUS_STATS_SCHEMA,
             name="bus_stats",
         )
+    if config.change_sinks:
+        bands = {
+            (d.name, p.name): Deadband(p.deadband, p.deadband_pct, p.heartbeat_s)
+            for bus in config.buses
+            for d in bus.devices
+            for p in d.parameters
+        }
+        write(changes(rows, bands), config.change_sinks, name="changes")
     summary: list[Stream[Any]] = [samples, tick_stats]
     if config.windows is not None:
         stats = windows(rows, config.windows)

@@ -73,7 +73,8 @@ class Config:
 
     ``sinks`` take the raw rows, ``window_sinks`` the window rows and ``late_sinks`` the raw
     rows that arrived too late for their window (they are in ``sinks`` too); ``stats_sinks``
-    the per-bus, per-tick statistics rows.
+    the per-bus, per-tick statistics rows; ``change_sinks`` the raw rows that report by
+    exception lets through (flows.changes).
     """
 
     acquisition: Acquisition
@@ -83,6 +84,7 @@ class Config:
     window_sinks: tuple[IntoSink, ...] = ()
     late_sinks: tuple[IntoSink, ...] = ()
     stats_sinks: tuple[IntoSink, ...] = ()
+    change_sinks: tuple[IntoSink, ...] = ()
     status: Status = Status()
     source: str = "<config>"
 
@@ -147,6 +149,7 @@ def parse_config(
         window_sinks=tuple(sink for stream, sink in sinks if stream == "windows"),
         late_sinks=tuple(sink for stream, sink in sinks if stream == "late"),
         stats_sinks=tuple(sink for stream, sink in sinks if stream == "bus_stats"),
+        change_sinks=tuple(sink for stream, sink in sinks if stream == "changes"),
         status=status,
         source=source,
     )

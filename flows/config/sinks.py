@@ -31,7 +31,7 @@ SINK_EXTRAS = {
 }
 
 
-STREAMS = ("samples", "windows", "late", "bus_stats")
+STREAMS = ("samples", "windows", "late", "bus_stats", "changes")
 
 _MAX_MB = check_at_most(1e7, "MB")
 

@@ -87,7 +87,7 @@ TYPES = (
         (GOOD + 'type = "uint16"\nadress = 1\n',
          "parameter[0].adress: unknown key; expected one of name, table, address, type, id, "
          "byte_order, word_order, scale, offset, unit, length, bit, byte, labels, quantity, "
-         "range, every_s"),
+         "range, every_s, deadband, deadband_pct, heartbeat_s"),
         (GOOD + 'type = "uint16"\n[[parameter]]\nname = "sp"\naddress = 2\ntype = "flaot32"\n',
          f"parameter[1].type: 'flaot32' is not one of {TYPES}"),
         ('name = "t"\n' + PV.replace("holding", "coils") + 'address = 0\ntype = "uint16"\n',
@@ -104,7 +104,7 @@ TYPES = (
          "defaults.word_order: 'mid' is not one of big, little"),
         (GOOD.replace('table = "holding"', "address = 3"),
          "defaults.address: unknown key; expected one of table, type, byte_order, word_order, "
-         "scale, offset, unit, quantity, range, every_s"),
+         "scale, offset, unit, quantity, range, every_s, deadband, deadband_pct, heartbeat_s"),
         (GOOD, "parameter[0].type: missing"),
         ('name = "t"\n' + PV + 'address = 65535\ntype = "float32"\n',
          "parameter[0].address: 65535+2 registers run past 65535"),

@@ -162,7 +162,7 @@ BROKEN_NEW = [
         "scal = 0.5",
         f"{DEVICE}.override.analog_input_value.scal: unknown key; expected one of name, table, "
         "address, type, id, byte_order, word_order, scale, offset, unit, length, bit, byte, "
-        "labels, quantity, range, every_s",
+        "labels, quantity, range, every_s, deadband, deadband_pct, heartbeat_s",
     ),
     (
         OVERRIDDEN,
@@ -285,7 +285,7 @@ BROKEN_NEW = [
         'unit = "degC"\n    units = "K"',
         f"{DEVICE}.parameter[0].units: unknown key; expected one of name, table, address, type, "
         "id, byte_order, word_order, scale, offset, unit, length, bit, byte, labels, quantity, "
-        "range, every_s",
+        "range, every_s, deadband, deadband_pct, heartbeat_s",
     ),
     (
         INLINE,
@@ -341,7 +341,7 @@ BROKEN_NEW = [
         GOOD,
         'path = "out/x.csv"',
         'path = "out/x.csv"\nstream = "stats"',
-        "sink[0].stream: 'stats' is not samples, windows, late, bus_stats",
+        "sink[0].stream: 'stats' is not samples, windows, late, bus_stats, changes",
     ),
 ]
 

@@ -49,6 +49,9 @@ WITH_KEY: dict[str, dict[str, str]] = {
     "quantity": {"quantity": '"temperature"'},
     "range": {"range": "[-5, 100.5]"},
     "every_s": {"every_s": '"connect"'},
+    "deadband": {"deadband": "0.5"},
+    "deadband_pct": {"deadband_pct": "2"},
+    "heartbeat_s": {"heartbeat_s": "60"},
 }
 
 
