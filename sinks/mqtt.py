@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_TOPIC", "IntoMqtt", "TopicTemplate"]
 
 DEFAULT_TOPIC = "{prefix}/{bus}/{device}/{parameter}"
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_TOPIC = 65535  # bytes of UTF-8
 
 
 def _bad_text(text: str) -> str | None:
@@ -48,6 +49,12 @@ def _bad_text(text: str) -> str | None:
             return f"has {name}"
     if "\0" in text:
         return "has a NUL character"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "has a lone surrogate, which UTF-8 cannot hold"
+    if size > _MAX_TOPIC:
+        return f"is longer than an MQTT topic may be ({_MAX_TOPIC} bytes)"
     return None
 
 
@@ -108,7 +115,13 @@ class TopicTemplate:
                 out = [literals[0]]
                 for name, value, literal in zip(self.fields, key, literals[1:], strict=True):
                     out += [_level(name, value), literal]
-                topic = cache[key] = "".join(out)
+                topic = "".join(out)
+                if len(topic.encode("utf-8")) > _MAX_TOPIC:
+                    raise ValueError(
+                        f"column {self.fields[0]!r}: the row's topic is longer than an MQTT "
+                        f"topic may be ({_MAX_TOPIC} bytes)"
+                    )
+                cache[key] = topic
             return topic
 
         return render

@@ -1,8 +1,9 @@
 """The MQTT sink's partition: one paho client and its network thread per worker.
 
-paho's thread reads acknowledgements, sends what waits beyond the in-flight window and, after
-a lost connection, reconnects with backoff; ``write_batch`` publishes from the worker's (or the
-spool's) thread and waits for the batch's acknowledgements. See :mod:`sinks.mqtt`.
+paho's thread reads acknowledgements and sends what waits beyond the in-flight window; it ends
+with its connection. ``write_batch`` publishes from the worker's (or the spool's) thread and
+waits for the batch's acknowledgements; after a lost connection it connects again first (paho
+then also sends again what the broker had not acknowledged). See :mod:`sinks.mqtt`.
 """
 
 from __future__ import annotations
@@ -43,27 +44,46 @@ class MqttPartition(LockedPartition):
         self._acked: set[int] = set()
         self._render: Any = None  # the topic of a row, once the schema is known
         base = into.client_id or f"bytewax-daq-{secrets.token_hex(4)}"
+        # No reconnect in paho's thread: its backoff sleeps would hold up close(); the next
+        # write reconnects instead (behind the spool, a new partition does).
         client = paho.Client(
             callback_api_version=paho.CallbackAPIVersion.VERSION2,
             client_id=f"{base}-w{worker_index}",
             clean_session=True,
+            reconnect_on_failure=False,
         )
         client.connect_timeout = into.connect_timeout_s
         client.max_inflight_messages_set(into.max_inflight)
         client.max_queued_messages_set(0)  # unbounded: the batch waits for its acks anyway
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         if into.username is not None:
             client.username_pw_set(into.username, into.password)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         self._client = client
-        try:
-            if into.connection()["tls"]:
+        if into.connection()["tls"]:
+            try:
                 client.tls_set(
                     ca_certs=into.ca_file, certfile=into.cert_file, keyfile=into.key_file
                 )
-            client.connect(into.connection()["host"], into.connection()["port"], into.keepalive_s)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise SinkUnavailableError(
+                    f"{self._where}: cannot load the TLS files: {self._scrub(exc)}"
+                ) from None
+        self._connect(first=True)
+
+    def _connect(self, *, first: bool) -> None:
+        """Connect (or reconnect) and start paho's thread; wait for the broker's CONNACK."""
+        client, into = self._client, self._into
+        client.loop_stop()  # a thread that ended with its connection: wait until it has
+        with self._cond:
+            self._refused = None
+        try:
+            if first:
+                address = into.connection()
+                client.connect(address["host"], address["port"], into.keepalive_s)
+            else:
+                client.reconnect()
         except (OSError, ValueError) as exc:  # ssl.SSLError and socket errors are OSErrors
             raise SinkUnavailableError(
                 f"cannot connect to {self._where}: {self._scrub(exc)}"
@@ -76,13 +96,16 @@ class MqttPartition(LockedPartition):
                 if left <= 0:
                     break
                 self._cond.wait(left)
-        if not self._connected:
-            self._stop()
-            if self._refused is not None:
-                raise SinkWriteError(f"{self._where} refused the connection: {self._refused}")
-            raise SinkUnavailableError(
-                f"{self._where}: no CONNACK within connect_timeout_s = {into.connect_timeout_s}"
-            )
+            refused = self._refused
+            if self._connected:
+                return
+        client.disconnect()
+        client.loop_stop()
+        if refused is not None:
+            raise SinkWriteError(f"{self._where} refused the connection: {refused}")
+        raise SinkUnavailableError(
+            f"{self._where}: no CONNACK within connect_timeout_s = {into.connect_timeout_s}"
+        )
 
     # ----- paho's thread
 
@@ -146,8 +169,10 @@ class MqttPartition(LockedPartition):
         payloads = self._payloads(schema, values)
         paho, qos, retain = self._paho, self._into.qos, self._into.retain
         with self._cond:
-            if not self._connected:
-                raise SinkUnavailableError(f"{self._where}: not connected ({self._lost})")
+            connected = self._connected
+        if not connected:  # lost since the last write
+            self._connect(first=False)
+        with self._cond:
             self._acked.clear()
         pending: set[int] = set()
         for topic, payload in zip(topics, payloads, strict=True):
@@ -177,7 +202,7 @@ class MqttPartition(LockedPartition):
                     )
                 self._cond.wait(left)
 
-    def _stop(self) -> None:
+    def _close(self) -> None:
         with self._cond:
             self._closing = True
         try:
@@ -185,6 +210,3 @@ class MqttPartition(LockedPartition):
         except Exception as exc:  # closing a client that failed: nothing more to say
             logger.debug("%s: disconnect: %s", self._where, self._scrub(exc))
         self._client.loop_stop()
-
-    def _close(self) -> None:
-        self._stop()

@@ -143,7 +143,8 @@ def test_a_custom_template_and_values_no_topic_can_hold(prefix: str, subscriber:
     assert [t for t, _, _ in got] == [f"{prefix}/pm{i}/i1/x" for i in range(3)]
     for value, why in [("a+b", "wildcard '+'"), ("#", "wildcard '#'"), ("a\0", "NUL"),
                        ("", "empty topic level"), ("a//b", "empty topic level"),
-                       (None, "NULL")]:  # fmt: skip
+                       (None, "NULL"), ("\ud800", "lone surrogate"),
+                       ("x" * 70000, "longer than an MQTT topic")]:  # fmt: skip
         bad = [*rows(2), {**rows(1)[0], "device": value}]
         with pytest.raises(SinkValueError, match=f"column 'device'.*{re.escape(why)}"):
             part.write_batch(bad)
@@ -275,6 +276,13 @@ def test_an_unreachable_broker_is_unavailable_at_build_and_on_write(prefix: str)
         part.write_batch(rows(2))
         proxy.mode = "refuse"
         with pytest.raises(SinkUnavailableError, match=r"MQTT broker 127\.0\.0\.1"):
+            part.write_batch(rows(2))
+        proxy.mode = "pass"
+        part.write_batch(rows(2))  # the next write reconnects
+        part.close()
+        part = IntoMqtt(url, prefix=prefix, ack_timeout_s=0.3).build_partition(0, 1)
+        proxy.mode = "blackhole"  # the connection stays, the acks never come
+        with pytest.raises(SinkUnavailableError, match="2 of 2 messages not acknowledged"):
             part.write_batch(rows(2))
         part.close()
 
