@@ -13,9 +13,10 @@ QoS 1 messages in flight and queues the rest) and returns once the broker acknow
 all (QoS 1) or they left the client (QoS 0). A broker that is down, a lost connection or
 acknowledgements missing after ``ack_timeout_s`` raise SinkUnavailableError: the spool in
 front of every configured sink then writes the whole batch again later, so a subscriber may
-receive a row twice across an outage, never none. Credentials refused by the broker raise
-SinkWriteError (no retry fixes them). The password never appears in a repr, message or log
-line: messages name the broker as ``host:port``.
+receive a row twice across an outage, never none. Credentials the broker refuses and a
+broker certificate the CAs do not vouch for raise SinkWriteError (no retry fixes them). The
+password never appears in a repr, message or log line: messages name the broker as
+``host:port``.
 
 This module holds the settings and the topic template; the partition is in
 :mod:`sinks.mqtt_writer`.

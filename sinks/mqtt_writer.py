@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 import threading
 import time
 from types import ModuleType
@@ -84,6 +85,8 @@ class MqttPartition(LockedPartition):
                 client.connect(address["host"], address["port"], into.keepalive_s)
             else:
                 client.reconnect()
+        except ssl.SSLCertVerificationError as exc:  # no retry makes the broker trusted
+            raise SinkWriteError(f"{self._where}: {self._scrub(exc)}") from None
         except (OSError, ValueError) as exc:  # ssl.SSLError and socket errors are OSErrors
             raise SinkUnavailableError(
                 f"cannot connect to {self._where}: {self._scrub(exc)}"
