@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.config.table import Table, check_at_most
-from sinks.base import IntoSink, SinkConfigError, SinkTarget
+from sinks.base import IntoSink, Schema, SinkConfigError, SinkTarget
 from sinks.spooled import IntoSpooled
 
 __all__ = ["SINK_KINDS", "STREAMS", "SpoolSettings", "check_targets", "parse_sink", "parse_spool"]
@@ -22,12 +22,14 @@ SINK_KINDS = {
     "sqlite": ("sinks.sqlite", "IntoSqlite"),
     "parquet": ("sinks.parquet", "IntoParquet"),
     "postgres": ("sinks.postgres", "IntoPostgres"),
+    "mqtt": ("sinks.mqtt", "IntoMqtt"),
 }
 # kind -> (the packages of its optional extra, the extra); checked with the config, so a
 # missing one is a one-line error before anything runs, not a traceback once it has.
 SINK_EXTRAS = {
     "parquet": (("pyarrow",), "parquet"),
     "postgres": (("asyncpg", "sqlalchemy"), "postgres"),
+    "mqtt": (("paho.mqtt.client",), "mqtt"),
 }
 
 
@@ -113,6 +115,9 @@ def parse_sink(
             raise t.error("missing", name)
     try:
         sink = cls(**settings)
+        # Settings that depend on the columns (a topic template's fields) are checked now,
+        # against the schema the flow will give the sink, not when the flow is built.
+        sink.with_schema(_stream_schema(stream))
     except SinkConfigError as exc:
         field = exc.field if exc.field in settable else None
         raise t.error(exc.reason if field else str(exc), field) from None
@@ -146,6 +151,21 @@ def parse_sink(
         backoff_max_s=spool.retry_max_s,
     )
     return stream, spooled
+
+
+def _stream_schema(stream: str) -> Schema:
+    """The schema flows.acquire.write gives a sink of ``stream`` that has none of its own."""
+    if stream == "windows":
+        from flows.windows import WINDOW_SCHEMA
+
+        return WINDOW_SCHEMA
+    if stream == "bus_stats":
+        from flows.observe.busstats import BUS_STATS_SCHEMA
+
+        return BUS_STATS_SCHEMA
+    from flows.rows import SAMPLE_SCHEMA
+
+    return SAMPLE_SCHEMA
 
 
 # Pseudo-filesystems: what looks like a file there is the kernel's, never a sink's.

@@ -89,7 +89,7 @@ BROKEN = [
     (
         'kind = "csv"',
         'kind = "excel"',
-        "sink[0].kind: 'excel' is not a sink kind (csv, jsonl, sqlite, parquet, postgres)",
+        "sink[0].kind: 'excel' is not a sink kind (csv, jsonl, sqlite, parquet, postgres, mqtt)",
     ),
     ('path = "out/x.csv"', 'path = "out/x.csv"\nfile = "y"', None),
     ("timeout_s = 0.2", "timeout_s = 0", "bus[0].timeout_s: 0 must be > 0"),

@@ -1,0 +1,281 @@
+"""MQTT sink (paho-mqtt 2.x): one JSON message per row, on a topic templated from the row.
+
+The topic is ``topic`` with ``{name}`` replaced by the row's value of column ``name``
+(``{prefix}`` by the ``prefix`` setting); the payload is the row as one JSON object, keys in
+the schema's column order, timestamps ISO 8601 UTC strings, NaN and infinities ``null`` (the
+rendering of :mod:`sinks.jsonl`). A template with an unknown field (when the schema is known),
+a format spec, an MQTT wildcard (``+``, ``#``), NUL, an empty level or a leading ``$`` is
+refused with SinkConfigError naming the setting; a row value that would put one of those in a
+topic rejects the batch with SinkValueError naming the column.
+
+Delivery is at least once. ``write_batch`` publishes every row (paho keeps ``max_inflight``
+QoS 1 messages in flight and queues the rest) and returns once the broker acknowledged them
+all (QoS 1) or they left the client (QoS 0). A broker that is down, a lost connection or
+acknowledgements missing after ``ack_timeout_s`` raise SinkUnavailableError: the spool in
+front of every configured sink then writes the whole batch again later, so a subscriber may
+receive a row twice across an outage, never none. Credentials the broker refuses and a
+broker certificate the CAs do not vouch for raise SinkWriteError (no retry fixes them). The
+password never appears in a repr, message or log line: messages name the broker as
+``host:port``.
+
+This module holds the settings and the topic template; the partition is in
+:mod:`sinks.mqtt_writer`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sinks.base import IntoSink, Schema, SinkConfigError, SinkDependencyError, SinkTarget
+from sinks.columns import format_timestamp
+
+__all__ = ["DEFAULT_TOPIC", "IntoMqtt", "TopicTemplate"]
+
+DEFAULT_TOPIC = "{prefix}/{bus}/{device}/{parameter}"
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_TOPIC = 65535  # bytes of UTF-8
+
+
+def _bad_text(text: str) -> str | None:
+    """Why ``text`` cannot be part of a topic name (a wildcard or NUL), or None."""
+    for char, name in (("+", "the MQTT wildcard '+'"), ("#", "the MQTT wildcard '#'")):
+        if char in text:
+            return f"has {name}"
+    if "\0" in text:
+        return "has a NUL character"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "has a lone surrogate, which UTF-8 cannot hold"
+    if size > _MAX_TOPIC:
+        return f"is longer than an MQTT topic may be ({_MAX_TOPIC} bytes)"
+    return None
+
+
+class TopicTemplate:
+    """A topic template with its fixed parts checked, rendering topics from rows."""
+
+    def __init__(self, template: str, prefix: str) -> None:
+        self.template = template
+        self.fields: list[str] = []
+        literals = [""]  # the fixed text before, between and after the fields
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise SinkConfigError("IntoMqtt", "topic", f"{template!r}: {exc}") from None
+        for literal, name, spec, conversion in parsed:
+            literals[-1] += literal
+            if name is None:
+                continue
+            if not _FIELD.fullmatch(name) or spec or conversion:
+                raise SinkConfigError(
+                    "IntoMqtt", "topic", f"{template!r}: {{{name}}} is not a plain {{column}} field"
+                )
+            if name == "prefix":
+                literals[-1] += prefix
+            else:
+                self.fields.append(name)
+                literals.append("")
+        if (why := _bad_text("".join(literals))) is not None:
+            raise SinkConfigError("IntoMqtt", "topic", f"{template!r} {why}")
+        # Every field stands for a non-empty value without "/", so empty levels show here.
+        sample = "x".join(literals)
+        if not sample or "" in sample.split("/"):
+            raise SinkConfigError("IntoMqtt", "topic", f"{template!r} has an empty level")
+        if sample.startswith("$"):
+            raise SinkConfigError("IntoMqtt", "topic", f"{template!r}: '$' topics are the broker's")
+        self._literals = literals
+
+    def check_columns(self, names: tuple[str, ...]) -> str | None:
+        """Why the template cannot render rows of these columns, or None."""
+        unknown = [f for f in self.fields if f not in names]
+        if unknown:
+            return (
+                f"{self.template!r}: unknown field {{{unknown[0]}}} (columns: {', '.join(names)})"
+            )
+        return None
+
+    def renderer(self, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], str]:
+        """Topic of a row given as values in ``names`` order; raises ValueError naming the
+        column whose value cannot be a topic level. Each distinct topic is checked once."""
+        index = [names.index(f) for f in self.fields]
+        literals = self._literals
+        cache: dict[tuple[Any, ...], str] = {}
+
+        def render(row: tuple[Any, ...]) -> str:
+            key = tuple(row[i] for i in index)
+            topic = cache.get(key)
+            if topic is None:
+                out = [literals[0]]
+                for name, value, literal in zip(self.fields, key, literals[1:], strict=True):
+                    out += [_level(name, value), literal]
+                topic = "".join(out)
+                if len(topic.encode("utf-8")) > _MAX_TOPIC:
+                    raise ValueError(
+                        f"column {self.fields[0]!r}: the row's topic is longer than an MQTT "
+                        f"topic may be ({_MAX_TOPIC} bytes)"
+                    )
+                cache[key] = topic
+            return topic
+
+        return render
+
+
+def _level(column: str, value: Any) -> str:
+    """``value`` as topic text, or ValueError naming ``column``."""
+    if isinstance(value, datetime):
+        text = format_timestamp(value)
+    elif value is None:
+        raise ValueError(f"column {column!r} is NULL, which would make an empty topic level")
+    else:
+        text = str(value)
+    why = _bad_text(text)
+    if why is None and (not text or "" in text.split("/")):
+        why = "would make an empty topic level"
+    if why is not None:
+        raise ValueError(f"column {column!r}: value {value!r} {why}")
+    return text
+
+
+def _check(name: str, ok: bool, what: str, value: Any, *, show: bool = True) -> None:
+    if not ok:
+        shown = f"{value!r} " if show else ""
+        raise SinkConfigError("IntoMqtt", name, f"{shown}is not {what}")
+
+
+@dataclass(frozen=True)
+class IntoMqtt(IntoSink):
+    """Publish rows to an MQTT broker, one partition (client) per worker.
+
+    ``url``: ``mqtt://host[:port]`` (port 1883) or ``mqtts://host[:port]`` (TLS, port 8883,
+    verified against ``ca_file`` or the system's CAs; ``cert_file`` and ``key_file`` for a
+    client certificate). ``username``, ``password``: the broker's credentials.
+    ``client_id``: the client id of worker ``i`` is ``<client_id>-w<i>`` (default
+    ``bytewax-daq-<8 random hex>-w<i>``, so two sinks or two runs never take each other's
+    session). ``keepalive_s``; ``connect_timeout_s`` for the TCP connect and the broker's
+    CONNACK. ``topic``, ``prefix``: the topic template (see the module). ``qos``: 0 or 1;
+    ``retain``: the broker keeps each topic's last message. ``max_inflight``: QoS 1 messages
+    awaiting acknowledgement at once; ``ack_timeout_s``: the longest a batch waits for them.
+    """
+
+    url: str
+    topic: str = DEFAULT_TOPIC
+    prefix: str = "daq"
+    qos: int = 1
+    retain: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    keepalive_s: int = 60
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    max_inflight: int = 1000
+    ack_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    schema: Schema | None = None
+
+    def __post_init__(self) -> None:
+        url = self.url if isinstance(self.url, str) else ""
+        shown = repr(url) if "@" not in url else "the URL"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise SinkConfigError("IntoMqtt", "url", f"{shown} has a bad port") from None
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise SinkConfigError("IntoMqtt", "url", f"{shown} is not mqtt://host[:port]")
+        if "@" in parts.netloc:
+            raise SinkConfigError(
+                "IntoMqtt", "url", "credentials go in username and password, not in the URL"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise SinkConfigError("IntoMqtt", "url", f"{shown} has a path or query")
+        self._set("_host", parts.hostname)
+        self._set("_port", port or (8883 if parts.scheme == "mqtts" else 1883))
+        self._set("_tls", parts.scheme == "mqtts")
+        _check("prefix", isinstance(self.prefix, str), "a string", self.prefix)
+        if (why := _bad_text(self.prefix)) is not None:
+            raise SinkConfigError("IntoMqtt", "prefix", f"{self.prefix!r} {why}")
+        _check("topic", isinstance(self.topic, str), "a string", self.topic)
+        self._set("_template", TopicTemplate(self.topic, self.prefix))
+        _check("qos", self.qos in (0, 1) and not isinstance(self.qos, bool), "0 or 1", self.qos)
+        _check("retain", isinstance(self.retain, bool), "a bool", self.retain)
+        for name in ("username", "client_id"):
+            value = getattr(self, name)
+            ok = value is None or (isinstance(value, str) and 0 < len(value) <= 100)
+            _check(name, ok and "\0" not in (value or ""), "a string of 1-100 characters", value)
+        _check("password", self.password is None or isinstance(self.password, str),
+               "a string", None, show=False)  # fmt: skip
+        for name in ("ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not self._tls:
+                raise SinkConfigError("IntoMqtt", name, "needs an mqtts:// url")
+            _check(name, isinstance(value, str) and Path(value).is_file(), "a file", value)
+        if self.key_file is not None and self.cert_file is None:
+            raise SinkConfigError("IntoMqtt", "key_file", "needs cert_file")
+        for name, low, high, integer in (
+            ("keepalive_s", 1, 65535, True),
+            ("max_inflight", 1, 65535, True),
+            ("ack_timeout_s", 0.001, 3600, False),
+            ("connect_timeout_s", 0.001, 3600, False),
+        ):
+            value = getattr(self, name)
+            typed = not isinstance(value, bool) and isinstance(
+                value, int if integer else (int, float)
+            )
+            kind = "an integer" if integer else "a number"
+            _check(name, typed and low <= value <= high, f"{kind} in [{low}, {high}]", value)
+        if self.schema is not None:
+            _check("schema", isinstance(self.schema, Schema), "a Schema or None", self.schema)
+            if (why := self._template.check_columns(self.schema.names)) is not None:
+                raise SinkConfigError("IntoMqtt", "topic", why)
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker: how messages name it."""
+        return f"{self._host}:{self._port}"  # type: ignore[attr-defined]
+
+    @property
+    def template(self) -> TopicTemplate:
+        """The checked topic template."""
+        return self._template  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def target(self) -> SinkTarget:
+        """The topics of the template on this broker, blamed on ``topic``."""
+        scheme = "mqtts" if self._tls else "mqtt"  # type: ignore[attr-defined]
+        return SinkTarget("database", f"{scheme}://{self.broker}/{self.topic}", "topic")
+
+    def __repr__(self) -> str:
+        return f"IntoMqtt({self.broker} {self.topic!r} qos={self.qos})"
+
+    def connection(self) -> Mapping[str, Any]:
+        """What the partition needs to connect: host, port and TLS."""
+        return {"host": self._host, "port": self._port, "tls": self._tls}  # type: ignore[attr-defined]
+
+    def build_partition(self, worker_index: int, worker_count: int) -> Any:
+        """Connect worker ``worker_index``'s client (paho-mqtt is imported here) and start
+        its network thread; a broker that refuses or does not answer raises
+        SinkUnavailableError."""
+        try:
+            import paho.mqtt.client as paho
+        except ImportError as exc:
+            raise SinkDependencyError(
+                f'IntoMqtt needs paho-mqtt ({exc}): pip install ".[mqtt]"'
+            ) from exc
+        from sinks.mqtt_writer import MqttPartition
+
+        return MqttPartition(self, paho, worker_index)
