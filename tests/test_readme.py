@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from bytewax.testing import run_main
 
 import flows.acquire  # noqa: F401  (creates the loggers the pages name)
 import sinks.partition  # noqa: F401  (its logger too)
-from flows.config import parse_config
+from flows.config import load_config, parse_config
 
 try:
     import tomllib
@@ -411,16 +412,46 @@ def test_simulator_command() -> None:
         proc.wait(timeout=10)
 
 
-def test_python_example_builds_and_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ((page, code),) = examples("python")
+def run_example(code: str, page: str, tmp_path: Path) -> None:
     config = short_config(tmp_path)
-    monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}
     exec(compile(code.replace('"acquire.toml"', repr(str(config))), page, "exec"), namespace)
     flow = namespace["flow"]
     assert isinstance(flow, Dataflow)
     run_main(flow)
+
+
+def test_python_examples_build_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (plain, publish) = examples("python")
+    monkeypatch.chdir(tmp_path)
+    run_example(plain[1], plain[0], tmp_path)
     assert (tmp_path / "data" / "acquire.sqlite").exists()
+    # The publishing example: an independent subscriber gets the changes of the process
+    # values (each device's first at least), and Parquet every raw row.
+    import paho.mqtt.client as mqtt
+    import pyarrow.dataset as ds
+
+    got: list[str] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda client, userdata, message: got.append(message.topic)
+    sub.connect("127.0.0.1", 1883)
+    sub.subscribe("plant/#", qos=1)
+    sub.loop_start()
+    try:
+        time.sleep(0.3)  # the subscription in place before anything is published
+        run_example(publish[1], publish[0], tmp_path)
+        time.sleep(0.5)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    config = load_config(short_config(tmp_path))
+    devices = {d.name for b in config.buses for d in b.devices}
+    assert {t.split("/")[2] for t in got} == devices  # every device's first rows at least
+    raw = ds.dataset(tmp_path / "data" / "raw").to_table()
+    pv_rows = raw.filter(ds.field("parameter") == "analog_input_value").num_rows
+    pv_sent = sum(t.endswith("/analog_input_value") for t in got)
+    assert 0 < pv_sent <= pv_rows  # each first row at least; the deadband may hold back more
+    assert raw.num_rows >= len(got)  # every raw row in Parquet, the changes published
 
 
 def test_batches_command(tmp_path: Path) -> None:
