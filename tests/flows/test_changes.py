@@ -170,3 +170,59 @@ def test_the_flow_sends_each_parameter_once_when_nothing_moves_enough(tmp_path: 
         sent = db.execute("SELECT parameter, count(*) FROM changes GROUP BY parameter").fetchall()
     assert raw == 3 * 5
     assert sorted(sent) == [("analog_input_value", 1), ("heat_power", 1), ("set_point", 1)]
+
+
+def test_a_run_with_deadbands_sends_what_the_rule_says(tmp_path: Path) -> None:
+    """A simulated PM heating, its process value with a deadband of 0.05 and a heartbeat of
+    1 s: the changes table holds exactly the rows this test picks from the raw rows by the
+    rule, worked out here on its own."""
+    import sqlite3
+
+    from flows.acquire import build_flow
+
+    text = """
+    [acquisition]
+    rate_hz = 10
+    duration_s = 2
+    [[bus]]
+    name = "sim"
+    url = "tcp://127.0.0.1:0"
+    simulate = true
+      [[bus.device]]
+      name = "pm"
+      profile = "watlow_pm"
+      address = 1
+      parameters = ["analog_input_value", "set_point"]
+      [bus.device.override]
+      analog_input_value = { deadband = 0.05, heartbeat_s = 1 }
+    [[sink]]
+    kind = "sqlite"
+    path = "out.sqlite"
+    [[sink]]
+    kind = "sqlite"
+    path = "out.sqlite"
+    table = "changes"
+    stream = "changes"
+    """
+    run_main(build_flow(load_config(write_config(tmp_path, text))))
+    with sqlite3.connect(tmp_path / "out.sqlite") as db:
+        query = "SELECT parameter, requested_at, value FROM {} ORDER BY parameter, requested_at"
+        raw = db.execute(query.format("samples")).fetchall()
+        sent = db.execute(query.format("changes")).fetchall()
+    expected = []
+    last: dict[str, tuple[str, float]] = {}
+    for parameter, at, value in raw:
+        before = last.get(parameter)
+        quiet = before is not None and (
+            datetime.fromisoformat(at) - datetime.fromisoformat(before[0])
+        ) >= timedelta(seconds=1)
+        if parameter == "analog_input_value":
+            moved = before is None or abs(value - before[1]) > 0.05 or quiet
+        else:  # no band: any change
+            moved = before is None or value != before[1]
+        if moved:
+            expected.append((parameter, at, value))
+            last[parameter] = (at, value)
+    assert sent == expected
+    pv = [r for r in raw if r[0] == "analog_input_value"]
+    assert 1 < len([r for r in sent if r[0] == "analog_input_value"]) < len(pv)

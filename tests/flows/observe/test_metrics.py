@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -104,6 +105,7 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
                 values = parse(text)
                 polls = by_device(values, "daq_polls_total")
                 if len(polls) == 2 and min(polls.values()) >= 20:
+                    proc.send_signal(signal.SIGTERM)  # seen what it needs: end it cleanly
                     break
             time.sleep(0.3)
     finally:
