@@ -6,7 +6,7 @@ QoS 1, ``build_partition(0, 1)`` and ``write_batch``) and once through a bare pa
 client doing the same job: the same topics and JSON payloads, QoS 1, the same in-flight
 window, each batch acknowledged before the next (the sink's contract). Both go to the
 Mosquitto on 127.0.0.1:1883, alternating, best of ``--repeat``. An independent subscriber
-(another process, ``<prefix>/#`` at QoS 1) counts what arrived in each run and sums a hash of
+(another process, ``<prefix>/#``) counts what arrived in each run and sums a hash of
 every (topic below the run's prefix, payload), so the two runs are shown to have sent the
 same messages.
 
@@ -85,11 +85,13 @@ def subscribe(broker: tuple[str, int], prefix: str) -> None:
             r[2] = now
             if run == "lat":  # the latency run: payloads kept for their received_at
                 r[3].append((now, msg.payload))
-            cond.notify_all()
 
     ready = threading.Event()
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"{prefix}-sub")
-    client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", 1)
+    # QoS 0: Mosquitto sends a QoS 1 subscriber 20 messages at a time (max_inflight_messages)
+    # and drops what passes 1000 queued behind them, which a Python client at 10,000 messages/s
+    # reaches; at QoS 0 the socket's buffers absorb the bursts. The counts show any loss.
+    client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", 0)
     client.on_subscribe = lambda *_: ready.set()
     client.on_message = on_message
     client.connect(*broker)
@@ -105,7 +107,7 @@ def subscribe(broker: tuple[str, int], prefix: str) -> None:
                 r = runs.get(run, [0, 0, asked, []])
                 if r[0] >= int(expected) or time.time() - max(r[2], asked) > 3:
                     break
-                cond.wait(0.5)
+                cond.wait(0.1)
             answer = f"{run} {r[0]} {r[1]}"
             arrivals = list(r[3])
         if what == "latency":
