@@ -159,12 +159,13 @@ def test_every_command_is_covered() -> None:
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
     # and .ci/run, bench/poll.py by tests/test_bench_poll.py, bench/soak.py by
     # tests/test_bench_soak.py, bench/status.py by tests/test_bench_status.py, bench/outage.py
-    # by tests/test_bench_outage.py, the metrics
+    # by tests/test_bench_outage.py, bench/mqtt.py by tests/test_bench_mqtt.py, the metrics
     # commands by tests/flows/observe/test_metrics.py, the recovery commands by
     # tests/flows/test_recovery.py).
     covered = ("ACQUIRE_CONFIG=", "connectors.sim", "connectors.scan", "flows.plot",
                "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
                "bench/poll.py", "bench/soak.py", "bench/status.py", "bench/outage.py",
+               "bench/mqtt.py",
                "BYTEWAX_DATAFLOW_API_ENABLED=true", "curl -s http://127.0.0.1:3030",
                *RECOVERY)  # fmt: skip
     assert len(lines) == 2 + len(covered), lines
