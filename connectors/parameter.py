@@ -122,12 +122,18 @@ def _check_field(key: str, value: Any) -> None:
         raise FieldError(key, f"{value!r} is not {want}")
 
 
+def every_problem(value: Any) -> str | None:
+    """Why ``value`` is not a poll group (None: the device's, ``"connect"`` or seconds, a
+    number > 0), or None when it is one."""
+    if value is None or value == "connect" or (_number(value) and 0 < value <= 1e6):
+        return None
+    return 'is not seconds (> 0, at most 1e6) or "connect"'
+
+
 def check_every(value: Any) -> None:
-    """A poll group: None (the device's), ``"connect"`` or seconds (a number > 0)."""
-    if value is None or value == "connect":
-        return
-    if not (_number(value) and 0 < value <= 1e6):
-        raise FieldError("every_s", f'{value!r} is not seconds (> 0, at most 1e6) or "connect"')
+    """FieldError unless ``value`` is a poll group (see :func:`every_problem`)."""
+    if (problem := every_problem(value)) is not None:
+        raise FieldError("every_s", f"{value!r} {problem}")
 
 
 def _number(x: Any) -> bool:

@@ -202,16 +202,12 @@ class BusPoller:
             if not due:
                 continue  # nothing of it is due: no request, no row
             backoff = self._backoff[device.name]
-            if not backoff.due():
-                reads = [r for g in due for r in g.plan]
-                self._wire.not_sent(
-                    device, reads, tick, (ErrorKind.BACKOFF, backoff.reason), samples
-                )
-                continue
-            if outage is None:
+            failure = outage if backoff.due() else (ErrorKind.BACKOFF, backoff.reason)
+            if failure is None:
                 outage = await self._poll_device(device, due, tick, samples)
             else:
-                self._wire.not_sent(device, [r for g in due for r in g.plan], tick, outage, samples)
+                reads = [r for g in due for r in g.plan]
+                self._wire.not_sent(device, reads, tick, failure, samples)
         if self._bus.close_after_tick:
             self._wire.hang_up()
         return samples

@@ -171,7 +171,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
                 _PARTITIONS.clear()
             _PARTITIONS.append(self)
         if self._state == "writing":
-            self._call(self._open_backend, self._start_spooling, [])
+            self._call(self._open_backend, [])
 
     # ----- the worker's side
 
@@ -185,7 +185,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
             if self._state != "writing":
                 self._spool_batch(rows)
                 return
-        self._call(lambda: self._backend_write(rows), self._start_spooling, rows)
+        self._call(lambda: self._backend_write(rows), rows)
 
     def close(self) -> None:
         """Give the backend a last chance at the spool, close it, stop the thread; never
@@ -237,12 +237,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
                 path=str(self._spool.path),
             )
 
-    def _call(
-        self,
-        job: Callable[[], None],
-        unavailable: Callable[[list[dict[str, Any]], str], None],
-        rows: list[dict[str, Any]],
-    ) -> None:
+    def _call(self, job: Callable[[], None], rows: list[dict[str, Any]]) -> None:
         """Run ``job`` on the backend thread and wait for it (up to the write timeout of an
         idempotent sink); spool ``rows`` if the backend is unavailable or too slow."""
         done: Future[None] = Future()
@@ -250,9 +245,9 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
         try:
             done.result(timeout=self._timeout)
         except FutureTimeout:
-            unavailable(rows, f"no answer within write_timeout_s = {self._timeout}")
+            self._start_spooling(rows, f"no answer within write_timeout_s = {self._timeout}")
         except SinkUnavailableError as exc:
-            unavailable(rows, _line(exc))
+            self._start_spooling(rows, _line(exc))
         except Exception as exc:
             self._fail(f"{_line(exc)}", rows, rejected=True)
         else:

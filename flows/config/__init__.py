@@ -160,19 +160,14 @@ def _check_groups(top: Table, buses: list[Bus], rate_hz: float) -> None:
     tick = f"the tick is {1 / rate_hz:g} s at rate_hz = {rate_hz:g}"
     for i, bus in enumerate(buses):
         for j, device in enumerate(bus.devices):
-            where, every = f"bus[{i}].device[{j}]", device.every_s
-            if isinstance(every, float | int) and ticks_of(every, rate_hz) is None:
-                raise top.error(
-                    f"{every!r} is not a whole number of ticks ({tick})",
-                    f"{where}.every_s",
-                )
-            for p in device.parameters:
-                if isinstance(p.every_s, float | int) and ticks_of(p.every_s, rate_hz) is None:
-                    raise top.error(
-                        f"parameter {p.name!r}: every_s = {p.every_s!r} is not a whole number "
-                        f"of ticks ({tick})",
-                        where,
-                    )
+            where = f"bus[{i}].device[{j}]"
+            # (period, key path, what the message names before the value)
+            periods = [(device.every_s, f"{where}.every_s", "")] + [
+                (p.every_s, where, f"parameter {p.name!r}: every_s = ") for p in device.parameters
+            ]
+            for every, key, lead in periods:
+                if isinstance(every, float | int) and ticks_of(every, rate_hz) is None:
+                    raise top.error(f"{lead}{every!r} is not a whole number of ticks ({tick})", key)
 
 
 def _error(file: str, message: str) -> ConfigError:

@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.bus import Bus, Device, Simulation
-from connectors.codec import FieldError
-from connectors.parameter import Parameter, check_every, override_parameter, read_parameter
+from connectors.parameter import Parameter, every_problem, override_parameter, read_parameter
 from connectors.registers import Profile, ProfileError, load_profile
 from connectors.transport import SERIAL, parse_bus_url
 from flows.config.table import (
@@ -187,14 +186,6 @@ def _inline_parameters(t: Table) -> tuple[Parameter, ...]:
 _REGISTERS_PER_READ = "is not a number of registers per read (1-125)"
 
 
-def _check_every(value: float | str) -> str | None:
-    try:
-        check_every(value)
-    except FieldError:
-        return 'is not seconds (> 0, at most 1e6) or "connect"'
-    return None
-
-
 def _workarounds(t: Table, inherited: dict[str, Any]) -> dict[str, Any]:
     """The read-shaping keys of a bus (its devices' defaults) or of one device."""
     return {
@@ -251,7 +242,7 @@ def _device(t: Table, simulated: bool, base_dir: Path, inherited: dict[str, Any]
         "pause_s": t.get("pause_s", (int, float), _DEVICE["pause_s"], check_non_negative),
         "max_gap": t.get("max_gap", int, _DEVICE["max_gap"], check_max_gap),
         **_workarounds(t, inherited),
-        "every_s": t.get("every_s", (int, float, str), None, _check_every),
+        "every_s": t.get("every_s", (int, float, str), None, every_problem),
     }
     too_long = [p for p in parameters if p.count > timing["max_registers"]]
     if too_long:
