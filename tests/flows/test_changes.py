@@ -3,7 +3,9 @@ state that a resumed run keeps."""
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -131,41 +133,53 @@ def test_config_keys_and_the_changes_stream(tmp_path: Path) -> None:
             load_config(write_config(tmp_path, text.format(band=band)))
 
 
+RUN = """
+[acquisition]
+rate_hz = {rate_hz}
+duration_s = {duration_s}
+[[bus]]
+name = "sim"
+url = "tcp://127.0.0.1:0"
+simulate = true
+  [[bus.device]]
+  name = "pm"
+  profile = "watlow_pm"
+  address = 1
+  parameters = {parameters}
+  [bus.device.override]
+{overrides}
+[[sink]]
+kind = "sqlite"
+path = "out.sqlite"
+[[sink]]
+kind = "sqlite"
+path = "out.sqlite"
+table = "changes"
+stream = "changes"
+"""
+
+
+def run_pm(tmp_path: Path, rate_hz: float, duration_s: float, overrides: dict[str, str]) -> Path:
+    """Run the whole flow on one simulated PM reading the parameters of ``overrides`` (name ->
+    inline table) into SQLite: its raw rows in ``samples``, its changes in ``changes``."""
+    from flows.acquire import build_flow
+
+    lines = "\n".join(f"  {name} = {{ {band} }}" for name, band in overrides.items())
+    text = RUN.format(
+        rate_hz=rate_hz, duration_s=duration_s, parameters=json.dumps(list(overrides)),
+        overrides=lines,
+    )  # fmt: skip
+    run_main(build_flow(load_config(write_config(tmp_path, text))))
+    return tmp_path / "out.sqlite"
+
+
 def test_the_flow_sends_each_parameter_once_when_nothing_moves_enough(tmp_path: Path) -> None:
     """A whole run on a simulated PM, every parameter with a deadband nothing crosses: the
     changes sink holds each parameter's first row only, the raw sink every row."""
-    import sqlite3
-
-    from flows.acquire import build_flow
-
-    text = """
-    [acquisition]
-    rate_hz = 5
-    duration_s = 1
-    [[bus]]
-    name = "sim"
-    url = "tcp://127.0.0.1:0"
-    simulate = true
-      [[bus.device]]
-      name = "pm"
-      profile = "watlow_pm"
-      address = 1
-      parameters = ["analog_input_value", "heat_power", "set_point"]
-      [bus.device.override]
-      analog_input_value = { deadband = 1e9 }
-      heat_power = { deadband = 1e9 }
-      set_point = { deadband_pct = 1e9 }
-    [[sink]]
-    kind = "sqlite"
-    path = "out.sqlite"
-    [[sink]]
-    kind = "sqlite"
-    path = "out.sqlite"
-    table = "changes"
-    stream = "changes"
-    """
-    run_main(build_flow(load_config(write_config(tmp_path, text))))
-    with sqlite3.connect(tmp_path / "out.sqlite") as db:
+    bands = {"analog_input_value": "deadband = 1e9", "heat_power": "deadband = 1e9",
+             "set_point": "deadband_pct = 1e9"}  # fmt: skip
+    db_path = run_pm(tmp_path, 5, 1, bands)
+    with sqlite3.connect(db_path) as db:
         raw = db.execute("SELECT count(*) FROM samples").fetchone()[0]
         sent = db.execute("SELECT parameter, count(*) FROM changes GROUP BY parameter").fetchall()
     assert raw == 3 * 5
@@ -176,36 +190,9 @@ def test_a_run_with_deadbands_sends_what_the_rule_says(tmp_path: Path) -> None:
     """A simulated PM heating, its process value with a deadband of 0.05 and a heartbeat of
     1 s: the changes table holds exactly the rows this test picks from the raw rows by the
     rule, worked out here on its own."""
-    import sqlite3
-
-    from flows.acquire import build_flow
-
-    text = """
-    [acquisition]
-    rate_hz = 10
-    duration_s = 2
-    [[bus]]
-    name = "sim"
-    url = "tcp://127.0.0.1:0"
-    simulate = true
-      [[bus.device]]
-      name = "pm"
-      profile = "watlow_pm"
-      address = 1
-      parameters = ["analog_input_value", "set_point"]
-      [bus.device.override]
-      analog_input_value = { deadband = 0.05, heartbeat_s = 1 }
-    [[sink]]
-    kind = "sqlite"
-    path = "out.sqlite"
-    [[sink]]
-    kind = "sqlite"
-    path = "out.sqlite"
-    table = "changes"
-    stream = "changes"
-    """
-    run_main(build_flow(load_config(write_config(tmp_path, text))))
-    with sqlite3.connect(tmp_path / "out.sqlite") as db:
+    bands = {"analog_input_value": "deadband = 0.05, heartbeat_s = 1", "set_point": ""}
+    db_path = run_pm(tmp_path, 10, 2, bands)
+    with sqlite3.connect(db_path) as db:
         query = "SELECT parameter, requested_at, value FROM {} ORDER BY parameter, requested_at"
         raw = db.execute(query.format("samples")).fetchall()
         sent = db.execute(query.format("changes")).fetchall()
