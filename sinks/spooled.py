@@ -194,8 +194,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
             if self._closed:
                 return
             self._closed = True
-        done: Future[None] = Future()
-        self._jobs.put(lambda: self._run_job(done, self._finish))
+        done = self._submit(self._finish)
         self._jobs.put(None)
         try:
             done.result(timeout=self._timeout)
@@ -240,8 +239,7 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
     def _call(self, job: Callable[[], None], rows: list[dict[str, Any]]) -> None:
         """Run ``job`` on the backend thread and wait for it (up to the write timeout of an
         idempotent sink); spool ``rows`` if the backend is unavailable or too slow."""
-        done: Future[None] = Future()
-        self._jobs.put(lambda: self._run_job(done, job))
+        done = self._submit(job)
         try:
             done.result(timeout=self._timeout)
         except FutureTimeout:
@@ -337,6 +335,12 @@ class _SpooledPartition(StatelessSinkPartition[dict[str, Any]]):
             if job is None:
                 return
             job()
+
+    def _submit(self, job: Callable[[], None]) -> Future[None]:
+        """Queue ``job`` for the backend thread; the future holds its outcome."""
+        done: Future[None] = Future()
+        self._jobs.put(lambda: self._run_job(done, job))
+        return done
 
     @staticmethod
     def _run_job(done: Future[None], job: Callable[[], None]) -> None:
