@@ -18,6 +18,14 @@ broker certificate the CAs do not vouch for raise SinkWriteError (no retry fixes
 password never appears in a repr, message or log line: messages name the broker as
 ``host:port``.
 
+``payload = "sparkplug_b"`` publishes Eclipse Sparkplug B 3.0 instead: worker ``i`` is the
+edge node ``<edge_node_id>`` (``<edge_node_id>-w<i>`` with several workers, one MQTT session
+each) of group ``group_id``, its messages on ``spBv1.0/<group_id>/<type>/<edge node>[/<device>]``
+as :mod:`sinks.sparkplug_node` says, at QoS 0 (``qos = 1`` may be chosen) and never retained,
+the NDEATH registered as the will (QoS 1). ``devices`` is the catalog of metrics each device
+is born with; the acquisition config gives it from its profiles, as it gives ``state_dir``,
+where bdSeq is kept across runs (neither is a TOML key).
+
 This module holds the settings and the topic template; the partition is in
 :mod:`sinks.mqtt_writer`.
 """
@@ -25,6 +33,7 @@ This module holds the settings and the topic template; the partition is in
 from __future__ import annotations
 
 import re
+import socket
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,10 +44,15 @@ from urllib.parse import urlsplit
 
 from sinks.base import IntoSink, Schema, SinkConfigError, SinkDependencyError, SinkTarget
 from sinks.columns import format_timestamp
+from sinks.sparkplug import Metric, id_problem
+from sinks.sparkplug_node import NEEDED
 
 __all__ = ["DEFAULT_TOPIC", "IntoMqtt", "TopicTemplate"]
 
 DEFAULT_TOPIC = "{prefix}/{bus}/{device}/{parameter}"
+PAYLOADS = ("json", "sparkplug_b")
+DEFAULT_GROUP = "bytewax-daq"
+_SPARKPLUG_ONLY = ("group_id", "edge_node_id", "devices", "state_dir")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_TOPIC = 65535  # bytes of UTF-8
 
@@ -163,13 +177,21 @@ class IntoMqtt(IntoSink):
     CONNACK. ``topic``, ``prefix``: the topic template (see the module). ``qos``: 0 or 1;
     ``retain``: the broker keeps each topic's last message. ``max_inflight``: QoS 1 messages
     awaiting acknowledgement at once; ``ack_timeout_s``: the longest a batch waits for them.
+    ``payload``: ``json`` or ``sparkplug_b`` (with ``group_id``, ``edge_node_id`` (default:
+    the host name), ``devices`` and ``state_dir``; see the module). ``qos`` None: 1 for JSON,
+    0 for Sparkplug B.
     """
 
     url: str
     topic: str = DEFAULT_TOPIC
     prefix: str = "daq"
-    qos: int = 1
+    qos: int | None = None
     retain: bool = False
+    payload: str = "json"
+    group_id: str | None = None
+    edge_node_id: str | None = None
+    devices: tuple[tuple[str, tuple[Metric, ...]], ...] = ()
+    state_dir: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     client_id: str | None = None
@@ -206,8 +228,10 @@ class IntoMqtt(IntoSink):
             raise SinkConfigError("IntoMqtt", "prefix", f"{self.prefix!r} {why}")
         _check("topic", isinstance(self.topic, str), "a string", self.topic)
         self._set("_template", TopicTemplate(self.topic, self.prefix))
-        _check("qos", self.qos in (0, 1) and not isinstance(self.qos, bool), "0 or 1", self.qos)
+        qos_ok = self.qos is None or (self.qos in (0, 1) and not isinstance(self.qos, bool))
+        _check("qos", qos_ok, "0 or 1", self.qos)
         _check("retain", isinstance(self.retain, bool), "a bool", self.retain)
+        self._check_sparkplug()
         for name in ("username", "client_id"):
             value = getattr(self, name)
             ok = value is None or (isinstance(value, str) and 0 < len(value) <= 100)
@@ -237,8 +261,92 @@ class IntoMqtt(IntoSink):
             _check(name, typed and low <= value <= high, f"{kind} in [{low}, {high}]", value)
         if self.schema is not None:
             _check("schema", isinstance(self.schema, Schema), "a Schema or None", self.schema)
-            if (why := self._template.check_columns(self.schema.names)) is not None:
-                raise SinkConfigError("IntoMqtt", "topic", why)
+            if (why := self.check_columns(self.schema.names)) is not None:
+                raise SinkConfigError("IntoMqtt", self._blame, why)
+
+    def _check_sparkplug(self) -> None:
+        _check("payload", self.payload in PAYLOADS, " or ".join(PAYLOADS), self.payload)
+        if self.payload != "sparkplug_b":
+            for name in _SPARKPLUG_ONLY:
+                if getattr(self, name) not in (None, ()):
+                    raise SinkConfigError("IntoMqtt", name, "is for payload = 'sparkplug_b' only")
+            return
+        for name, default in (("topic", DEFAULT_TOPIC), ("prefix", "daq")):
+            if getattr(self, name) != default:
+                raise SinkConfigError(
+                    "IntoMqtt",
+                    name,
+                    "Sparkplug B topics are spBv1.0/<group_id>/<type>/<edge_node_id>[/<device>]; "
+                    "set group_id and edge_node_id instead",
+                )
+        if self.retain:
+            raise SinkConfigError(
+                "IntoMqtt", "retain", "Sparkplug B messages are never retained (the spec)"
+            )
+        for name in ("group_id", "edge_node_id"):
+            value = getattr(self, name)
+            if value is not None and (why := id_problem(value)) is not None:
+                raise SinkConfigError(
+                    "IntoMqtt", name, f"{value!r} {why}, which a Sparkplug B id cannot have"
+                )
+        if not isinstance(self.devices, tuple) or not all(
+            isinstance(d, tuple) and len(d) == 2 and all(isinstance(m, Metric) for m in d[1])
+            for d in self.devices
+        ):
+            raise SinkConfigError("IntoMqtt", "devices", "is not a tuple of (device, metrics)")
+        for device, _ in self.devices:
+            if (why := id_problem(device)) is not None:
+                raise SinkConfigError(
+                    "IntoMqtt",
+                    "payload",
+                    f"device {device!r} {why}, which a Sparkplug B device id cannot have",
+                )
+
+    @classmethod
+    def settings(cls) -> dict[str, bool]:
+        """The settings a config may give: the catalog and the state directory are the
+        acquisition config's to give, not TOML keys."""
+        return {k: v for k, v in super().settings().items() if k not in ("devices", "state_dir")}
+
+    @property
+    def _blame(self) -> str:
+        return "payload" if self.payload == "sparkplug_b" else "topic"
+
+    def check_columns(self, names: tuple[str, ...]) -> str | None:
+        """Why rows of these columns cannot be published (the topic's fields, or the columns
+        Sparkplug B needs), or None."""
+        if self.payload == "sparkplug_b":
+            missing = [n for n in NEEDED if n not in names]
+            if missing:
+                return f"Sparkplug B needs the columns {', '.join(NEEDED)}; missing {missing[0]!r}"
+            return None
+        return self._template.check_columns(names)  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def effective_qos(self) -> int:
+        """The QoS messages are published with: ``qos``, else 1 (JSON) or 0 (Sparkplug B)."""
+        if self.qos is not None:
+            return self.qos
+        return 0 if self.payload == "sparkplug_b" else 1
+
+    @property
+    def group(self) -> str:
+        """The Sparkplug B group id."""
+        return self.group_id or DEFAULT_GROUP
+
+    def edge_node(self, worker_index: int, worker_count: int) -> str:
+        """The Sparkplug B edge node id of worker ``worker_index``."""
+        base = self.edge_node_id
+        if base is None:
+            base = re.sub(r"[+/#\0]", "_", socket.gethostname()) or "bytewax-daq"
+        return base if worker_count == 1 else f"{base}-w{worker_index}"
+
+    def bdseq_file(self, edge_node: str) -> Path | None:
+        """Where the edge node keeps its last bdSeq (None: in this process only)."""
+        if self.state_dir is None:
+            return None
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.group}-{edge_node}")[:100]
+        return Path(self.state_dir) / f"sparkplug-{name}.bdseq"
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -257,10 +365,16 @@ class IntoMqtt(IntoSink):
     def target(self) -> SinkTarget:
         """The topics of the template on this broker, blamed on ``topic``."""
         scheme = "mqtts" if self._tls else "mqtt"  # type: ignore[attr-defined]
+        if self.payload == "sparkplug_b":
+            where = f"spBv1.0/{self.group}/{self.edge_node(0, 1)}"
+            return SinkTarget("database", f"{scheme}://{self.broker}/{where}", "edge_node_id")
         return SinkTarget("database", f"{scheme}://{self.broker}/{self.topic}", "topic")
 
     def __repr__(self) -> str:
-        return f"IntoMqtt({self.broker} {self.topic!r} qos={self.qos})"
+        if self.payload == "sparkplug_b":
+            where = f"spBv1.0/{self.group}/{self.edge_node(0, 1)}"
+            return f"IntoMqtt({self.broker} {where} qos={self.effective_qos})"
+        return f"IntoMqtt({self.broker} {self.topic!r} qos={self.effective_qos})"
 
     def connection(self) -> Mapping[str, Any]:
         """What the partition needs to connect: host, port and TLS."""
@@ -278,4 +392,4 @@ class IntoMqtt(IntoSink):
             ) from exc
         from sinks.mqtt_writer import MqttPartition
 
-        return MqttPartition(self, paho, worker_index)
+        return MqttPartition(self, paho, worker_index, worker_count)
