@@ -286,9 +286,7 @@ class IntoMqtt(IntoSink):
         for name in ("group_id", "edge_node_id"):
             value = getattr(self, name)
             if value is not None and (why := id_problem(value)) is not None:
-                raise SinkConfigError(
-                    "IntoMqtt", name, f"{value!r} {why}, which a Sparkplug B id cannot have"
-                )
+                raise SinkConfigError("IntoMqtt", name, f"{value!r} {why}: not a Sparkplug B id")
         if not isinstance(self.devices, tuple) or not all(
             isinstance(d, tuple) and len(d) == 2 and all(isinstance(m, Metric) for m in d[1])
             for d in self.devices
@@ -299,7 +297,7 @@ class IntoMqtt(IntoSink):
                 raise SinkConfigError(
                     "IntoMqtt",
                     "payload",
-                    f"device {device!r} {why}, which a Sparkplug B device id cannot have",
+                    f"device {device!r} {why}: not a Sparkplug B device id",
                 )
 
     @classmethod

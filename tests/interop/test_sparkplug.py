@@ -51,8 +51,11 @@ def subscriber(pb: Any, group: str) -> Iterator[SparkplugSubscriber]:
 
 def rows(tick: int) -> list[dict[str, Any]]:
     at = T0 + timedelta(seconds=tick)
-    values = {"pv": 20.1 + tick, "offset": -3.0 - tick, "heat": 1 / 3 + tick, "alarm": float(tick % 2),
-              "count": 4e9 + tick, "o2": 20.9, "name": None, "ticks": -(2.0**40) - tick}  # fmt: skip
+    values = {
+        **{"pv": 20.1 + tick, "offset": -3.0 - tick, "heat": 1 / 3 + tick},
+        **{"alarm": float(tick % 2), "count": 4e9 + tick, "o2": 20.9, "name": None},
+        "ticks": -(2.0**40) - tick,
+    }
     out = []
     for device, metrics in CATALOG:
         for m in metrics:
@@ -117,10 +120,11 @@ def check_session(pb: Any, got: list[Message]) -> dict[tuple[str, str], list[Any
             for x in p.metrics:
                 assert not x.name, "DDATA carries aliases only"
                 name, datatype = births[m.device][x.alias]
-                failed = {k: v.int_value for k, v in zip(x.properties.keys, x.properties.values,
-                                                         strict=True)}.get("Quality") == 0  # fmt: skip
+                quality = dict(zip(x.properties.keys, x.properties.values, strict=True))
+                failed = "Quality" in quality and quality["Quality"].int_value == 0
                 value = value_of(pb, x, datatype)
-                data.setdefault((m.device, name), []).append((x.timestamp, value, names[datatype], failed))  # fmt: skip
+                found = (x.timestamp, value, names[datatype], failed)
+                data.setdefault((m.device, name), []).append(found)
     return data
 
 
@@ -194,4 +198,4 @@ def test_ndeath_is_the_will_of_a_cut_connection_and_bdseq_goes_on(
     assert bdseqs == [0, 1, 2]
     for session in sessions:
         check_session(pb, session)  # each NDEATH's bdSeq is its NBIRTH's
-    assert (tmp_path / "sparkplug-{}-edge.bdseq".format(group)).read_text() == "2\n"
+    assert (tmp_path / f"sparkplug-{group}-edge.bdseq").read_text() == "2\n"
