@@ -218,6 +218,9 @@ class MqttPartition(LockedPartition):
         for topic, payload in messages:
             info = self._client.publish(topic, payload, qos, retain)
             if info.rc != paho.MQTT_ERR_SUCCESS:
+                if info.rc == paho.MQTT_ERR_NO_CONN:  # before paho's thread says so: the
+                    with self._cond:  # next write connects again
+                        self._connected = False
                 raise SinkUnavailableError(
                     f"{self._where}: cannot publish ({paho.error_string(info.rc)})"
                 )
@@ -256,4 +259,8 @@ class MqttPartition(LockedPartition):
             self._client.disconnect()
         except Exception as exc:  # closing a client that failed: nothing more to say
             logger.debug("%s: disconnect: %s", self._where, self._scrub(exc))
+        # Stopped before its thread wrote the DISCONNECT, the client would leave the broker
+        # to see the connection drop and publish the will (a second NDEATH).
+        with self._cond:
+            self._cond.wait_for(lambda: not self._connected, 1.0)
         self._client.loop_stop()
