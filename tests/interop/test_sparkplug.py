@@ -209,3 +209,35 @@ def test_ndeath_is_the_will_of_a_cut_connection_and_bdseq_goes_on(
     for session in sessions:
         check_session(pb, session)  # each NDEATH's bdSeq is its NBIRTH's
     assert (tmp_path / f"sparkplug-{group}-edge.bdseq").read_text() == "2\n"
+
+
+def test_an_ncmd_rebirth_births_everything_again(
+    pb: Any, group: str, subscriber: SparkplugSubscriber
+) -> None:
+    import paho.mqtt.client as paho
+
+    sink = IntoMqtt(
+        URL, payload="sparkplug_b", group_id=group, edge_node_id="edge", devices=CATALOG
+    )
+    part = sink.build_partition(0, 1)
+    part.write_batch(rows(0))
+    command = pb.Payload()
+    command.timestamp = 1
+    metric = command.metrics.add()
+    metric.name, metric.datatype, metric.boolean_value = "Node Control/Rebirth", pb.Boolean, True
+    host = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    host.connect(*BROKER)
+    host.loop_start()
+    host.publish(f"spBv1.0/{group}/NCMD/edge", command.SerializeToString(), qos=1).wait_for_publish(
+        2
+    )
+    host.disconnect()
+    host.loop_stop()
+    subscriber.wait(lambda ms: any(m.kind == "NCMD" for m in ms))
+    time.sleep(0.1)  # the edge node's own delivery of the NCMD
+    part.write_batch(rows(1))
+    part.close()
+    got = subscriber.wait(lambda ms: any(m.kind == "NDEATH" for m in ms))
+    kinds = [m.kind for m in got if m.kind != "NCMD"]
+    assert kinds == ["NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "DDATA"] * 2 + ["NDEATH"]
+    check_session(pb, [m for m in got if m.kind != "NCMD"])
