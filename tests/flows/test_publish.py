@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 
 from flows.acquire import build_flow
 from flows.config import load_config
@@ -27,9 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 STORED = "SELECT device, parameter, requested_at, value, value_text FROM samples"
 
 
-def run(tmp_path: Path, sink: str, start: Callable[[], Any]) -> tuple[list[tuple[Any, ...]], Any]:
-    """Run the default config for 2 s with ``sink`` (TOML) added, ``start()``'s subscriber
-    listening; the rows the run stored in SQLite, and the subscriber."""
+def run(
+    tmp_path: Path, sink: str, start: Callable[[], Any], workers: int = 1
+) -> tuple[list[tuple[Any, ...]], Any]:
+    """Run the default config for 2 s on ``workers`` workers with ``sink`` (TOML) added,
+    ``start()``'s subscriber listening; the rows the run stored in SQLite, and the
+    subscriber."""
     text = (ROOT / "acquire.toml").read_text().replace("duration_s = 10", "duration_s = 2")
     (tmp_path / "acquire.toml").write_text(
         text + f'\n[[sink]]\nkind = "mqtt"\nurl = "{URL}"\n{sink}'
@@ -37,7 +40,10 @@ def run(tmp_path: Path, sink: str, start: Callable[[], Any]) -> tuple[list[tuple
     config = load_config(tmp_path / "acquire.toml")
     sub = start()
     try:
-        run_main(build_flow(config))
+        if workers == 1:
+            run_main(build_flow(config))
+        else:
+            cluster_main(build_flow(config), [], 0, worker_count_per_proc=workers)
         time.sleep(0.5)
     finally:
         sub.close()
@@ -114,3 +120,37 @@ def test_every_row_of_a_default_run_as_sparkplug_b(tmp_path: Path) -> None:
             assert found == struct.unpack("<f", struct.pack("<f", value))[0]
         else:
             assert found == value, (device, parameter, found, value)
+
+
+def test_two_workers_birth_each_device_on_the_edge_node_that_publishes_it(tmp_path: Path) -> None:
+    """Two workers, two edge nodes per stream: each device (of the raw rows, and of the
+    changes, whose step keys by device) is born and published by one edge node only."""
+    pb = compiled(tmp_path)
+    group = f"daqtest{uuid.uuid4().hex[:8]}"
+    subs: list[SparkplugSubscriber] = []
+
+    def start() -> Any:
+        subs.extend(SparkplugSubscriber(pb, f"{group}{s}", BROKER) for s in ("s", "c"))
+        return type("Both", (), {"close": lambda self: [s.close() for s in subs]})()
+
+    sinks = (
+        f'payload = "sparkplug_b"\ngroup_id = "{group}s"\nedge_node_id = "lab"\n'
+        f'[[sink]]\nkind = "mqtt"\nurl = "{URL}"\npayload = "sparkplug_b"\n'
+        f'group_id = "{group}c"\nedge_node_id = "lab"\nstream = "changes"\n'
+    )
+    stored, _ = run(tmp_path, sinks, start, workers=2)
+    config = load_config(tmp_path / "acquire.toml")
+    devices = {d.name for b in config.buses for d in b.devices}
+    for sub in subs:
+        born: dict[str, set[str]] = {}  # edge node -> devices it birthed
+        published: dict[str, set[str]] = {}
+        for m in sub.messages:
+            if m.kind == "DBIRTH":
+                born.setdefault(m.edge_node, set()).add(str(m.device))
+            elif m.kind == "DDATA":
+                assert m.device in born.get(m.edge_node, set()), (m.edge_node, m.device)
+                published.setdefault(m.edge_node, set()).add(str(m.device))
+        assert published["lab-w0"].isdisjoint(published["lab-w1"])
+        assert published["lab-w0"] | published["lab-w1"] == devices
+    rows = sum(len(m.payload.metrics) for m in subs[0].messages if m.kind == "DDATA")
+    assert rows == len(stored)
