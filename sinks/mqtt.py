@@ -1,4 +1,5 @@
-"""MQTT sink (paho-mqtt 2.x): one JSON message per row, on a topic templated from the row.
+"""MQTT sink (paho-mqtt 2.x): one JSON message per row, on a topic templated from the row;
+or Sparkplug B (below).
 
 The topic is ``topic`` with ``{name}`` replaced by the row's value of column ``name``
 (``{prefix}`` by the ``prefix`` setting); the payload is the row as one JSON object, keys in
@@ -8,7 +9,7 @@ a format spec, an MQTT wildcard (``+``, ``#``), NUL, an empty level or a leading
 refused with SinkConfigError naming the setting; a row value that would put one of those in a
 topic rejects the batch with SinkValueError naming the column.
 
-Delivery is at least once. ``write_batch`` publishes every row (paho keeps ``max_inflight``
+JSON delivery is at least once. ``write_batch`` publishes every row (paho keeps ``max_inflight``
 QoS 1 messages in flight and queues the rest) and returns once the broker acknowledged them
 all (QoS 1) or they left the client (QoS 0). A broker that is down, a lost connection or
 acknowledgements missing after ``ack_timeout_s`` raise SinkUnavailableError: the spool in

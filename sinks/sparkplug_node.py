@@ -47,7 +47,7 @@ _CHUNK = 500  # metrics per DDATA
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 _BAD = props([("Quality", 0)])
-_LAST_BDSEQ: dict[tuple[str, str], int] = {}  # per process, when no file keeps it
+_LAST_BDSEQ: dict[tuple[str, str], int] = {}  # the last of each edge node in this process
 _LAST_LOCK = threading.Lock()
 
 
@@ -99,11 +99,6 @@ class EdgeNode:
         """The topic of a message of ``kind`` (NBIRTH, DDATA ...) about ``device``."""
         base = f"spBv1.0/{self.group}/{kind}/{self.edge_node}"
         return base if device is None else f"{base}/{device}"
-
-    @property
-    def bdseq(self) -> int:
-        """The bdSeq of the current session (-1 before the first CONNECT)."""
-        return self._bdseq
 
     def connect(self) -> tuple[str, bytes]:
         """Begin a session: take the next bdSeq and return the NDEATH (topic, payload) to
