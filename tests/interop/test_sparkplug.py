@@ -81,7 +81,7 @@ def expected(row: dict[str, Any], datatype: str) -> Any:
     }.get(datatype, lambda r: int(r["value"]))(row)
 
 
-def check_session(pb: Any, got: list[Message]) -> dict[tuple[str, str], list[Any]]:
+def check_session(pb: Any, got: list[Message], qos: int = 0) -> dict[tuple[str, str], list[Any]]:
     """Check the Sparkplug rules over one edge node's messages in order; return the DDATA
     metrics per (device, metric name)."""
     names = {v: k for k, v in DATATYPES.items()}
@@ -95,7 +95,7 @@ def check_session(pb: Any, got: list[Message]) -> dict[tuple[str, str], list[Any
             assert not p.HasField("seq") and [x.name for x in p.metrics] == ["bdSeq"]
             assert p.metrics[0].long_value == bdseq, "NDEATH's bdSeq is the NBIRTH's"
             continue
-        assert m.qos == 0, f"{m.kind} at QoS {m.qos}"
+        assert m.qos == qos, f"{m.kind} at QoS {m.qos}"
         assert p.HasField("seq") and p.timestamp > 0
         if m.kind == "NBIRTH":
             assert p.seq == 0
@@ -130,11 +130,12 @@ def check_session(pb: Any, got: list[Message]) -> dict[tuple[str, str], list[Any
     return data
 
 
+@pytest.mark.parametrize("qos", [None, 1])  # the specification's 0, or acknowledged
 def test_births_aliases_values_and_seq(
-    pb: Any, group: str, subscriber: SparkplugSubscriber
+    pb: Any, group: str, subscriber: SparkplugSubscriber, qos: int | None
 ) -> None:
     sink = IntoMqtt(
-        URL, payload="sparkplug_b", group_id=group, edge_node_id="edge", devices=CATALOG
+        URL, payload="sparkplug_b", qos=qos, group_id=group, edge_node_id="edge", devices=CATALOG
     )
     part = sink.build_partition(0, 1)
     ticks = range(140)  # 2 DDATA a tick: seq wraps past 255
@@ -155,7 +156,7 @@ def test_births_aliases_values_and_seq(
             n: DATATYPES[m.datatype] for n, m in ((m.name, m) for m in metrics)
         }.items() <= birth.items()
     assert first["pm-1"].payload.metrics[-1].name == "extra"
-    data = check_session(pb, got)
+    data = check_session(pb, got, qos or 0)
     sent = [r for t in [*ticks, 141] for r in rows(t)] + [extra]
     assert sum(map(len, data.values())) == len(sent)
     for row in sent:
