@@ -8,8 +8,10 @@ since the last row that passed (by the rows' ``requested_at``, so a quiet value 
 its device alive). The first row of a parameter always passes. A text value passes when its
 text changed.
 
-The last row passed per (device, parameter, instance) is Bytewax state: a run resumed after a
-crash neither sends every row again nor leaves a gap longer than the heartbeat.
+The last row passed per (device, parameter, instance) is Bytewax state, kept per device: a
+run resumed after a crash neither sends every row again nor leaves a gap longer than the
+heartbeat, and every row of one device leaves this step on one worker (a Sparkplug B sink's
+edge node births each device it publishes, so one device must not span two of them).
 """
 
 from __future__ import annotations
@@ -75,16 +77,21 @@ def changes(
     parameter); a parameter without an entry passes on any change)."""
     default = Deadband()
 
-    def key(row: dict[str, Any]) -> str:
-        return f"{row['device']}\0{row['parameter']}\0{row['instance']}"
+    Sent = dict[tuple[str, int], _Sent]  # the device's last row passed per (parameter, instance)
 
-    def step(last: _Sent | None, row: dict[str, Any]) -> tuple[_Sent | None, dict[str, Any] | None]:
+    def step(sent: Sent | None, row: dict[str, Any]) -> tuple[Sent, dict[str, Any] | None]:
+        sent = {} if sent is None else sent
         band = bands.get((row["device"], row["parameter"]), default)
-        if not passes(band, last, row):
-            return last, None
-        sent = _Sent(row["value"], row["value_text"], row["error"] is not None, row["requested_at"])
+        at = (row["parameter"], row["instance"])
+        if not passes(band, sent.get(at), row):
+            return sent, None
+        sent[at] = _Sent(
+            row["value"], row["value_text"], row["error"] is not None, row["requested_at"]
+        )
         return sent, row
 
-    keyed = op.key_on("changes_key", rows, key)
-    kept = op.stateful_map("changes", keyed, step)
+    keyed = op.key_on("changes_key", rows, lambda row: row["device"])
+    # Not "changes", the id of the per-parameter state of earlier versions: a store that
+    # holds that is not read as this.
+    kept = op.stateful_map("changes_by_device", keyed, step)
     return op.filter_map("changes_kept", kept, lambda kv: kv[1])

@@ -1,4 +1,5 @@
-"""MQTT sink (paho-mqtt 2.x): one JSON message per row, on a topic templated from the row.
+"""MQTT sink (paho-mqtt 2.x): one JSON message per row, on a topic templated from the row;
+or Sparkplug B (below).
 
 The topic is ``topic`` with ``{name}`` replaced by the row's value of column ``name``
 (``{prefix}`` by the ``prefix`` setting); the payload is the row as one JSON object, keys in
@@ -8,7 +9,7 @@ a format spec, an MQTT wildcard (``+``, ``#``), NUL, an empty level or a leading
 refused with SinkConfigError naming the setting; a row value that would put one of those in a
 topic rejects the batch with SinkValueError naming the column.
 
-Delivery is at least once. ``write_batch`` publishes every row (paho keeps ``max_inflight``
+JSON delivery is at least once. ``write_batch`` publishes every row (paho keeps ``max_inflight``
 QoS 1 messages in flight and queues the rest) and returns once the broker acknowledged them
 all (QoS 1) or they left the client (QoS 0). A broker that is down, a lost connection or
 acknowledgements missing after ``ack_timeout_s`` raise SinkUnavailableError: the spool in
@@ -18,130 +19,39 @@ broker certificate the CAs do not vouch for raise SinkWriteError (no retry fixes
 password never appears in a repr, message or log line: messages name the broker as
 ``host:port``.
 
-This module holds the settings and the topic template; the partition is in
-:mod:`sinks.mqtt_writer`.
+``payload = "sparkplug_b"`` publishes Eclipse Sparkplug B 3.0 instead: worker ``i`` is the
+edge node ``<edge_node_id>`` (``<edge_node_id>-w<i>`` with several workers, one MQTT session
+each) of group ``group_id``, its messages on ``spBv1.0/<group_id>/<type>/<edge node>[/<device>]``
+as :mod:`sinks.sparkplug_node` says, at QoS 0 (``qos = 1`` may be chosen) and never retained,
+the NDEATH registered as the will (QoS 1). ``devices`` is the catalog of metrics each device
+is born with; the acquisition config gives it from its profiles, as it gives ``state_dir``,
+where bdSeq is kept across runs (neither is a TOML key).
+
+This module holds the settings; the topic template is in :mod:`sinks.mqtt_topic`, the
+partition in :mod:`sinks.mqtt_writer`.
 """
 
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from sinks.base import IntoSink, Schema, SinkConfigError, SinkDependencyError, SinkTarget
-from sinks.columns import format_timestamp
+from sinks.mqtt_topic import TopicTemplate, bad_text
+from sinks.sparkplug import Metric, id_problem
+from sinks.sparkplug_node import NEEDED
 
-__all__ = ["DEFAULT_TOPIC", "IntoMqtt", "TopicTemplate"]
+__all__ = ["DEFAULT_TOPIC", "IntoMqtt"]
 
 DEFAULT_TOPIC = "{prefix}/{bus}/{device}/{parameter}"
-_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MAX_TOPIC = 65535  # bytes of UTF-8
-
-
-def _bad_text(text: str) -> str | None:
-    """Why ``text`` cannot be part of a topic name (a wildcard or NUL), or None."""
-    for char, name in (("+", "the MQTT wildcard '+'"), ("#", "the MQTT wildcard '#'")):
-        if char in text:
-            return f"has {name}"
-    if "\0" in text:
-        return "has a NUL character"
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "has a lone surrogate, which UTF-8 cannot hold"
-    if size > _MAX_TOPIC:
-        return f"is longer than an MQTT topic may be ({_MAX_TOPIC} bytes)"
-    return None
-
-
-class TopicTemplate:
-    """A topic template with its fixed parts checked, rendering topics from rows."""
-
-    def __init__(self, template: str, prefix: str) -> None:
-        self.template = template
-        self.fields: list[str] = []
-        literals = [""]  # the fixed text before, between and after the fields
-        try:
-            parsed = list(string.Formatter().parse(template))
-        except ValueError as exc:
-            raise SinkConfigError("IntoMqtt", "topic", f"{template!r}: {exc}") from None
-        for literal, name, spec, conversion in parsed:
-            literals[-1] += literal
-            if name is None:
-                continue
-            if not _FIELD.fullmatch(name) or spec or conversion:
-                raise SinkConfigError(
-                    "IntoMqtt", "topic", f"{template!r}: {{{name}}} is not a plain {{column}} field"
-                )
-            if name == "prefix":
-                literals[-1] += prefix
-            else:
-                self.fields.append(name)
-                literals.append("")
-        if (why := _bad_text("".join(literals))) is not None:
-            raise SinkConfigError("IntoMqtt", "topic", f"{template!r} {why}")
-        # Every field stands for a non-empty value without "/", so empty levels show here.
-        sample = "x".join(literals)
-        if not sample or "" in sample.split("/"):
-            raise SinkConfigError("IntoMqtt", "topic", f"{template!r} has an empty level")
-        if sample.startswith("$"):
-            raise SinkConfigError("IntoMqtt", "topic", f"{template!r}: '$' topics are the broker's")
-        self._literals = literals
-
-    def check_columns(self, names: tuple[str, ...]) -> str | None:
-        """Why the template cannot render rows of these columns, or None."""
-        unknown = [f for f in self.fields if f not in names]
-        if unknown:
-            return (
-                f"{self.template!r}: unknown field {{{unknown[0]}}} (columns: {', '.join(names)})"
-            )
-        return None
-
-    def renderer(self, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], str]:
-        """Topic of a row given as values in ``names`` order; raises ValueError naming the
-        column whose value cannot be a topic level. Each distinct topic is checked once."""
-        index = [names.index(f) for f in self.fields]
-        literals = self._literals
-        cache: dict[tuple[Any, ...], str] = {}
-
-        def render(row: tuple[Any, ...]) -> str:
-            key = tuple(row[i] for i in index)
-            topic = cache.get(key)
-            if topic is None:
-                out = [literals[0]]
-                for name, value, literal in zip(self.fields, key, literals[1:], strict=True):
-                    out += [_level(name, value), literal]
-                topic = "".join(out)
-                if len(topic.encode("utf-8")) > _MAX_TOPIC:
-                    raise ValueError(
-                        f"column {self.fields[0]!r}: the row's topic is longer than an MQTT "
-                        f"topic may be ({_MAX_TOPIC} bytes)"
-                    )
-                cache[key] = topic
-            return topic
-
-        return render
-
-
-def _level(column: str, value: Any) -> str:
-    """``value`` as topic text, or ValueError naming ``column``."""
-    if isinstance(value, datetime):
-        text = format_timestamp(value)
-    elif value is None:
-        raise ValueError(f"column {column!r} is NULL, which would make an empty topic level")
-    else:
-        text = str(value)
-    why = _bad_text(text)
-    if why is None and (not text or "" in text.split("/")):
-        why = "would make an empty topic level"
-    if why is not None:
-        raise ValueError(f"column {column!r}: value {value!r} {why}")
-    return text
+PAYLOADS = ("json", "sparkplug_b")
+DEFAULT_GROUP = "bytewax-daq"
+_SPARKPLUG_ONLY = ("group_id", "edge_node_id", "devices", "state_dir")
 
 
 def _check(name: str, ok: bool, what: str, value: Any, *, show: bool = True) -> None:
@@ -163,13 +73,21 @@ class IntoMqtt(IntoSink):
     CONNACK. ``topic``, ``prefix``: the topic template (see the module). ``qos``: 0 or 1;
     ``retain``: the broker keeps each topic's last message. ``max_inflight``: QoS 1 messages
     awaiting acknowledgement at once; ``ack_timeout_s``: the longest a batch waits for them.
+    ``payload``: ``json`` or ``sparkplug_b`` (with ``group_id``, ``edge_node_id`` (default:
+    the host name), ``devices`` and ``state_dir``; see the module). ``qos`` None: 1 for JSON,
+    0 for Sparkplug B.
     """
 
     url: str
     topic: str = DEFAULT_TOPIC
     prefix: str = "daq"
-    qos: int = 1
+    qos: int | None = None
     retain: bool = False
+    payload: str = "json"
+    group_id: str | None = None
+    edge_node_id: str | None = None
+    devices: tuple[tuple[str, tuple[Metric, ...]], ...] = ()
+    state_dir: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     client_id: str | None = None
@@ -202,12 +120,14 @@ class IntoMqtt(IntoSink):
         self._set("_port", port or (8883 if parts.scheme == "mqtts" else 1883))
         self._set("_tls", parts.scheme == "mqtts")
         _check("prefix", isinstance(self.prefix, str), "a string", self.prefix)
-        if (why := _bad_text(self.prefix)) is not None:
+        if (why := bad_text(self.prefix)) is not None:
             raise SinkConfigError("IntoMqtt", "prefix", f"{self.prefix!r} {why}")
         _check("topic", isinstance(self.topic, str), "a string", self.topic)
         self._set("_template", TopicTemplate(self.topic, self.prefix))
-        _check("qos", self.qos in (0, 1) and not isinstance(self.qos, bool), "0 or 1", self.qos)
+        qos_ok = self.qos is None or (self.qos in (0, 1) and not isinstance(self.qos, bool))
+        _check("qos", qos_ok, "0 or 1", self.qos)
         _check("retain", isinstance(self.retain, bool), "a bool", self.retain)
+        self._check_sparkplug()
         for name in ("username", "client_id"):
             value = getattr(self, name)
             ok = value is None or (isinstance(value, str) and 0 < len(value) <= 100)
@@ -237,8 +157,90 @@ class IntoMqtt(IntoSink):
             _check(name, typed and low <= value <= high, f"{kind} in [{low}, {high}]", value)
         if self.schema is not None:
             _check("schema", isinstance(self.schema, Schema), "a Schema or None", self.schema)
-            if (why := self._template.check_columns(self.schema.names)) is not None:
-                raise SinkConfigError("IntoMqtt", "topic", why)
+            if (why := self.check_columns(self.schema.names)) is not None:
+                raise SinkConfigError("IntoMqtt", self._blame, why)
+
+    def _check_sparkplug(self) -> None:
+        _check("payload", self.payload in PAYLOADS, " or ".join(PAYLOADS), self.payload)
+        if self.payload != "sparkplug_b":
+            for name in _SPARKPLUG_ONLY:
+                if getattr(self, name) not in (None, ()):
+                    raise SinkConfigError("IntoMqtt", name, "is for payload = 'sparkplug_b' only")
+            return
+        for name, default in (("topic", DEFAULT_TOPIC), ("prefix", "daq")):
+            if getattr(self, name) != default:
+                raise SinkConfigError(
+                    "IntoMqtt",
+                    name,
+                    "Sparkplug B topics are spBv1.0/<group_id>/<type>/<edge_node_id>[/<device>]; "
+                    "set group_id and edge_node_id instead",
+                )
+        if self.retain:
+            raise SinkConfigError(
+                "IntoMqtt", "retain", "Sparkplug B messages are never retained (the spec)"
+            )
+        for name in ("group_id", "edge_node_id"):
+            value = getattr(self, name)
+            if value is not None and (why := id_problem(value)) is not None:
+                raise SinkConfigError("IntoMqtt", name, f"{value!r} {why}: not a Sparkplug B id")
+        if not isinstance(self.devices, tuple) or not all(
+            isinstance(d, tuple) and len(d) == 2 and all(isinstance(m, Metric) for m in d[1])
+            for d in self.devices
+        ):
+            raise SinkConfigError("IntoMqtt", "devices", "is not a tuple of (device, metrics)")
+        for device, _ in self.devices:
+            if (why := id_problem(device)) is not None:
+                raise SinkConfigError(
+                    "IntoMqtt",
+                    "payload",
+                    f"device {device!r} {why}: not a Sparkplug B device id",
+                )
+
+    @classmethod
+    def settings(cls) -> dict[str, bool]:
+        """The settings a config may give: the catalog and the state directory are the
+        acquisition config's to give, not TOML keys."""
+        return {k: v for k, v in super().settings().items() if k not in ("devices", "state_dir")}
+
+    @property
+    def _blame(self) -> str:
+        return "payload" if self.payload == "sparkplug_b" else "topic"
+
+    def check_columns(self, names: tuple[str, ...]) -> str | None:
+        """Why rows of these columns cannot be published (the topic's fields, or the columns
+        Sparkplug B needs), or None."""
+        if self.payload == "sparkplug_b":
+            missing = [n for n in NEEDED if n not in names]
+            if missing:
+                return f"Sparkplug B needs the columns {', '.join(NEEDED)}; missing {missing[0]!r}"
+            return None
+        return self._template.check_columns(names)  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def effective_qos(self) -> int:
+        """The QoS messages are published with: ``qos``, else 1 (JSON) or 0 (Sparkplug B)."""
+        if self.qos is not None:
+            return self.qos
+        return 0 if self.payload == "sparkplug_b" else 1
+
+    @property
+    def group(self) -> str:
+        """The Sparkplug B group id."""
+        return self.group_id or DEFAULT_GROUP
+
+    def edge_node(self, worker_index: int, worker_count: int) -> str:
+        """The Sparkplug B edge node id of worker ``worker_index``."""
+        base = self.edge_node_id
+        if base is None:
+            base = re.sub(r"[+/#\0]", "_", socket.gethostname()) or "bytewax-daq"
+        return base if worker_count == 1 else f"{base}-w{worker_index}"
+
+    def bdseq_file(self, edge_node: str) -> Path | None:
+        """Where the edge node keeps its last bdSeq (None: in this process only)."""
+        if self.state_dir is None:
+            return None
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.group}-{edge_node}")[:100]
+        return Path(self.state_dir) / f"sparkplug-{name}.bdseq"
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -257,10 +259,16 @@ class IntoMqtt(IntoSink):
     def target(self) -> SinkTarget:
         """The topics of the template on this broker, blamed on ``topic``."""
         scheme = "mqtts" if self._tls else "mqtt"  # type: ignore[attr-defined]
+        if self.payload == "sparkplug_b":
+            where = f"spBv1.0/{self.group}/{self.edge_node(0, 1)}"
+            return SinkTarget("database", f"{scheme}://{self.broker}/{where}", "edge_node_id")
         return SinkTarget("database", f"{scheme}://{self.broker}/{self.topic}", "topic")
 
     def __repr__(self) -> str:
-        return f"IntoMqtt({self.broker} {self.topic!r} qos={self.qos})"
+        if self.payload == "sparkplug_b":
+            where = f"spBv1.0/{self.group}/{self.edge_node(0, 1)}"
+            return f"IntoMqtt({self.broker} {where} qos={self.effective_qos})"
+        return f"IntoMqtt({self.broker} {self.topic!r} qos={self.effective_qos})"
 
     def connection(self) -> Mapping[str, Any]:
         """What the partition needs to connect: host, port and TLS."""
@@ -278,4 +286,4 @@ class IntoMqtt(IntoSink):
             ) from exc
         from sinks.mqtt_writer import MqttPartition
 
-        return MqttPartition(self, paho, worker_index)
+        return MqttPartition(self, paho, worker_index, worker_count)

@@ -4,6 +4,12 @@ paho's thread reads acknowledgements and sends what waits beyond the in-flight w
 with its connection. ``write_batch`` publishes from the worker's (or the spool's) thread and
 waits for the batch's acknowledgements; after a lost connection it connects again first (paho
 then also sends again what the broker had not acknowledged). See :mod:`sinks.mqtt`.
+
+With ``payload = "sparkplug_b"`` each CONNECT registers the edge node's NDEATH as the will,
+and a reconnect is a new session (the next bdSeq, the whole birth sequence again; see
+:mod:`sinks.sparkplug_node`); the client subscribes to its NCMD topic for rebirth requests,
+and a clean ``close`` publishes the NDEATH (QoS 1, acknowledged or given up after a second)
+before it disconnects, since an MQTT 3.1.1 DISCONNECT discards the will.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from sinks.base import Schema, SinkSchemaError, SinkUnavailableError, SinkValueError, SinkWriteError
 from sinks.jsonl import _json_column  # the JSON Lines sink's rendering, one row per message
 from sinks.partition import LockedPartition
+from sinks.sparkplug import rebirth_requested
+from sinks.sparkplug_node import EdgeNode
 from sinks.values import misfit
 
 if TYPE_CHECKING:
@@ -32,7 +40,9 @@ logger = logging.getLogger(__name__)
 class MqttPartition(LockedPartition):
     """One worker's MQTT client; see the module docstrings."""
 
-    def __init__(self, into: IntoMqtt, paho: ModuleType, worker_index: int) -> None:
+    def __init__(
+        self, into: IntoMqtt, paho: ModuleType, worker_index: int, worker_count: int = 1
+    ) -> None:
         super().__init__(into.schema, f"MQTT broker {into.broker}")
         self._into = into
         self._paho = paho
@@ -44,6 +54,11 @@ class MqttPartition(LockedPartition):
         self._closing = False
         self._acked: set[int] = set()
         self._render: Any = None  # the topic of a row, once the schema is known
+        self._node: EdgeNode | None = None
+        if into.payload == "sparkplug_b":
+            edge = into.edge_node(worker_index, worker_count)
+            catalog = dict(into.devices)
+            self._node = EdgeNode(into.group, edge, catalog, into.bdseq_file(edge))
         base = into.client_id or f"bytewax-daq-{secrets.token_hex(4)}"
         # No reconnect in paho's thread: its backoff sleeps would hold up close(); the next
         # write reconnects instead (behind the spool, a new partition does).
@@ -61,6 +76,7 @@ class MqttPartition(LockedPartition):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._client = client
         if into.connection()["tls"]:
             try:
@@ -79,6 +95,9 @@ class MqttPartition(LockedPartition):
         client.loop_stop()  # a thread that ended with its connection: wait until it has
         with self._cond:
             self._refused = None
+        if self._node is not None:  # every CONNECT is a new Sparkplug session
+            topic, death = self._node.connect()
+            client.will_set(topic, death, qos=1, retain=False)
         try:
             if first:
                 address = into.connection()
@@ -118,6 +137,8 @@ class MqttPartition(LockedPartition):
                 self._refused = str(reason)
             else:
                 self._connected, self._lost = True, None
+                if self._node is not None:
+                    client.subscribe(self._node.topic("NCMD"), qos=1)
             self._cond.notify_all()
 
     def _on_disconnect(
@@ -134,6 +155,11 @@ class MqttPartition(LockedPartition):
         with self._cond:
             self._acked.add(mid)
             self._cond.notify_all()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self._node is not None and rebirth_requested(message.payload):
+            logger.info("%s: NCMD asks for a rebirth", self._where)
+            self._node.request_rebirth()
 
     # ----- the writer's thread
 
@@ -168,19 +194,33 @@ class MqttPartition(LockedPartition):
     def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
         """Publish the batch and wait for it (see :mod:`sinks.mqtt`); rendered first, so a
         bad value publishes nothing."""
-        topics = self._topics(schema, values)
-        payloads = self._payloads(schema, values)
-        paho, qos, retain = self._paho, self._into.qos, self._into.retain
+        node = self._node
+        if node is None:
+            messages = list(
+                zip(self._topics(schema, values), self._payloads(schema, values), strict=True)
+            )
+        elif (why := self._into.check_columns(schema.names)) is not None:
+            raise SinkSchemaError(f"{self._where}: {why}")
+        paho, qos, retain = self._paho, self._into.effective_qos, self._into.retain
         with self._cond:
             connected = self._connected
         if not connected:  # lost since the last write
             self._connect(first=False)
+        if node is not None:  # built once connected: a reconnect begins a new session
+            try:
+                messages = node.messages(schema.names, values)
+            except (TypeError, ValueError) as exc:  # UnicodeEncodeError too
+                problem = misfit(schema, values) or str(exc)
+                raise SinkValueError(f"{self._where}: {problem}; nothing was published") from None
         with self._cond:
             self._acked.clear()
         pending: set[int] = set()
-        for topic, payload in zip(topics, payloads, strict=True):
+        for topic, payload in messages:
             info = self._client.publish(topic, payload, qos, retain)
             if info.rc != paho.MQTT_ERR_SUCCESS:
+                if info.rc == paho.MQTT_ERR_NO_CONN:  # before paho's thread says so: the
+                    with self._cond:  # next write connects again
+                        self._connected = False
                 raise SinkUnavailableError(
                     f"{self._where}: cannot publish ({paho.error_string(info.rc)})"
                 )
@@ -194,13 +234,13 @@ class MqttPartition(LockedPartition):
                     return
                 if not self._connected:
                     raise SinkUnavailableError(
-                        f"{self._where}: connection lost with {len(pending)} of {len(values)} "
+                        f"{self._where}: connection lost with {len(pending)} of {len(messages)} "
                         f"messages unacknowledged ({self._lost})"
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SinkUnavailableError(
-                        f"{self._where}: {len(pending)} of {len(values)} messages not "
+                        f"{self._where}: {len(pending)} of {len(messages)} messages not "
                         f"acknowledged within ack_timeout_s = {self._into.ack_timeout_s}"
                     )
                 self._cond.wait(left)
@@ -208,8 +248,19 @@ class MqttPartition(LockedPartition):
     def _close(self) -> None:
         with self._cond:
             self._closing = True
+            connected = self._connected
+        if self._node is not None and connected:
+            topic, death = self._node.death()
+            try:
+                self._client.publish(topic, death, qos=1, retain=False).wait_for_publish(1.0)
+            except (RuntimeError, ValueError) as exc:  # the connection went meanwhile
+                logger.debug("%s: NDEATH: %s", self._where, exc)
         try:
             self._client.disconnect()
         except Exception as exc:  # closing a client that failed: nothing more to say
             logger.debug("%s: disconnect: %s", self._where, self._scrub(exc))
+        # Stopped before its thread wrote the DISCONNECT, the client would leave the broker
+        # to see the connection drop and publish the will (a second NDEATH).
+        with self._cond:
+            self._cond.wait_for(lambda: not self._connected, 1.0)
         self._client.loop_stop()

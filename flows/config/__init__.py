@@ -136,7 +136,7 @@ def parse_config(
         wt.done()
     spool = parse_spool(Table(top.get("spool", dict, default={}), "spool", source), base_dir)
     sinks = [
-        parse_sink(st, base_dir, windows=windows is not None, spool=spool, index=i)
+        parse_sink(st, base_dir, windows=windows is not None, spool=spool, index=i, buses=buses)
         for i, st in enumerate(top.tables("sink"))
     ]
     check_targets(top, [sink for _, sink in sinks])

@@ -6,14 +6,26 @@ import contextlib
 import hashlib
 import importlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.bus import Bus
+from connectors.parameter import Parameter
 from flows.config.table import Table, check_at_most
 from sinks.base import IntoSink, Schema, SinkConfigError, SinkTarget
+from sinks.sparkplug import Metric
 from sinks.spooled import IntoSpooled
 
-__all__ = ["SINK_KINDS", "STREAMS", "SpoolSettings", "check_targets", "parse_sink", "parse_spool"]
+__all__ = [
+    "SINK_KINDS",
+    "STREAMS",
+    "SpoolSettings",
+    "check_targets",
+    "parse_sink",
+    "parse_spool",
+    "sparkplug_catalog",
+]
 
 # kind -> (module, class); imported only when a config names the kind.
 SINK_KINDS = {
@@ -74,10 +86,17 @@ def parse_spool(t: Table, base_dir: Path) -> SpoolSettings:
 
 
 def parse_sink(
-    t: Table, base_dir: Path, *, windows: bool, spool: SpoolSettings, index: int
+    t: Table,
+    base_dir: Path,
+    *,
+    windows: bool,
+    spool: SpoolSettings,
+    index: int,
+    buses: Sequence[Bus] = (),
 ) -> tuple[str, IntoSink]:
     """One ``[[sink]]`` table (``sink[index]``) -> (its stream, the sink behind its spool);
-    ``windows``: a [windows] table exists."""
+    ``windows``: a [windows] table exists; ``buses``: the devices a Sparkplug B sink births
+    (:func:`sparkplug_catalog`)."""
     kind = t.get("kind", str)
     stream = t.get(
         "stream", str, "samples", lambda v: None if v in STREAMS else "is not " + ", ".join(STREAMS)
@@ -113,6 +132,15 @@ def parse_sink(
     for name, required in settable.items():
         if required and name not in settings:
             raise t.error("missing", name)
+    if kind == "mqtt" and settings.get("payload") == "sparkplug_b":
+        if stream not in SPARKPLUG_STREAMS:
+            raise t.error(
+                f"a sparkplug_b sink publishes acquisition rows (stream "
+                f"{' or '.join(map(repr, SPARKPLUG_STREAMS))}), not {stream!r}",
+                "stream",
+            )
+        settings["devices"] = sparkplug_catalog(buses)
+        settings["state_dir"] = str(spool.dir)
     try:
         sink = cls(**settings)
         # Settings that depend on the columns (a topic template's fields) are checked now,
@@ -151,6 +179,36 @@ def parse_sink(
         backoff_max_s=spool.retry_max_s,
     )
     return stream, spooled
+
+
+# Sparkplug B datatypes of the profiles' data types with neither scale nor offset; any
+# other number is a Double (ints and bools reach the rows as floats, and go back here).
+_SPARKPLUG_TYPES = {
+    "int8": "Int8", "uint8": "UInt8", "int16": "Int16", "uint16": "UInt16",
+    "int32": "Int32", "uint32": "UInt32", "int64": "Int64", "uint64": "UInt64",
+    "float16": "Float", "float32": "Float", "float64": "Double",
+    "bit": "Boolean", "string": "String",
+}  # fmt: skip
+# Streams whose rows are acquisition rows, each device's on one worker (flows.changes keys
+# its state by device for that reason).
+SPARKPLUG_STREAMS = ("samples", "changes")
+
+
+def _datatype(p: Parameter) -> str:
+    codec = p.codec
+    if codec.scale != 1 or codec.offset != 0:
+        return "Double"
+    return _SPARKPLUG_TYPES.get(codec.type, "Double")
+
+
+def sparkplug_catalog(buses: Sequence[Bus]) -> tuple[tuple[str, tuple[Metric, ...]], ...]:
+    """Every device of ``buses`` with the metrics its DBIRTH names: one per parameter,
+    with the Sparkplug B datatype of its data type and its unit."""
+    return tuple(
+        (d.name, tuple(Metric(p.name, _datatype(p), p.unit) for p in d.parameters))
+        for bus in buses
+        for d in bus.devices
+    )
 
 
 def _stream_schema(stream: str) -> Schema:

@@ -190,6 +190,7 @@ kind = "mqtt"
 
 
 U = f'url = "{URL}"\n'
+S = U + 'payload = "sparkplug_b"\n'
 
 
 @pytest.mark.parametrize(
@@ -217,6 +218,15 @@ U = f'url = "{URL}"\n'
             "topic: '{prefix}/{bus}/{device}/{parameter}': unknown field {device}",
         ),
         ("", "url: missing"),
+        (S + 'group_id = "a/b"', "group_id: 'a/b' has '/': not a Sparkplug B id"),
+        (S + 'edge_node_id = "e+1"', "edge_node_id: 'e+1' has '+': not a Sparkplug B id"),
+        (S + 'group_id = ""', "group_id: '' is empty: not a Sparkplug B id"),
+        (S + "retain = true", "retain: Sparkplug B messages are never retained"),
+        (S + 'topic = "x/{device}"', "topic: Sparkplug B topics are spBv1.0/<group_id>/"),
+        (S + 'stream = "bus_stats"', "stream: a sparkplug_b sink publishes acquisition rows"),
+        (S + "devices = []", "devices: unknown key for a mqtt sink"),
+        (U + 'group_id = "g"', "group_id: is for payload = 'sparkplug_b' only"),
+        (U + 'payload = "xml"', "payload: 'xml' is not json or sparkplug_b"),
     ],
 )
 def test_config_errors_are_one_line(tmp_path: Path, keys: str, expected: str) -> None:
@@ -239,6 +249,21 @@ def test_a_good_config_and_the_topics_fields_against_the_schema(tmp_path: Path) 
     with pytest.raises(SinkConfigError, match=r"IntoMqtt.topic: .*unknown field \{parameter\}"):
         sink.with_schema(schema)
     assert IntoMqtt(URL, topic="x/{device}").with_schema(schema).schema == schema
+
+
+def test_a_sparkplug_sink_gets_the_devices_metrics_and_the_spool_dir(tmp_path: Path) -> None:
+    path = tmp_path / "acquire.toml"
+    path.write_text(textwrap.dedent(BASE) + S + 'stream = "changes"\nedge_node_id = "gw-1"\n')
+    config = load_config(path)
+    sink = config.change_sinks[0]
+    assert isinstance(sink, IntoSpooled) and isinstance(sink.sink, IntoMqtt)
+    ((device, metrics),) = sink.sink.devices
+    (profile,) = [d.parameters for d in config.buses[0].devices]
+    assert device == "pm" and [m.name for m in metrics] == [p.name for p in profile]
+    kinds = {m.name: (m.datatype, m.unit) for m in metrics}
+    assert kinds["analog_input_value"] == ("Float", "degC")  # float32 in the profile
+    assert sink.sink.state_dir == str(tmp_path / "spool")
+    assert sink.sink.effective_qos == 0 and sink.sink.edge_node(1, 2) == "gw-1-w1"
 
 
 def test_a_missing_paho_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
