@@ -3,11 +3,16 @@ what its server answers, fed by a summary partition (no flow: the browser test r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +27,7 @@ from flows.observe.page import PAGE, StatusPage, process_of_run
 from flows.observe.summary import IntoSummary
 from tests.conftest import T0, make_sample, make_stats, write_config
 
+ROOT = Path(__file__).resolve().parents[3]
 CONFIG = """
 [status]
 {status}
@@ -170,3 +176,90 @@ def test_port_per_process(
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert line.startswith(f"status page: cannot listen on 127.0.0.1:{port} (")
     assert line.endswith("); running without it")
+
+
+TWO_BUSES = """
+[acquisition]
+rate_hz = 4
+duration_s = 30
+
+[status]
+interval_s = 0
+http = "127.0.0.1:{port}"
+
+[[bus]]
+name = "bus-a"
+url = "sim://"
+simulate = true
+
+  [[bus.device]]
+  name = "pm-a"
+  profile = "watlow_pm"
+  address = 1
+
+[[bus]]
+name = "bus-b"
+url = "sim://"
+simulate = true
+
+  [[bus.device]]
+  name = "pm-b"
+  profile = "watlow_pm"
+  address = 1
+"""
+
+
+def adjacent_free_ports() -> int:
+    """A port that is free, and the one after it too."""
+    while True:
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with contextlib.suppress(OSError):
+                b.bind(("127.0.0.1", port + 1))
+                return port
+
+
+def test_two_processes_each_serve_their_own_buses(tmp_path: Path) -> None:
+    """``bytewax.run -i 0`` and ``-i 1``: pages on port and port + 1, each saying which
+    process it is, with the buses of that process only."""
+    ports = []
+    with socket.socket() as a, socket.socket() as b:  # two free ports for the cluster
+        for s in (a, b):
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    page = adjacent_free_ports()
+    config = write_config(tmp_path, TWO_BUSES.format(port=page))
+    env = {**os.environ, "ACQUIRE_CONFIG": str(config)}
+    cluster = ";".join(f"127.0.0.1:{p}" for p in ports)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "flows.acquire", "-i", str(i), "-a", cluster],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    try:
+        seen: dict[int, dict] = {}
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 and time.monotonic() < deadline:
+            for i in (0, 1):
+                with contextlib.suppress(OSError, ValueError):
+                    status = json.loads(get(f"http://127.0.0.1:{page + i}/status")[2])
+                    if status["buses"]:
+                        seen[i] = status
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        errors = [proc.communicate(timeout=30)[1] for proc in procs]
+    assert sorted(seen) == [0, 1], errors
+    for i, status in seen.items():
+        assert status["process"].startswith(f"process {i + 1}/2 (pid ")
+        assert (status["process_index"], status["process_count"]) == (i, 2)
+    buses = [{b["name"] for b in seen[i]["buses"]} for i in (0, 1)]
+    assert buses[0] | buses[1] == {"bus-a", "bus-b"} and not buses[0] & buses[1], buses
