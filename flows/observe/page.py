@@ -10,10 +10,11 @@ buses and sinks only; the page and ``/status`` say which process they are.
 The server never delays a tick or a worker: it runs on threads of its own (one per request,
 ``ThreadingHTTPServer``), reads the Figures the workers update without a lock (``list()`` and
 ``dict()`` copy under the GIL in one C call each, as flows.observe.metrics does) and, between
-requests, only wakes twice a second to see whether it should stop. Names reach the browser as JSON, which the page's script puts in
-the document as text (``textContent``), never as markup; the HTML shell escapes the one thing
-it writes itself (the process label and config path). A Content-Security-Policy forbids inline
-and foreign scripts, so a page that escaped badly still would not run injected code.
+requests, only wakes twice a second to see whether it should stop. Names reach the browser
+as JSON, which the page's script puts in the document as text (``textContent``), never as
+markup; the HTML shell escapes the one thing it writes itself (the process label and config
+path). A Content-Security-Policy forbids inline and foreign scripts, so a page that escaped
+badly still would not run injected code.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _age(now: datetime, at: datetime | None) -> float | None:
 def snapshot(page: Page) -> dict[str, Any]:
     """What ``/status`` answers: run facts, each bus with its devices, each sink."""
     now = datetime.now(timezone.utc)
-    settings = page.settings
+    settings, workers = page.settings, frozenset(page.workers)  # a copy: add() may change it
     buses: dict[str, dict[str, Any]] = {}
     kinds: dict[str, set[ErrorKind | None]] = {}
     for figures in page.figures():
@@ -111,9 +112,9 @@ def snapshot(page: Page) -> dict[str, Any]:
                 "devices": [],
             }
         for d in list(figures.devices.values()):
-            bus = buses.setdefault(
-                d.bus, {"name": d.bus, "up": None, "ticks": None, "late": None, "devices": []}
-            )
+            bus = buses.setdefault(d.bus, {"name": d.bus, "up": None, "devices": []})
+            for key in ("ticks", "late", "reads", "errors"):  # no TickStats (yet)
+                bus.setdefault(key, None)
             kinds.setdefault(d.bus, set()).add(d.last_kind)
             values = [
                 {
@@ -156,13 +157,13 @@ def snapshot(page: Page) -> dict[str, Any]:
             "last_error": s.last_error,
         }
         for s in sink_states(states())
-        if s.worker in page.workers
+        if s.worker in workers
     ]
     return {
         "process": page.label(),
         "process_index": page.process[0],
         "process_count": page.process[1],
-        "workers": sorted(page.workers),
+        "workers": sorted(workers),
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "config": settings.config,
