@@ -120,7 +120,7 @@ def main() -> None:
             for device in ("oven-1", "furnace-1", "stack-gas"):
                 page.wait_for_selector(f'tr[data-device="{device}"].answering', timeout=10_000)
             page.wait_for_selector('tr[data-device="oven-2"].silent', timeout=10_000)
-            time.sleep(1.2)  # a few ticks in the counts
+            time.sleep(0.6)  # a tick or two more in the counts
             shot = args.output / "status-page.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()

@@ -21,7 +21,7 @@ def test_bench_status_runs() -> None:
 
 
 def test_bench_status_page_runs_small() -> None:
-    small = ["--page", "--buses", "4", "--seconds", "2", "--rounds", "1"]
+    small = ["--page", "--buses", "4", "--seconds", "1.5", "--rounds", "1"]
     result = subprocess.run(
         [sys.executable, "bench/status.py", *small],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -31,5 +31,5 @@ def test_bench_status_page_runs_small() -> None:
     assert off.startswith("page off: ") and off.endswith(" late ticks")
     assert on.startswith("page on, ") and " requests: " in on
     assert int(on.split(",")[1].split()[0]) >= 1  # the client was answered
-    assert facts.startswith("4 buses at 1 Hz, 2 s x 1 runs each; ")
+    assert facts.startswith("4 buses at 1 Hz, 1.5 s x 1 runs each; ")
     assert last.startswith("page: ") and last.endswith(" late ticks with the page on")

@@ -494,7 +494,7 @@ def test_make_images_makes_small_pictures(tmp_path: Path) -> None:
     browser_or_skip()
     (line,) = [c for c in commands() if "docs/make_images.py" in c]
     result = subprocess.run(
-        [*argv(line), "--seconds", "2.5", "--output", str(tmp_path)],
+        [*argv(line), "--seconds", "2", "--output", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -10,7 +10,7 @@ buses and sinks only; the page and ``/status`` say which process they are.
 The server never delays a tick or a worker: it runs on threads of its own (one per request,
 ``ThreadingHTTPServer``), reads the Figures the workers update without a lock (``list()`` and
 ``dict()`` copy under the GIL in one C call each, as flows.observe.metrics does) and, between
-requests, only wakes twice a second to see whether it should stop. Names reach the browser
+requests, only wakes ten times a second to see whether it should stop. Names reach the browser
 as JSON, which the page's script puts in the document as text (``textContent``), never as
 markup; the HTML shell escapes the one thing it writes itself (the process label and config
 path). A Content-Security-Policy forbids inline and foreign scripts, so a page that escaped
@@ -280,7 +280,7 @@ class Page:
             self.address = server.server_address[:2]
             threading.Thread(
                 target=server.serve_forever,
-                kwargs={"poll_interval": 0.5},
+                kwargs={"poll_interval": 0.1},  # how long a stop waits for it
                 name="status-page",
                 daemon=True,
             ).start()
