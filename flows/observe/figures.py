@@ -1,10 +1,12 @@
 """What one worker's Samples and TickStats add up to, per bus and per device, in memory that
-does not grow with the run: the one place the summary, the status line and the metrics read.
+does not grow with the run: the one place the summary, the status line, the metrics and the
+status page read.
 
 Updated once per batch by :meth:`Figures.add` (a few attribute and dict operations per
-sample); read by the status line, the end-of-run summary and, from the metrics server's
-thread, by flows.observe.metrics. The sinks' figures are not counted here: each spooled sink
-partition keeps its own (sinks.spooled.states()), and :func:`sink_states` picks them.
+sample); read by the status line, the end-of-run summary and, from their servers' threads,
+by flows.observe.metrics and flows.observe.page. The sinks' figures are not counted here:
+each spooled sink partition keeps its own (sinks.spooled.states()), and :func:`sink_states`
+picks them.
 """
 
 from __future__ import annotations
