@@ -298,7 +298,11 @@ def build_flow(
         summary.append(op.map("tag_windows", stats.rows, lambda r: ("windows", r)))
         summary.append(op.map("tag_late", stats.late, lambda r: ("late", r)))
     http = config.status.http
-    page = None if http is None else StatusPage(*http, config.source, config.acquisition.rate_hz)
+    order = tuple(
+        (d.name, tuple(p.name for p in d.parameters)) for bus in config.buses for d in bus.devices
+    )
+    rate = config.acquisition.rate_hz
+    page = None if http is None else StatusPage(*http, config.source, rate, order)
     summary_sink = IntoSummary(status_s=config.status.every_s, page=page)
     op.output("summary", op.merge("summary_items", *summary), summary_sink)
     return flow

@@ -57,12 +57,14 @@ _STATE = {
 @dataclass(frozen=True, slots=True)
 class StatusPage:
     """Where the page listens (``host``, ``port``: the first process's port) and the run facts
-    it shows: the config file and the tick rate."""
+    it shows: the config file, the tick rate and, per device, its parameters in the order to
+    show them (the config's; others after them)."""
 
     host: str
     port: int
     config: str = "<config>"
     rate_hz: float = 1.0
+    order: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def process_of_run(argv: list[str] | None = None) -> tuple[int, int]:
@@ -98,6 +100,7 @@ def snapshot(page: Page) -> dict[str, Any]:
     """What ``/status`` answers: run facts, each bus with its devices, each sink."""
     now = datetime.now(timezone.utc)
     settings, workers = page.settings, frozenset(page.workers)  # a copy: add() may change it
+    rank = page.rank
     buses: dict[str, dict[str, Any]] = {}
     kinds: dict[str, set[ErrorKind | None]] = {}
     for figures in page.figures():
@@ -124,7 +127,10 @@ def snapshot(page: Page) -> dict[str, Any]:
                     "unit": s.unit,
                     "age_s": _age(now, s.received_at),
                 }
-                for s in list(d.last.values())
+                for s in sorted(
+                    list(d.last.values()),
+                    key=lambda s: rank.get((d.device, s.parameter), len(rank)),
+                )
             ]
             bus["devices"].append(
                 {
@@ -235,6 +241,7 @@ class Page:
         self.started_at = datetime.now(timezone.utc)
         self.address: tuple[str, int] | None = None
         """Where the server listens, once it does."""
+        self.rank: dict[tuple[str, str], int] = {}  # (device, parameter) -> place on the page
 
     @property
     def refresh_s(self) -> float:
@@ -262,6 +269,7 @@ class Page:
             if self._server is not None or len(self._figures) > 1:
                 return
             self.settings, self.process = settings, process_of_run()
+            self.rank = {(d, p): i for d, names in settings.order for i, p in enumerate(names)}
             self.started, self.started_at = time.monotonic(), datetime.now(timezone.utc)
             port = settings.port + self.process[0] if settings.port else 0
             try:

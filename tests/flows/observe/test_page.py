@@ -102,7 +102,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, object]]:
     """A summary partition of worker 2 of process 2/2 serving its page on port 0."""
     monkeypatch.setattr(sys, "argv", ["run.py", "flows.acquire", "-i", "1", "-a", "a:1;b:1"])
     config = 'a <script>alert("x")</script> & b.toml'
-    part = IntoSummary(page=StatusPage("127.0.0.1", 0, config, 2.0), metrics=True).build("s", 1, 2)
+    part = IntoSummary(
+        page=StatusPage("127.0.0.1", 0, config, 2.0, (("ok", ("odd", "temp")),)), metrics=True
+    ).build("s", 1, 2)
     assert PAGE.address is not None
     yield f"http://127.0.0.1:{PAGE.address[1]}/", part
     part.close()
@@ -138,6 +140,8 @@ def test_status_json_and_page(served: tuple[str, object]) -> None:
     assert (dead["name"], dead["answering"], dead["rows"], dead["errors"]) == ("dead", False, 2, 2)
     assert dead["last_error"] == "timeout: no response" and dead["values"] == []
     assert ok["answering"] and ok["address"] == 1
+    # In the order given (the profile's), parameters it does not name after them.
+    assert [v["parameter"] for v in ok["values"]] == ["odd", "temp", "mode"]
     values = {v["parameter"]: (v["value"], v["text"], v["unit"]) for v in ok["values"]}
     assert values == {
         "temp": (22.5, None, "degC"),
