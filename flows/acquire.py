@@ -130,6 +130,7 @@ from flows import recovery
 from flows.changes import Deadband, changes
 from flows.config import Config, ConfigError, Windows, load_config
 from flows.observe.busstats import BUS_STATS_SCHEMA, to_stats_row
+from flows.observe.page import StatusPage
 from flows.observe.status import log_to_stderr
 from flows.observe.summary import IntoSummary
 from flows.rows import SAMPLE_SCHEMA, to_row
@@ -267,7 +268,8 @@ def build_flow(
     stats rows -> stats sinks; rows -> changes (report by exception, flows.changes) -> change
     sinks; with windows, rows -> window rows -> window sinks and late
     rows -> late sinks; and the run summary, with the status line every
-    ``config.status`` interval and the Prometheus metrics (flows.observe.metrics).
+    ``config.status`` interval, the Prometheus metrics (flows.observe.metrics) and, with
+    ``[status] http``, the status page (flows.observe.page).
     ``journal_dir``: see :func:`acquire`."""
     flow = Dataflow("acquire")
     samples, tick_stats = acquire_with_stats(flow, config, stop=stop, journal_dir=journal_dir)
@@ -295,7 +297,13 @@ def build_flow(
         write(stats.late, config.late_sinks, name="late")
         summary.append(op.map("tag_windows", stats.rows, lambda r: ("windows", r)))
         summary.append(op.map("tag_late", stats.late, lambda r: ("late", r)))
-    summary_sink = IntoSummary(status_s=config.status.every_s)
+    http = config.status.http
+    order = tuple(
+        (d.name, tuple(p.name for p in d.parameters)) for bus in config.buses for d in bus.devices
+    )
+    rate = config.acquisition.rate_hz
+    page = None if http is None else StatusPage(*http, config.source, rate, order)
+    summary_sink = IntoSummary(status_s=config.status.every_s, page=page)
     op.output("summary", op.merge("summary_items", *summary), summary_sink)
     return flow
 

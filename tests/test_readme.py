@@ -159,13 +159,14 @@ def test_every_command_is_covered() -> None:
     # Each of the others is run by a test below (the first two by tests/flows/test_acquire.py
     # and .ci/run, bench/poll.py by tests/test_bench_poll.py, bench/soak.py by
     # tests/test_bench_soak.py, bench/status.py by tests/test_bench_status.py, bench/outage.py
-    # by tests/test_bench_outage.py, bench/mqtt.py by tests/test_bench_mqtt.py, the metrics
+    # by tests/test_bench_outage.py, bench/mqtt.py by tests/test_bench_mqtt.py,
+    # docs/make_images.py by test_make_images_makes_small_pictures below, the metrics
     # commands by tests/flows/observe/test_metrics.py, the recovery commands by
     # tests/flows/test_recovery.py).
     covered = ("ACQUIRE_CONFIG=", "connectors.sim", "connectors.scan", "flows.plot",
                "-w 4", "-i 0", "-i 1", "ACQUIRE_BATCHES=", "bench/sinks.py", "bench/scale.py",
                "bench/poll.py", "bench/soak.py", "bench/status.py", "bench/outage.py",
-               "bench/mqtt.py",
+               "bench/mqtt.py", "docs/make_images.py",
                "BYTEWAX_DATAFLOW_API_ENABLED=true", "curl -s http://127.0.0.1:3030",
                *RECOVERY)  # fmt: skip
     assert len(lines) == 2 + len(covered), lines
@@ -484,3 +485,21 @@ def test_bench_commands_run_small() -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "ratio" in result.stdout.strip().splitlines()[-1]
+
+
+def test_make_images_makes_small_pictures(tmp_path: Path) -> None:
+    """docs/make_images.py makes both pictures, small; the README's copies are small too."""
+    from tests.flows.observe.test_page_browser import browser_or_skip
+
+    browser_or_skip()
+    (line,) = [c for c in commands() if "docs/make_images.py" in c]
+    result = subprocess.run(
+        [*argv(line), "--seconds", "2", "--output", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("status-page.png", "plot.png"):
+        for png in (tmp_path / name, ROOT / "docs" / name):
+            data = png.read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 100_000, png
+        assert f"{tmp_path / name}: " in result.stdout

@@ -8,7 +8,7 @@ Unknown keys are errors: a typo must not be silently ignored.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,13 @@ from connectors.bus import Bus
 from connectors.groups import ticks_of
 from flows.config.buses import parse_bus
 from flows.config.sinks import check_targets, parse_sink, parse_spool
-from flows.config.table import ConfigError, Table, check_at_most
+from flows.config.table import (
+    ConfigError,
+    Table,
+    check_at_most,
+    check_http,
+    parse_http,
+)
 from sinks.base import IntoSink
 
 try:
@@ -35,6 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_PATH = "acquire.toml"
+HTTP_ENV = "ACQUIRE_STATUS_HTTP"  # overrides [status] http
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,10 +63,12 @@ class Windows:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Status:
     """The live status line: logged every ``interval_s`` seconds (``flows.status`` logger)
-    while ``enabled``; ``interval_s = 0`` turns it off as well."""
+    while ``enabled``; ``interval_s = 0`` turns it off as well. ``http``: where the status
+    page listens, ``(host, port)`` (flows.observe.page), None when off."""
 
     enabled: bool = True
     interval_s: float = 10.0
+    http: tuple[str, int] | None = None
 
     @property
     def every_s(self) -> float | None:
@@ -106,6 +115,7 @@ def parse_config(
         interval_s=st.get(
             "interval_s", (int, float), 10.0, check_at_most(1e9, "seconds", zero=True)
         ),
+        http=parse_http(st.get("http", str, "", check_http)),
     )
     st.done()
     seen: dict[str, tuple[str, str]] = {}
@@ -176,7 +186,8 @@ def _error(file: str, message: str) -> ConfigError:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate ``path``, else ``$ACQUIRE_CONFIG``, else ``./acquire.toml``."""
+    """Read and validate ``path``, else ``$ACQUIRE_CONFIG``, else ``./acquire.toml``; then
+    ``$ACQUIRE_STATUS_HTTP``, when set, replaces ``[status] http`` ("" turns the page off)."""
     name = os.fspath(path) if path is not None else os.environ.get("ACQUIRE_CONFIG", DEFAULT_PATH)
     file = Path(name)
     try:
@@ -196,4 +207,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise _error(name, str(exc)) from None
-    return parse_config(data, source=name, base_dir=file.parent)
+    config = parse_config(data, source=name, base_dir=file.parent)
+    http = os.environ.get(HTTP_ENV)
+    if http is None:
+        return config
+    problem = check_http(http)
+    if problem is not None:
+        raise _error(HTTP_ENV, f"{http!r} {problem}")
+    return replace(config, status=replace(config.status, http=parse_http(http)))

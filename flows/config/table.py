@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "Table",
     "check_at_most",
+    "check_http",
     "check_max_gap",
     "check_name",
     "check_non_negative",
@@ -22,6 +23,7 @@ __all__ = [
     "check_retries",
     "check_text",
     "check_unit_id",
+    "parse_http",
 ]
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,62}$")
@@ -89,3 +91,25 @@ def check_retries(value: int) -> str | None:
 
 def check_max_gap(value: int) -> str | None:
     return None if 0 <= value <= 124 else "is not 0-124"
+
+
+_HTTP = re.compile(r"^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):)?([0-9]{1,5})$")
+
+
+def check_http(value: str) -> str | None:
+    """None for ``""`` (off), ``PORT`` (on 127.0.0.1), ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    if value == "":
+        return None
+    found = _HTTP.match(value)
+    if found is None:
+        return "is not HOST:PORT, [IPv6]:PORT or PORT (e.g. 127.0.0.1:8080)"
+    return None if int(found.group(2)) <= 65535 else "has a port beyond 65535"
+
+
+def parse_http(value: str) -> tuple[str, int] | None:
+    """A value check_http passed as ``(host, port)``; None for ``""``."""
+    found = _HTTP.match(value)
+    if found is None:
+        return None
+    host = (found.group(1) or "127.0.0.1").strip("[]")
+    return host, int(found.group(2))

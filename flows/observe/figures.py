@@ -1,10 +1,12 @@
 """What one worker's Samples and TickStats add up to, per bus and per device, in memory that
-does not grow with the run: the one place the summary, the status line and the metrics read.
+does not grow with the run: the one place the summary, the status line, the metrics and the
+status page read.
 
 Updated once per batch by :meth:`Figures.add` (a few attribute and dict operations per
-sample); read by the status line, the end-of-run summary and, from the metrics server's
-thread, by flows.observe.metrics. The sinks' figures are not counted here: each spooled sink
-partition keeps its own (sinks.spooled.states()), and :func:`sink_states` picks them.
+sample); read by the status line, the end-of-run summary and, from their servers' threads,
+by flows.observe.metrics and flows.observe.page. The sinks' figures are not counted here:
+each spooled sink partition keeps its own (sinks.spooled.states()), and :func:`sink_states`
+picks them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from connectors.sample import ErrorKind, Sample, TickStats
@@ -79,23 +82,28 @@ def _bucket(duration_s: float) -> float:
 
 
 class DeviceFigures:
-    """One device's rows, error rows (by kind), last error and latency bins.
+    """One device's rows, error rows (by kind), last error, last values and latency bins.
 
     ``kinds`` counts error rows by kind (None: journaled before rows had kinds).
     ``last_error`` is the text of its last failed request (a row not sent, such as a
-    backoff row, only until there is one); ``latency`` counts the rows of requests sent
-    (not those of a kind in :data:`NOT_SENT`).
+    backoff row, only until there is one), ``last_kind`` its kind and ``error_at`` when it
+    came; ``latency`` counts the rows of requests sent (not those of a kind in
+    :data:`NOT_SENT`). ``last`` holds the last Sample with a value of each parameter (a
+    device has one instance), for the status page: a reference, nothing is copied per row.
     """
 
-    __slots__ = ("answering", "bus", "device", "errors", "kinds", "last_error", "latency")
-    __slots__ += ("latency_sum", "rows")
+    __slots__ = ("address", "answering", "bus", "device", "error_at", "errors", "kinds")
+    __slots__ += ("last", "last_error", "last_kind", "latency", "latency_sum", "rows")
 
-    def __init__(self, bus: str, device: str) -> None:
-        self.bus, self.device = bus, device
+    def __init__(self, bus: str, device: str, address: int = 0) -> None:
+        self.bus, self.device, self.address = bus, device, address
         self.rows = 0
         self.errors = 0
         self.kinds: Counter[ErrorKind | None] = Counter()
         self.last_error: str | None = None
+        self.last_kind: ErrorKind | None = None
+        self.error_at: datetime | None = None
+        self.last: dict[str, Sample] = {}
         self.answering = False  # its last row was not an error
         self.latency: Counter[int] = Counter()  # latency_key -> rows
         self.latency_sum = 0.0
@@ -153,11 +161,12 @@ class Figures:
                     self.ticks.setdefault(s.bus, set()).add(s.tick)
                 d = devices.get(s.device)
                 if d is None:
-                    d = devices[s.device] = DeviceFigures(s.bus, s.device)
+                    d = devices[s.device] = DeviceFigures(s.bus, s.device, s.address)
                 d.rows += 1
                 error = s.error
                 if error is None:
                     d.answering = True
+                    d.last[s.parameter] = s  # one instance per device
                     lat = (s.received_at - s.requested_at).total_seconds()
                 else:
                     d.answering = False
@@ -167,9 +176,9 @@ class Figures:
                     if kind in NOT_SENT:
                         # "backoff: not sent ..." says less than the failure behind it.
                         if d.last_error is None:
-                            d.last_error = error
+                            d.last_error, d.last_kind, d.error_at = error, kind, s.received_at
                         continue
-                    d.last_error = error
+                    d.last_error, d.last_kind, d.error_at = error, kind, s.received_at
                     lat = (s.received_at - s.requested_at).total_seconds()
                 d.latency[latency_key(lat)] += 1
                 d.latency_sum += lat

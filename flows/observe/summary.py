@@ -26,6 +26,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from connectors.sample import Sample, TickStats
 from flows.observe.figures import BusFigures, Figures, counted_percentile, sink_states
 from flows.observe.metrics import COLLECTOR
+from flows.observe.page import PAGE, StatusPage
 from flows.observe.status import StatusLine
 from sinks.spooled import SpoolState, states
 
@@ -106,6 +107,7 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         clock: Callable[[], float],
         metrics: bool,
         spools: Callable[[], Sequence[SpoolState]],
+        page: StatusPage | None = None,
     ) -> None:
         self._out = out
         self._worker, self._spools = worker_index, spools
@@ -119,6 +121,9 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         self._metrics = metrics
         if metrics:
             COLLECTOR.add(self.figures)
+        self._page = page
+        if page is not None:
+            PAGE.add(self.figures, worker_index, page)
         self._closed = False
 
     def write_batch(self, items: list[Item]) -> None:
@@ -164,6 +169,8 @@ class _SummaryPartition(StatelessSinkPartition[Item]):
         self._closed = True
         if self._metrics:
             COLLECTOR.remove(self.figures)
+        if self._page is not None:
+            PAGE.remove(self.figures)
         f = self.figures
         sinks = sink_states(self._spools(), self._worker)
         if not (f.devices or f.streams or f.buses or any(_active(s) for s in sinks)):
@@ -192,7 +199,8 @@ class IntoSummary(DynamicSink[Item]):
     None: none. ``metrics``: expose the counts through flows.observe.metrics.COLLECTOR while the
     partition is open. ``spools``: where the status line and the summary take the sinks'
     states from (flows.acquire.build_flow makes the summary its last step: Bytewax closes it
-    after the sinks, so its lines say what they left).
+    after the sinks, so its lines say what they left). ``page``: serve the counts on the
+    status page (flows.observe.page.PAGE) while the partition is open.
     """
 
     out: TextIO | None = None  # None: sys.stdout as it is when the run starts
@@ -200,6 +208,7 @@ class IntoSummary(DynamicSink[Item]):
     metrics: bool = True
     clock: Callable[[], float] = time.monotonic
     spools: Callable[[], Sequence[SpoolState]] = states
+    page: StatusPage | None = None
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SummaryPartition:
         return _SummaryPartition(
@@ -210,4 +219,5 @@ class IntoSummary(DynamicSink[Item]):
             self.clock,
             self.metrics,
             self.spools,
+            self.page,
         )

@@ -4,13 +4,23 @@ PATH is a SQLite file of the sqlite sink (window rows in table "windows", column
 flows.windows.WINDOW_SCHEMA; raw rows in table "samples", flows.rows.SAMPLE_SCHEMA) or a
 Parquet dataset directory (or part file) of the parquet sink with either kind of rows.
 
-- Window rows are drawn per parameter as the window mean, a step over each window's span,
-  with the band from the window's min to its max. Without window rows (or with --raw), the
-  raw values over time. Times are UTC; an axis' y label is the parameter's unit.
-- One axis per (parameter, instance), sorted by name, all on one time axis.
+- Parameters sharing a unit share a panel (a PM's process value with its set points; heat
+  and cool power), one colour and legend entry each; window rows are drawn as the window
+  mean, a step over each window's span, with the band from the window's min to its max;
+  without window rows (or with --raw), the raw values over time. Times are UTC; a panel's
+  y label is its unit. A constant gets an axis of +-1 around it (+-1 % when larger), a
+  percentage within 0-100 the axis 0-100.
+- Enumerations (parameters with labels: a PM's input error, its display units) and bits
+  (coils, discrete inputs, ``bit`` parameters) are state strips: one coloured span per run
+  of one state, labelled with the state's text (a window's state is its last value).
+- Panels follow the device's profile order: the profile of --config, else the shipped
+  profile that has all the device's parameters, else the names' order.
 - Error rows (value empty, error set) leave a gap and a red mark on the bottom edge of the
-  axis (windows: one mark mid-window per window with errors). A parameter with errors only
-  keeps its axis, saying so.
+  panel (windows: one mark mid-window per window with errors). A parameter with errors only
+  keeps its panel, saying so.
+- Several runs in one file or dataset: a gap of more than 5 typical steps (and 10 s) between
+  rows ends a run; lines are not drawn across it, and the title counts the runs. --since
+  and --until keep the rows of a time window.
 - Text parameters (value empty, no error: a gas name, a unit string) are not plotted; the
   figure title lists them, with their last text when there are raw rows, and so does the
   line printed per PNG. A device with text parameters only gets no PNG.
@@ -18,7 +28,8 @@ Parquet dataset directory (or part file) of the parquet sink with either kind of
 
 Needs matplotlib: pip install -e '.[plot]'; for Parquet also pyarrow: pip install -e
 '.[parquet]'. Exit code 0 when the PNGs are written; 2, with one line on stderr, for bad
-input (missing path, no such table, no rows, unknown device) or a missing extra.
+input (missing path, no such table, no rows, unknown device, a bad time or config) or a
+missing extra.
 """
 
 from __future__ import annotations
@@ -30,17 +41,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.plot.data import Loaded, PlotError, Row, load, need
+from connectors.parameter import Parameter
+from flows.plot.data import Loaded, PlotError, Row, load, need, parse_time
+from flows.plot.draw import draw_numeric, draw_state, run_starts
+from flows.plot.panels import panels, profile_of
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["device_figure", "main", "series"]
 
 Series = dict[tuple[str, int], list[Row]]
-RED, BLUE = "tab:red", "tab:blue"
-MARK = {"marker": "|", "ls": "", "color": RED, "ms": 10, "mew": 2, "clip_on": False}
 
 
 def series(loaded: Loaded, device: str) -> tuple[Series, list[str]]:
@@ -64,8 +75,12 @@ def series(loaded: Loaded, device: str) -> tuple[Series, list[str]]:
     return numeric, [f"{p} = {last[p]}" if p in last else p for p in text]
 
 
-def device_figure(device: str, loaded: Loaded) -> Figure:
-    """One device's figure (Agg canvas): one axis per numeric series of :func:`series`."""
+def device_figure(
+    device: str, loaded: Loaded, profile: Sequence[Parameter] | None = None
+) -> Figure:
+    """One device's figure (Agg canvas): the panels of flows.plot.panels, numeric ones and
+    state strips, in the order of ``profile`` (the device's parameters; None: found by
+    flows.plot.panels.profile_of), on one time axis."""
     need("matplotlib", "plot")
     import matplotlib.dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -73,77 +88,43 @@ def device_figure(device: str, loaded: Loaded) -> Figure:
 
     rows, windows = loaded.rows[device], loaded.kind == "windows"
     numeric, text = series(loaded, device)
+    order = profile_of({p for p, _ in numeric}, profile)
+    shown = panels(loaded, device, numeric, order)
     several = len({i for _, i in numeric}) > 1
-    fig = Figure(figsize=(11, 1.4 + 1.9 * max(len(numeric), 1)), dpi=100, layout="constrained")
+    ratios = [2.0 if p.kind == "numeric" else 0.8 for p in shown] or [1.0]
+    fig = Figure(figsize=(11, 1.4 + sum(ratios)), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(numeric), 1, sharex=True, squeeze=False)[:, 0] if numeric else []
-    for ax, ((parameter, instance), srows) in zip(axes, numeric.items(), strict=True):
-        _draw(ax, f"{parameter} (instance {instance})" if several else parameter, srows, windows)
-    if numeric:
+    axes = []
+    if shown:
+        grid = {"height_ratios": ratios}
+        axes = fig.subplots(len(shown), 1, sharex=True, squeeze=False, gridspec_kw=grid)[:, 0]
+    for ax, panel in zip(axes, shown, strict=True):
+        if panel.kind == "numeric":
+            draw_numeric(ax, panel, windows, several)
+        else:
+            draw_state(ax, panel.tracks[0], windows, several)
+    if shown:
         locator = mdates.AutoDateLocator()
         axes[-1].xaxis.set_major_locator(locator)
         axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         axes[-1].set_xlabel("time (UTC)")
-        pairs = (zip(*ax.get_legend_handles_labels(), strict=True) for ax in axes)
-        shown = {label: handle for pair in pairs for handle, label in pair}
-        fig.legend(shown.values(), shown, loc="outside lower center", ncols=len(shown))
+    at = "window_start" if windows else "midpoint_at"
+    times = sorted(r[at] for r in rows)
     if windows:
-        start, end = min(r["window_start"] for r in rows), max(r["window_end"] for r in rows)
         length = (rows[0]["window_end"] - rows[0]["window_start"]).total_seconds()
         what = f"window mean and min/max, {length:g} s windows"
+        end = max(r["window_end"] for r in rows)
     else:
-        start, end = min(r["midpoint_at"] for r in rows), max(r["midpoint_at"] for r in rows)
-        what = f"raw values, bus {rows[0]['bus']}"
-    title = f"{device}: {what}, {start:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC"
+        what, end = f"raw values, bus {rows[0]['bus']}", times[-1]
+    runs = len(run_starts(times))
+    span = f"{times[0]:%Y-%m-%d %H:%M:%S} to {end:%H:%M:%S} UTC"
+    if end.date() != times[0].date():
+        span = f"{times[0]:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC"
+    title = f"{device}: {what}, {span}" + (f", {runs} runs" if runs > 1 else "")
     if text:
         title += f"\ntext parameters, not plotted: {', '.join(text)}"
     fig.suptitle(title, fontsize=11)
     return fig
-
-
-def _draw(ax: Axes, name: str, rows: list[Row], windows: bool) -> None:
-    import matplotlib.dates as mdates
-    import numpy as np
-
-    unit = next((r["unit"] for r in reversed(rows) if r["unit"] is not None), None)
-    ax.set_ylabel(unit or "(no unit)")
-    ax.grid(True, alpha=0.3)
-    if windows:
-        rows = sorted(rows, key=lambda r: r["window_start"])
-        edges, stats = [rows[0]["window_start"]], []
-        for r in rows:
-            if r["window_start"] > edges[-1]:  # a window missing: a gap in the steps
-                edges.append(r["window_start"])
-                stats.append((None, None, None))
-            edges.append(r["window_end"])
-            stats.append((r["mean"], r["min"], r["max"]))
-        mean, lo, hi = np.array(stats, dtype=float).T  # None -> NaN, drawn as a gap
-        x = mdates.date2num(edges)
-        ax.stairs(hi, x, baseline=lo, fill=True, color=BLUE, alpha=0.25, label="window min to max")
-        ax.stairs(mean, x, baseline=None, color=BLUE, lw=1.5, label="window mean")
-        errors = [r["window_start"] + (r["window_end"] - r["window_start"]) / 2 for r in rows]
-        errors = [at for at, r in zip(errors, rows, strict=True) if r["error_count"]]
-        n_errors = sum(r["error_count"] for r in rows)
-    else:
-        rows = sorted(rows, key=lambda r: r["midpoint_at"])
-        x = mdates.date2num([r["midpoint_at"] for r in rows])
-        mean = np.array([r["value"] for r in rows], dtype=float)
-        ax.plot(x, mean, color=BLUE, lw=1.2, marker=".", ms=4, label="value")
-        errors = [r["midpoint_at"] for r in rows if r["error"] is not None]
-        n_errors = len(errors)
-        labels = {r["value"]: r["value_text"] for r in rows if r["value_text"] is not None}
-        if labels and len(labels) <= 8 and None not in labels:  # an enum: name its values
-            ax.set_yticks(sorted(labels), [f"{labels[v]} ({v:g})" for v in sorted(labels)])
-    if errors:
-        # x in data, y in axes coordinates: the marks sit on the bottom edge whatever the data
-        bottom = ax.get_xaxis_transform()
-        label = "window with error rows" if windows else "error row"
-        ax.plot(mdates.date2num(errors), [0] * len(errors), transform=bottom, label=label, **MARK)
-    ax.set_title(name + (f"  ({n_errors} error rows)" if n_errors else ""), loc="left")
-    if np.isnan(mean).all():
-        ax.set_yticks([])
-        note = f"no values: {n_errors} error rows" if n_errors else "no values"
-        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color=RED)
 
 
 def _file_name(device: str, taken: set[str]) -> str:
@@ -154,6 +135,19 @@ def _file_name(device: str, taken: set[str]) -> str:
         name = f"{stem}-{n}.png"
     taken.add(name)
     return name
+
+
+def _profiles(config: Path | None) -> dict[str, Sequence[Parameter]]:
+    """Each device's parameters in ``config`` (none without one); PlotError for a bad one."""
+    if config is None:
+        return {}
+    from flows.config import ConfigError, load_config
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        raise PlotError(str(exc)) from None
+    return {d.name: d.parameters for bus in loaded.buses for d in bus.devices}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,6 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="plot only this device; repeat for more (default: every device)",
     )
     add("--raw", action="store_true", help="plot the raw rows even if there are window rows")
+    add("--since", metavar="TIME", help="only rows from this ISO 8601 time on (UTC unless it says)")
+    add("--until", metavar="TIME", help="only rows before this ISO 8601 time")
+    add(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the run's config: each device's parameters in its profile's order, and which are "
+        "enumerations or bits (default: the shipped profile that has the device's parameters)",
+    )
     default = "SQLite table of %s (default: %%(default)s)"
     add("--samples-table", default="samples", metavar="NAME", help=default % "raw rows")
     add("--windows-table", default="windows", metavar="NAME", help=default % "window rows")
@@ -193,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         need("matplotlib", "plot")
         tables = (args.samples_table, args.windows_table)
-        loaded = load(path, args.device, raw=args.raw, tables=tables)
+        since = None if args.since is None else parse_time(args.since, "--since")
+        until = None if args.until is None else parse_time(args.until, "--until")
+        profiles = _profiles(args.config)
+        loaded = load(path, args.device, raw=args.raw, tables=tables, since=since, until=until)
         beside = path if path.name not in ("", ".", "..") else path.resolve()
         out: Path = args.output or beside.parent / "plots"
         try:
@@ -208,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{device}: no numeric parameter, no plot{skipped}")
                 continue
             target = out / _file_name(device, taken)
-            device_figure(device, loaded).savefig(target)
+            device_figure(device, loaded, profiles.get(device)).savefig(target)
             print(f"{target}: {len(numeric)} parameter{'s' * (len(numeric) != 1)}{skipped}")
     except PlotError as exc:
         print(exc, file=sys.stderr)

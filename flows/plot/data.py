@@ -7,7 +7,7 @@ import importlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ from flows.rows import SAMPLE_SCHEMA
 from flows.windows import WINDOW_SCHEMA
 from sinks.base import check_identifier
 
-__all__ = ["COLUMNS", "TABLES", "Loaded", "PlotError", "load", "need"]
+__all__ = ["COLUMNS", "TABLES", "Loaded", "PlotError", "load", "need", "parse_time", "utc"]
 
 Kind = Literal["windows", "samples"]
 Row = dict[str, Any]
@@ -42,6 +42,8 @@ class Loaded:
     """Where they were read: ``table 'windows'``, ``the dataset``."""
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
     """device -> text parameter -> its last text, when raw rows were read."""
+    labels: dict[str, dict[str, dict[float, str]]] = field(default_factory=dict)
+    """device -> parameter -> value -> its enum label, seen in raw rows."""
 
 
 def need(package: str, extra: str) -> None:
@@ -55,11 +57,31 @@ def need(package: str, extra: str) -> None:
         ) from None
 
 
+def utc(at: datetime) -> datetime:
+    """``at`` with a time zone: a naive time is UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO 8601 time of an option (UTC unless it says otherwise); PlotError if not one."""
+    try:
+        return utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise PlotError(f"{option}: {text!r} is not an ISO 8601 time") from None
+
+
 def load(
-    path: Path, devices: Sequence[str] = (), *, raw: bool = False, tables: Tables = TABLES
+    path: Path,
+    devices: Sequence[str] = (),
+    *,
+    raw: bool = False,
+    tables: Tables = TABLES,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Loaded:
     """The window rows (else, or with ``raw``, the raw rows) of ``devices`` (default: all) in
-    a SQLite file (``tables``: raw rows, window rows) or a Parquet dataset; PlotError, naming
+    a SQLite file (``tables``: raw rows, window rows) or a Parquet dataset, from ``since``
+    (window start or midpoint at or after it) until ``until`` (before it); PlotError, naming
     ``path``, for anything else."""
     if not path.exists():
         raise PlotError(f"{path}: no such file or directory")
@@ -77,6 +99,14 @@ def load(
             raise PlotError(f"{path}: not a SQLite file or a Parquet dataset")
     except (OSError, sqlite3.Error) as exc:
         raise PlotError(f"{path}: {exc}") from None
+    if since is not None or until is not None:
+        at = "window_start" if loaded.kind == "windows" else "midpoint_at"
+        lo = since or datetime.min.replace(tzinfo=timezone.utc)
+        hi = until or datetime.max.replace(tzinfo=timezone.utc)
+        kept = {d: [r for r in rows if lo <= utc(r[at]) < hi] for d, rows in loaded.rows.items()}
+        loaded.rows = {d: rows for d, rows in kept.items() if rows}
+        loaded.where += "" if since is None else f" from {since.isoformat()}"
+        loaded.where += "" if until is None else f" until {until.isoformat()}"
     missing = [d for d in devices if d not in loaded.rows]
     if missing or not loaded.rows:
         which = f" of device {', '.join(map(repr, missing))}" if missing else ""
@@ -112,10 +142,10 @@ def _load_sqlite(
         else:
             where = "tables " + " and ".join(repr(t) for _, t in present)
             return Loaded(kind, {}, where if len(present) > 1 else f"table {table!r}")
-        texts = _texts(rows) if kind == "samples" else {}
+        texted = rows if kind == "samples" else []
         if kind == "windows" and samples in names:
-            texts = _texts(_select(db, path, "samples", samples, devices, texts=True))
-        return Loaded(kind, _by_device(rows), f"table {table!r}", texts)
+            texted = _select(db, path, "samples", samples, devices, texts=True)
+        return Loaded(kind, _by_device(rows), f"table {table!r}", _texts(texted), _labels(texted))
     finally:
         db.close()
 
@@ -135,7 +165,7 @@ def _select(
         raise PlotError(f"{path}: table {table!r} has no column {', '.join(lacking)}")
     where = [f"device IN ({', '.join('?' * len(devices))})"] if devices else []
     if texts:
-        where.append("value IS NULL AND value_text IS NOT NULL AND error IS NULL")
+        where.append("value_text IS NOT NULL AND error IS NULL")
     columns = ", ".join(f'"{c}"' for c in COLUMNS[kind])
     sql = f'SELECT {columns} FROM "{table}"' + (f" WHERE {' AND '.join(where)}" if where else "")
     rows = [dict(r) for r in db.execute(sql, tuple(devices))]
@@ -169,8 +199,8 @@ def _load_parquet(path: Path, devices: Sequence[str], raw: bool) -> Loaded:
         rows = dataset.to_table(columns=list(COLUMNS[kinds[0]]), filter=chosen).to_pylist()
     except pyarrow.ArrowException as exc:
         raise PlotError(f"{path}: {exc}") from None
-    texts = _texts(rows) if kinds[0] == "samples" else {}
-    return Loaded(kinds[0], _by_device(rows), "the dataset", texts)
+    texted = rows if kinds[0] == "samples" else []
+    return Loaded(kinds[0], _by_device(rows), "the dataset", _texts(texted), _labels(texted))
 
 
 def _by_device(rows: list[Row]) -> dict[str, list[Row]]:
@@ -188,3 +218,13 @@ def _texts(rows: list[Row]) -> dict[str, dict[str, str]]:
             if seen is None or r["midpoint_at"] >= seen[0]:
                 last[r["device"]][r["parameter"]] = (r["midpoint_at"], r["value_text"])
     return {d: {p: t for p, (_, t) in ps.items()} for d, ps in last.items()}
+
+
+def _labels(rows: list[Row]) -> dict[str, dict[str, dict[float, str]]]:
+    out: dict[str, dict[str, dict[float, str]]] = {}
+    for r in rows:
+        if r["value"] is not None and r["value_text"] is not None and r["error"] is None:
+            out.setdefault(r["device"], {}).setdefault(r["parameter"], {})[r["value"]] = r[
+                "value_text"
+            ]
+    return out

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from connectors.registers import load_profile
 from flows.acquire import build_flow
 from flows.config import load_config
 from flows.plot import device_figure, main
-from flows.plot.data import load
+from flows.plot.data import Loaded, load
 from sinks.base import check_identifier
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -83,10 +84,16 @@ kind = "parquet"
 path = "out/samples"
 """
 
-PM_PARAMETERS = sorted(p.name for p in load_profile("watlow_pm").parameters)
-# device -> (numeric parameters, one axis each; whether it has values; whether it has errors)
+PM_PARAMETERS = [p.name for p in load_profile("watlow_pm").parameters]
+PM_PANELS = [
+    "analog_input_value, analog_input_2, set_point, closed_loop_set_point",
+    "input_error (state",
+    "heat_power, cool_power",
+    "display_units (state",
+]
+# device -> (its panels' titles, in order; whether it has values; whether it has errors)
 EXPECTED = {
-    "pm-a": (PM_PARAMETERS, True, False),
+    "pm-a": (PM_PANELS, True, False),
     "gas-a": (["measurement_1"], True, False),
     "pm-dead": (["analog_input_value", "heat_power"], False, True),
 }
@@ -136,18 +143,21 @@ def pixels(png: Path, color: tuple[int, int, int]) -> int:
 
 
 def check_pngs(directory: Path, devices: dict = EXPECTED) -> None:
-    """One readable, non-blank PNG per device, as tall as its axes, with data drawn in it."""
+    """One readable, non-blank PNG per device, as tall as its panels (numeric 2 in, state
+    strips 0.8 in), with data drawn in it."""
     assert sorted(p.name for p in directory.iterdir()) == sorted(f"{d}.png" for d in devices)
-    for device, (parameters, values, errors) in devices.items():
+    for device, (panels, values, errors) in devices.items():
         png = directory / f"{device}.png"
         image = imread(png)
         height, width = image.shape[:2]
         assert width == 1100
-        assert 170 * len(parameters) < height < 200 * len(parameters) + 200, (device, height)
+        inches = 1.4 + sum(0.8 if "(state" in p else 2.0 for p in panels)
+        assert height == round(100 * inches), (device, height)
         ink = (image[..., :3] < 0.9).any(axis=-1).mean()  # not white background
         assert ink > 0.01, (device, ink)
         # Lines of values (not just a legend entry) in tab:blue; error marks in tab:red.
-        assert (pixels(png, BLUE) > 150 * len(parameters)) == values, device
+        numeric = sum("(state" not in p for p in panels)
+        assert (pixels(png, BLUE) > 150 * numeric) == values, device
         assert (pixels(png, RED) > 200) == errors, device
 
 
@@ -177,33 +187,108 @@ def test_raw_rows(out: Path, tmp_path: Path, source: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["windows", "samples"])
-def test_one_axis_per_parameter_with_unit_and_values(out: Path, kind: str) -> None:
+def test_panels_by_unit_states_and_profile_order(out: Path, kind: str) -> None:
     loaded = load(out / "acquire.sqlite", raw=kind == "samples")
     assert loaded.kind == kind
-    for device, (parameters, values, _) in EXPECTED.items():
+    for device, (panels, values, _) in EXPECTED.items():
         fig = device_figure(device, loaded)
-        assert [ax.get_title(loc="left").split()[0] for ax in fig.axes] == parameters
+        titles = [ax.get_title(loc="left") for ax in fig.axes]
+        assert [t[: len(p)] for t, p in zip(titles, panels, strict=True)] == panels, titles
         assert fig.axes[-1].get_xlabel() == "time (UTC)"
-        notes = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert notes == ([] if values else [f"no values: {12} error rows"] * len(parameters))
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        notes = [t for t in texts if t.startswith("no values")]
+        assert notes == ([] if values else [f"no values: {12} error rows"] * len(panels))
     fig = device_figure("pm-a", loaded)
-    ax = fig.axes[PM_PARAMETERS.index("analog_input_value")]
-    assert ax.get_ylabel() == "degC"
-    assert fig.axes[PM_PARAMETERS.index("heat_power")].get_ylabel() == "%"
+    temperatures, input_error, power, units = fig.axes
+    # One legend per panel naming its parameters (and the window band).
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    band = ["window min to max"] if kind == "windows" else []
+    assert legends == [
+        ["analog_input_value", "analog_input_2", "set_point", "closed_loop_set_point", *band],
+        ["none (61)"],
+        ["heat_power", "cool_power", *band],
+        ["C (15)"],
+    ]
+    assert (temperatures.get_ylabel(), power.get_ylabel()) == ("degC", "%")
+    assert power.get_ylim() == (-3, 103)  # a percentage: 0-100
+    # The state strips: one span per run of one state, labelled inside.
+    assert [t.get_text() for t in input_error.texts] == ["none"]
+    assert [t.get_text() for t in units.texts] == ["C"]
+    assert input_error.get_yticks().size == 0 and len(input_error.collections) == 1
     assert "measurement_1_name = O2" in device_figure("gas-a", loaded).get_suptitle()
     # What is drawn is what is stored: the window means, or the raw values, in time order.
     with sqlite3.connect(out / "acquire.sqlite") as db:
         if kind == "windows":
             sql = "SELECT mean FROM windows WHERE {} ORDER BY window_start"
-            (step,) = [p for p in ax.patches if p.get_label() == "window mean"]
+            (step,) = [p for p in temperatures.patches if p.get_label() == "analog_input_value"]
             drawn = step.get_data().values
         else:
             sql = "SELECT value FROM samples WHERE {} ORDER BY midpoint_at"
-            drawn = ax.lines[0].get_ydata()
+            (line,) = [x for x in temperatures.lines if x.get_label() == "analog_input_value"]
+            drawn = line.get_ydata()
         where = "device = 'pm-a' AND parameter = 'analog_input_value'"
         stored = [v for (v,) in db.execute(sql.format(where))]
     assert len(stored) >= 3
     assert list(drawn) == stored
+    # The set points are constant: +-1 around them, not matplotlib's +-5 % of noise.
+    set_points = Loaded(
+        kind, {"pm-a": [r for r in loaded.rows["pm-a"] if "set_point" in r["parameter"]]}, ""
+    )
+    (ax,) = device_figure("pm-a", set_points).axes
+    assert ax.get_ylim() == (74.0, 76.0)
+
+
+def test_several_runs_and_a_time_window(out: Path, tmp_path: Path) -> None:
+    """A second run an hour later in the same file: the title counts two runs, no line joins
+    them, and --since/--until pick one."""
+    two = tmp_path / "two.sqlite"
+    two.write_bytes((out / "acquire.sqlite").read_bytes())
+    with sqlite3.connect(two) as db:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute("SELECT * FROM samples WHERE device = 'pm-a'")]
+        for r in rows:
+            for c in ("requested_at", "received_at", "midpoint_at"):
+                r[c] = (datetime.fromisoformat(r[c]) + timedelta(hours=1)).isoformat()
+        names = ", ".join(rows[0])
+        marks = ", ".join("?" * len(rows[0]))
+        db.executemany(
+            f"INSERT INTO samples ({names}) VALUES ({marks})", [tuple(r.values()) for r in rows]
+        )
+    loaded = load(two, ["pm-a"], raw=True)
+    fig = device_figure("pm-a", loaded)
+    assert fig.get_suptitle().split("\n")[0].endswith(", 2 runs")
+    (line,) = [x for x in fig.axes[0].lines if x.get_label() == "analog_input_value"]
+    y = line.get_ydata()
+    assert np.isnan(y).sum() == 1 and len(y) == 2 * len(rows) // 8 + 1
+    second = min(datetime.fromisoformat(r["midpoint_at"]) for r in rows)
+    later = load(two, ["pm-a"], raw=True, since=second)
+    assert (
+        len(later.rows["pm-a"]) == len(rows)
+        and "runs" not in device_figure("pm-a", later).get_suptitle()
+    )
+    earlier = load(two, ["pm-a"], raw=True, until=second)
+    assert len(earlier.rows["pm-a"]) == len(rows)
+    assert (
+        main(
+            [
+                str(two),
+                "--raw",
+                "--since",
+                second.isoformat(),
+                "-o",
+                str(tmp_path / "png"),
+                "-d",
+                "pm-a",
+            ]
+        )
+        == 0
+    )
+    config = ["--config", str(out.parent / "acquire.toml")]
+    assert main([str(two), *config, "-o", str(tmp_path / "png"), "-d", "pm-a"]) == 0
+    (tmp_path / "bad.toml").write_text("[acquisition]\nrate_hz = 0\n")
+    assert main([str(two), "--config", str(tmp_path / "bad.toml")]) == 2
+    assert main([str(two), "--since", "yesterday"]) == 2
+    assert main([str(two), "--until", "2000-01-01"]) == 2
 
 
 def test_device_selection(out: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -283,7 +368,8 @@ def test_the_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
     usage = plot()
     assert usage.returncode == 2 and "usage: python -m flows.plot" in usage.stderr
     help_text = plot("--help").stdout
-    for option in ("--output", "--device", "--raw", "--samples-table", "--windows-table"):
+    for option in ("--output", "--device", "--raw", "--samples-table", "--windows-table",
+                   "--since", "--until", "--config"):  # fmt: skip
         assert option in help_text
     assert "pip install -e '.[plot]'" in help_text
 
