@@ -126,6 +126,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from connectors.sample import Sample, TickStats
 from connectors.source import ControllerSource, Item
+from flows import cluster as _cluster
 from flows import recovery
 from flows.changes import Deadband, changes
 from flows.config import Config, ConfigError, Windows, load_config
@@ -358,6 +359,14 @@ def __getattr__(name: str) -> Dataflow:
     if problem is not None:
         print(problem, file=sys.stderr)
         raise SystemExit(EXIT_CONFIG)
+    if _Run.command_line and (peers := _cluster.command_line_cluster()) is not None:
+        try:
+            timeout_s = _cluster.join_timeout()
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+        _cluster.on_peer_lost(peers)
+        _cluster.watch_join(peers, timeout_s)
     log_to_stderr()
     stop_on_signals(_STOP)
     flow = build_flow(config, stop=_STOP, journal_dir=journal)
