@@ -28,8 +28,9 @@ PORT = 2101  # every host's Bytewax port; each host has its own address
 PARAMS = '["analog_input_value", "heat_power"]'
 TCP_BUSES = ("tcp-a", "tcp-b", "tcp-c")
 BUSES = ("gateway", *TCP_BUSES, "serial")
-DEVICES = {bus: (f"{bus}-1", f"{bus}-2") for bus in BUSES}
+DEVICES = {bus: (f"{bus}-1", f"{bus}-2") for bus in (*BUSES, "absent")}
 PIN = 1  # the host the serial bus is plugged into
+ABSENT_ON = 2  # the host whose pinned serial port is missing (with ``absent``)
 
 Key = tuple[str, str, int, str]  # device, parameter, instance, requested_at
 
@@ -43,11 +44,18 @@ def _devices(bus: str, first_unit: int) -> str:
 
 
 def config_text(
-    hosts: Hosts, gateway: int, out: Path, duration_s: float, pg: tuple[str, str]
+    hosts: Hosts,
+    gateway: int,
+    out: Path,
+    duration_s: float,
+    pg: tuple[str, str],
+    *,
+    absent: bool = False,
 ) -> str:
     """A host's config: the plant's buses (the gateway's simulator at port ``gateway`` of the
     bridge), its own SQLite file and spool under ``out``, and the PostgreSQL table ``pg``
-    (DSN, table) shared by every host."""
+    (DSN, table) shared by every host. ``absent``: one more bus, ``absent``, a serial port
+    pinned to host :data:`ABSENT_ON` that is not there."""
     parts = [
         f"[acquisition]\nrate_hz = {RATE_HZ}\nduration_s = {duration_s}\n",
         f'[spool]\ndir = "{out}/spool"\n',
@@ -61,6 +69,11 @@ def config_text(
         f'[[bus]]\nname = "serial"\nurl = "rtu://pty"\nsimulate = true\n'
         f'host = "{hosts.names[PIN]}"\n' + _devices("serial", 1)
     )
+    if absent:
+        parts.append(
+            f'[[bus]]\nname = "absent"\nurl = "rtu:///dev/ttyNONE{hosts.tag}"\n'
+            f'host = "{hosts.names[ABSENT_ON]}"\n' + _devices("absent", 1)
+        )
     parts += [
         f'[[sink]]\nkind = "sqlite"\npath = "{out}/samples.sqlite"\n',
         f'[[sink]]\nkind = "sqlite"\npath = "{out}/samples.sqlite"\ntable = "bus_stats"\n'

@@ -34,6 +34,7 @@ from bench.netns import Hosts, forward, unavailable
 from flows.acquire import EXIT_CONFIG
 from flows.cluster import EXIT_CLUSTER
 from tests.cluster.plant import (
+    ABSENT_ON,
     BUSES,
     DEVICES,
     PARAMS,
@@ -105,13 +106,19 @@ def pg_table(plant: tuple[int, tuple[str, int]]) -> Iterator[tuple[str, str]]:
 
 
 def configs(
-    tmp: Path, hosts: Hosts, plant: tuple[int, tuple[str, int]], duration_s: float, pg: tuple
+    tmp: Path,
+    hosts: Hosts,
+    plant: tuple[int, tuple[str, int]],
+    duration_s: float,
+    pg: tuple,
+    absent: bool = False,
 ) -> list[Path]:
     out = []
     for i in range(3):
         d = tmp / f"host{i}"
         d.mkdir()
-        (d / "acquire.toml").write_text(config_text(hosts, plant[0], d, duration_s, pg))
+        text = config_text(hosts, plant[0], d, duration_s, pg, absent=absent)
+        (d / "acquire.toml").write_text(text)
         out.append(d / "acquire.toml")
     return out
 
@@ -146,11 +153,11 @@ def stored(cfgs: list[Path]) -> tuple[Counter[Key], Ticks]:
     return keys, ticks
 
 
-def check_once(keys: Counter[Key], ticks: Ticks, table: str) -> None:
+def check_once(keys: Counter[Key], ticks: Ticks, table: str, buses: tuple = BUSES) -> None:
     """Each (device, parameter, tick) of every tick polled is stored once on one host and
-    once in PostgreSQL, and nothing else is."""
+    once in PostgreSQL (a value or an error row), and nothing else is."""
     assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1][:5]
-    assert set(ticks) == set(BUSES)
+    assert set(ticks) == set(buses)
     per_tick = Counter((d, p, tick_of(ticks, BUS_OF[d], t)) for d, p, _, t in keys)
     assert max(per_tick.values()) == 1
     expected = {(d, p, n) for d, bus in BUS_OF.items() for p in PARAMETERS for n, _ in ticks[bus]}
@@ -161,7 +168,7 @@ def check_once(keys: Counter[Key], ticks: Ticks, table: str) -> None:
 def test_every_bus_on_one_host_every_tick_stored_once(
     tmp_path: Path, hosts: Hosts, plant: tuple[int, tuple[str, int]], pg_table: tuple[str, str]
 ) -> None:
-    cfgs = configs(tmp_path, hosts, plant, 2.0, pg_table)
+    cfgs = configs(tmp_path, hosts, plant, 2.0, pg_table, absent=True)
     run = start(hosts, cfgs, "run")
     try:
         codes = run.wait(timeout=60)
@@ -169,14 +176,20 @@ def test_every_bus_on_one_host_every_tick_stored_once(
         run.kill()
     assert codes == [0, 0, 0], [run.stderr(i) for i in range(3)]
     keys, ticks = stored(cfgs)
-    check_once(keys, ticks, pg_table[1])
+    check_once(keys, ticks, pg_table[1], (*BUSES, "absent"))
     assert all(len(polled) == 2.0 * RATE_HZ for polled in ticks.values()), ticks
     on_host = [buses_in(c.parent / "samples.sqlite") for c in cfgs]
-    assert sum(map(len, on_host)) == len(set().union(*on_host)) == len(BUSES)  # disjoint
+    assert sum(map(len, on_host)) == len(set().union(*on_host)) == len(BUSES) + 1  # disjoint
     assert "serial" in on_host[PIN]  # the pty lives in host 1's namespace only
+    assert "absent" in on_host[ABSENT_ON]
     for i, buses in enumerate(on_host):
         assert set(re.findall(r"^  bus (\S+): \d+ ticks", run.stdout(i), re.M)) == buses
-    print(f"CLUSTER clean: {sum(keys.values())} rows, hosts' buses {on_host}")
+    # The missing port: error rows and a line per attempt on its host only, the others go on.
+    said = [[line for line in run.stderr(i).splitlines() if "absent" in line] for i in range(3)]
+    assert said[ABSENT_ON] and not any(said[i] for i in range(3) if i != ABSENT_ON)
+    assert all("bus absent: connection failed: cannot open" in line for line in said[ABSENT_ON])
+    rows = sum(keys.values())
+    print(f"CLUSTER clean: {rows} rows, hosts' buses {on_host}; {said[ABSENT_ON][0]}")
 
 
 def test_host_killed_and_every_process_resumed(
