@@ -20,6 +20,8 @@ Exit codes of ``python -m bytewax.run flows.acquire``:
 - 4 (:data:`EXIT_BUS`): a bus could not start or stopped polling for a reason no retry
   fixes (its recovery journal cannot be written); one line naming the bus, then the
   graceful end and the summary.
+- 5 (flows.cluster.EXIT_CLUSTER): a run over several processes (``-i``/``-a``) broke: a
+  peer did not join within ``ACQUIRE_JOIN_TIMEOUT_S``, or a peer was lost; one line.
 - 128 + N: a second signal N aborted the run (130 SIGINT, 143 SIGTERM); one line.
 
 The steps are plain functions on Bytewax streams, so they compose into
