@@ -160,7 +160,13 @@ def check_once(keys: Counter[Key], ticks: Ticks, table: str, buses: tuple = BUSE
     assert set(ticks) == set(buses)
     per_tick = Counter((d, p, tick_of(ticks, BUS_OF[d], t)) for d, p, _, t in keys)
     assert max(per_tick.values()) == 1
-    expected = {(d, p, n) for d, bus in BUS_OF.items() for p in PARAMETERS for n, _ in ticks[bus]}
+    expected = {
+        (d, p, n)
+        for d, bus in BUS_OF.items()
+        if bus in buses
+        for p in PARAMETERS
+        for n, _ in ticks[bus]
+    }
     assert set(per_tick) == expected
     assert pg_keys(table) == {k: 1 for k in keys}  # the same rows, each once
 
@@ -274,3 +280,10 @@ def test_bad_config_on_one_host(
     for i in (1, 2):
         print(f"  host {i} stdout, first line: {run.stdout(i).splitlines()[:1]}")
         print(f"  host {i} stderr:", *run.stderr(i).splitlines(), sep="\n    ")
+
+
+def test_bench_scale_across_hosts(tmp_path: Path, hosts: Hosts) -> None:
+    from bench.scale import across_hosts
+
+    rows, late = across_hosts(tmp_path, buses=2, seconds=2, hosts=2)
+    assert (rows, late) == (2 * 2 * 8 * 4, 0)  # 2 buses x 2 ticks x 8 devices x 4 parameters
