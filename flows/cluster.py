@@ -18,6 +18,7 @@ the run resumes).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import signal
@@ -86,12 +87,13 @@ def join_timeout() -> float:
     raise ValueError(f"{JOIN_TIMEOUT_ENV}={text!r} is not a number of seconds > 0")
 
 
-def _ips(address: str) -> tuple[set[str], int]:
+@functools.lru_cache(maxsize=64)  # resolved once, not at every look
+def _ips(address: str) -> tuple[frozenset[str], int]:
     host, _, port = address.rpartition(":")
     with contextlib.suppress(OSError):
         infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-        return {info[4][0].removeprefix("::ffff:") for info in infos}, int(port)
-    return set(), int(port)
+        return frozenset(info[4][0].removeprefix("::ffff:") for info in infos), int(port)
+    return frozenset(), int(port)
 
 
 def _hex_ip(text: str) -> str:
