@@ -59,6 +59,7 @@ class _Run:
     lock = threading.Lock()
     stops: ClassVar[list[weakref.ref[threading.Event]]] = [weakref.ref(_STOP)]
     signals = 0
+    signum: int | None = None  # the last signal caught
     stopping = False  # a signal or end_run asked the run to stop
     code: int | None = None  # the exit code end_run recorded first
 
@@ -86,6 +87,7 @@ def _flush(*streams: Any) -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
     _Run.signals += 1
+    _Run.signum = signum
     _flush(sys.stderr)  # not stdout: a stalled reader of a pipe must not hold the abort
     if _Run.signals > 1:
         # One unbuffered write, then out: a Python exception here would surface inside
@@ -368,7 +370,7 @@ def __getattr__(name: str) -> Dataflow:
             print(exc, file=sys.stderr)
             raise SystemExit(EXIT_CONFIG) from None
         _cluster.on_peer_lost(peers)
-        _cluster.watch_join(peers, timeout_s)
+        _cluster.watch_join(peers, timeout_s, lambda: _Run.signum)
     log_to_stderr()
     stop_on_signals(_STOP)
     flow = build_flow(config, stop=_STOP, journal_dir=journal)

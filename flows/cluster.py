@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -153,10 +154,13 @@ def _say(line: str) -> None:
     os.write(2, (line + "\n").encode())
 
 
-def watch_join(cluster: Cluster, timeout_s: float) -> threading.Event:
+def watch_join(
+    cluster: Cluster, timeout_s: float, caught: Callable[[], int | None] = lambda: None
+) -> threading.Event:
     """Watch the start of ``cluster`` from a daemon thread (see the module docstring).
-    Call from the main thread, before ``bytewax.run`` connects. Returns the event set once
-    every peer is connected."""
+    Call from the main thread, before ``bytewax.run`` connects. ``caught()``: the signal
+    already caught before this call, if any (it ends the wait as one during it does).
+    Returns the event set once every peer is connected."""
     joined = threading.Event()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -183,8 +187,10 @@ def watch_join(cluster: Cluster, timeout_s: float) -> threading.Event:
                     f"cluster: {cluster.me} waiting for {', '.join(missing)} to join "
                     f"(gives up after {timeout_s:g} s, {JOIN_TIMEOUT_ENV})"
                 )
-            if select.select([wake_r], [], [], 0.25)[0]:
+            signum = caught()
+            if signum is None and select.select([wake_r], [], [], 0.25)[0]:
                 signum = os.read(wake_r, 1)[0]
+            if signum is not None:
                 name = signal.Signals(signum).name
                 _say(f"{name} while waiting for {', '.join(missing)} to join: exiting")
                 os._exit(128 + signum)

@@ -3,10 +3,18 @@ waits for, read from its real sockets (the whole cluster runs in tests/cluster).
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from bench.machine import free_ports
+from flows.acquire import EXIT_CONFIG
 from flows.cluster import (
     DEFAULT_JOIN_TIMEOUT_S,
     JOIN_TIMEOUT_ENV,
@@ -14,6 +22,9 @@ from flows.cluster import (
     join_timeout,
     missing_peers,
 )
+from tests.conftest import write_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_join_timeout_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,3 +57,52 @@ def test_missing_peers_are_the_ones_not_connected() -> None:
     finally:
         for s in (lower, mine, absent):
             s.close()
+
+
+def start(tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    """Process 0 of a cluster of two whose process 1 never comes."""
+    config = write_config(
+        tmp_path,
+        """
+        [acquisition]
+        rate_hz = 5
+        duration_s = 1
+        [[bus]]
+        name = "b"
+        url = "sim://"
+        simulate = true
+          [[bus.device]]
+          name = "d"
+          profile = "watlow_pm"
+          address = 1
+          parameters = ["analog_input_value"]
+        """,
+    )
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    return subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "flows.acquire", "-i", "0", "-a", addresses],
+        cwd=ROOT,
+        env={**os.environ, "ACQUIRE_CONFIG": str(config), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_bad_join_timeout_is_one_line(tmp_path: Path) -> None:
+    proc = start(tmp_path, ACQUIRE_JOIN_TIMEOUT_S="soon")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_CONFIG
+    assert err == f"{JOIN_TIMEOUT_ENV}='soon' is not a number of seconds > 0\n"
+
+
+def test_sigterm_while_waiting_for_peers_ends_at_once(tmp_path: Path) -> None:
+    proc = start(tmp_path)
+    try:
+        time.sleep(0.5)  # the handlers are in after about 40 ms; the flow may still load
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.splitlines()[-1].startswith("SIGTERM while waiting for 127.0.0.1:"), err
