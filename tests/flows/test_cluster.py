@@ -1,5 +1,6 @@
-"""flows.cluster on its own: the join timeout's setting, and which peers a process still
-waits for, read from its real sockets (the whole cluster runs in tests/cluster)."""
+"""flows.cluster on its own: the join timeout's setting, which peers a process still waits
+for (read from its real sockets), and a process whose peer never comes: a bad timeout, a
+SIGTERM while it waits. The whole cluster, over three hosts, runs in tests/cluster."""
 
 from __future__ import annotations
 
