@@ -12,7 +12,11 @@ The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the id
 (target < 5 %).
 
     python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
-                          [--idle-seconds 30] [--warm-up 10] [--pin]
+                          [--idle-seconds 30] [--warm-up 10] [--pin] [--hosts N]
+
+With ``--hosts N`` (root: Linux network namespaces), the largest clean 2-process bus count
+also runs on N processes, each on a host of its own (a namespace with its own address and
+hostname), so the exchange between processes crosses a network: rows/s and late ticks.
 """
 
 from __future__ import annotations
@@ -133,6 +137,45 @@ def largest_clean(
     return best
 
 
+def across_hosts(work: Path, buses: int, seconds: float, hosts: int) -> tuple[int, int]:
+    """Run ``buses`` buses at 1 Hz on ``hosts`` processes (``-i``/``-a``, one worker each),
+    each in a network namespace of its own with its own address and hostname (bench/netns.py,
+    root only): what passes between processes crosses veth pairs and a bridge, as between
+    hosts. Returns (rows, late ticks)."""
+    from bench.netns import Hosts, unavailable
+
+    if (reason := unavailable()) is not None:
+        raise SystemExit(f"--hosts: {reason}")
+    cfg = config(work / f"hosts{hosts}-{buses}.toml", buses, 1.0, seconds)
+    env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
+    with Hosts(hosts, prefix="bench") as net:
+        addresses = ";".join(f"{address}:2101" for address in net.addresses)
+        base = [sys.executable, "-m", "bytewax.run", "flows.acquire", "-a", addresses]
+        outs = [work / f"hosts-{i}.txt" for i in range(hosts)]
+        procs = []
+        try:
+            for i, out_path in enumerate(outs):
+                with out_path.open("w") as out_file:
+                    command = net.command(i, [*base, "-i", str(i)])
+                    procs.append(
+                        subprocess.Popen(
+                            command, cwd=ROOT, env=env, stdout=out_file, stderr=subprocess.STDOUT
+                        )
+                    )
+            codes = [p.wait(timeout=seconds + 120) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    out = "".join(path.read_text() for path in outs)
+    if any(codes):
+        raise SystemExit(f"flow failed across hosts: {codes}: {out[-2000:]}")
+    rows = sum(int(n) for n in re.findall(r"total: (\d+) rows", out))
+    late = sum(int(n) for n in re.findall(r"ticks, (\d+) late", out))
+    return rows, late
+
+
 def _process_cpu(command: list[str], env: dict[str, str], seconds: float, warm_up: float) -> float:
     """Share of one core ``command`` uses over ``seconds``, after ``warm_up`` seconds; then
     it is ended with SIGTERM. The window starts in the middle of a 10 s tick slot, so a
@@ -184,6 +227,13 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--warm-up", type=float, default=10.0, help="s before the idle window")
     parser.add_argument("--pin", action="store_true", help="pin each process to its own core")
+    parser.add_argument(
+        "--hosts",
+        type=int,
+        default=0,
+        help="also run the 2-process bus count on N processes, each in a network namespace "
+        "of its own (root)",
+    )
     args = parser.parse_args()
     pin = args.pin
     placed = "each on a core of its own" if cores(2, pin)[0] is not None else "not pinned"
@@ -193,8 +243,14 @@ def main() -> None:
         one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine, pin)
         two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine, pin)
         idle, floor = idle_cpu(work, args.idle_seconds, args.warm_up)
+        across = across_hosts(work, two[0], args.seconds, args.hosts) if args.hosts else None
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
     print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
+    if across is not None:
+        print(
+            f"{args.hosts} processes on {args.hosts} hosts (network namespaces): {two[0]} buses, "
+            f"{across[0] / args.seconds:,.0f} rows/s, {across[1]} late ticks"
+        )
     print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core (a bare Bytewax flow: {floor:.1%})")
     ratio = two[1] / one[1] if one[1] else float("nan")
     print(f"ratio 2-process/1-process rows/s: {ratio:.2f}; idle CPU {idle:.1%} of one core")

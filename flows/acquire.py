@@ -20,6 +20,8 @@ Exit codes of ``python -m bytewax.run flows.acquire``:
 - 4 (:data:`EXIT_BUS`): a bus could not start or stopped polling for a reason no retry
   fixes (its recovery journal cannot be written); one line naming the bus, then the
   graceful end and the summary.
+- 5 (flows.cluster.EXIT_CLUSTER): a run over several processes (``-i``/``-a``) broke: a
+  peer did not join within ``ACQUIRE_JOIN_TIMEOUT_S``, or a peer was lost; one line.
 - 128 + N: a second signal N aborted the run (130 SIGINT, 143 SIGTERM); one line.
 
 The steps are plain functions on Bytewax streams, so they compose into
@@ -57,6 +59,7 @@ class _Run:
     lock = threading.Lock()
     stops: ClassVar[list[weakref.ref[threading.Event]]] = [weakref.ref(_STOP)]
     signals = 0
+    signum: int | None = None  # the last signal caught
     stopping = False  # a signal or end_run asked the run to stop
     code: int | None = None  # the exit code end_run recorded first
 
@@ -84,6 +87,7 @@ def _flush(*streams: Any) -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
     _Run.signals += 1
+    _Run.signum = signum
     _flush(sys.stderr)  # not stdout: a stalled reader of a pipe must not hold the abort
     if _Run.signals > 1:
         # One unbuffered write, then out: a Python exception here would surface inside
@@ -126,6 +130,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from connectors.sample import Sample, TickStats
 from connectors.source import ControllerSource, Item
+from flows import cluster as _cluster
 from flows import recovery
 from flows.changes import Deadband, changes
 from flows.config import Config, ConfigError, Windows, load_config
@@ -366,6 +371,14 @@ def __getattr__(name: str) -> Dataflow:
     if problem is not None:
         print(problem, file=sys.stderr)
         raise SystemExit(EXIT_CONFIG)
+    if _Run.command_line and (peers := _cluster.command_line_cluster()) is not None:
+        try:
+            timeout_s = _cluster.join_timeout()
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+        _cluster.on_peer_lost(peers)
+        _cluster.watch_join(peers, timeout_s, lambda: _Run.signum)
     log_to_stderr()
     stop_on_signals(_STOP)
     flow = build_flow(config, stop=_STOP, journal_dir=journal)
