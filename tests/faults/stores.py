@@ -15,7 +15,7 @@ from typing import Protocol
 
 from tests.sinks.pg import query
 
-__all__ = ["PostgresStore", "SqliteStore", "Store", "Stored", "TickRow"]
+__all__ = ["BothStores", "PostgresStore", "SqliteStore", "Store", "Stored", "TickRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +116,31 @@ class PostgresStore:
     def drop(self) -> None:
         for table in (self.table, self.stats_table):
             query(f'DROP TABLE IF EXISTS public."{table}"')
+
+
+class BothStores:
+    """SQLite and PostgreSQL written by the same run. Read back, each must hold exactly the
+    rows the other holds (the assertion is in :meth:`samples` and :meth:`ticks`), so the audit
+    of the one the methods return is the audit of both, for the cost of one run."""
+
+    name = "sqlite+postgres"
+
+    def __init__(self, sqlite: SqliteStore, postgres: PostgresStore) -> None:
+        self.sqlite, self.postgres = sqlite, postgres
+
+    def sinks(self) -> str:
+        return f"{self.sqlite.sinks()}\n{self.postgres.sinks()}"
+
+    def samples(self) -> list[Stored]:
+        rows = self.sqlite.samples()
+        assert sorted(self.postgres.samples(), key=repr) == sorted(rows, key=repr), (
+            "PostgreSQL and SQLite hold different rows"
+        )
+        return rows
+
+    def ticks(self) -> list[TickRow]:
+        rows = self.sqlite.ticks()
+        assert sorted(self.postgres.ticks(), key=repr) == sorted(rows, key=repr), (
+            "PostgreSQL and SQLite hold different bus statistics"
+        )
+        return rows
