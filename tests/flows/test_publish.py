@@ -19,9 +19,9 @@ from bytewax.testing import cluster_main, run_main
 
 from flows.acquire import build_flow
 from flows.config import load_config
-from tests.interop.sparkplug import SparkplugSubscriber, compiled, value_of
-from tests.sinks.test_mqtt import BROKER, URL
-from tests.sinks.test_mqtt import broker as broker  # the fixture: its skip rule
+from tests.interop.sparkplug import Message, compiled, sparkplug_subscriber, value_of
+from tests.sinks.mqttsub import URL, Subscriber
+from tests.sinks.mqttsub import broker as broker  # the fixture: its skip rule
 
 ROOT = Path(__file__).resolve().parents[2]
 STORED = "SELECT device, parameter, requested_at, value, value_text FROM samples"
@@ -54,26 +54,14 @@ def run(
 
 
 def test_every_row_of_a_default_run_is_received_once(tmp_path: Path) -> None:
-    import paho.mqtt.client as mqtt
-
     prefix = f"daqtest{uuid.uuid4().hex[:8]}"
-    got: list[tuple[str, str, str]] = []
 
-    def receive(client: object, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def key(message: Any) -> tuple[str, str, str]:
         row = json.loads(message.payload)
-        got.append((row["device"], row["parameter"], row["requested_at"]))
+        return row["device"], row["parameter"], row["requested_at"]
 
-    def start() -> Any:
-        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        sub.on_message = receive
-        sub.connect(*BROKER)
-        sub.subscribe(f"{prefix}/#", qos=1)
-        sub.loop_start()
-        time.sleep(0.3)
-        sub.close = lambda: (sub.loop_stop(), sub.disconnect())
-        return sub
-
-    stored, _ = run(tmp_path, f'prefix = "{prefix}"\n', start)
+    stored, sub = run(tmp_path, f'prefix = "{prefix}"\n', lambda: Subscriber(f"{prefix}/#", key))
+    got = sub.messages
     counts = Counter(got)
     assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1][:3]
     assert len(got) == len(stored)
@@ -85,7 +73,7 @@ def test_every_row_of_a_default_run_as_sparkplug_b(tmp_path: Path) -> None:
     stored, sub = run(
         tmp_path,
         f'payload = "sparkplug_b"\ngroup_id = "{group}"\nedge_node_id = "lab"\n',
-        lambda: SparkplugSubscriber(pb, group, BROKER),
+        lambda: sparkplug_subscriber(pb, group),
     )
     config = load_config(tmp_path / "acquire.toml")
     catalog = {d.name: {p.name for p in d.parameters} for b in config.buses for d in b.devices}
@@ -127,10 +115,10 @@ def test_two_workers_birth_each_device_on_the_edge_node_that_publishes_it(tmp_pa
     changes, whose step keys by device) is born and published by one edge node only."""
     pb = compiled(tmp_path)
     group = f"daqtest{uuid.uuid4().hex[:8]}"
-    subs: list[SparkplugSubscriber] = []
+    subs: list[Subscriber[Message]] = []
 
     def start() -> Any:
-        subs.extend(SparkplugSubscriber(pb, f"{group}{s}", BROKER) for s in ("s", "c"))
+        subs.extend(sparkplug_subscriber(pb, f"{group}{s}") for s in ("s", "c"))
         return type("Both", (), {"close": lambda self: [s.close() for s in subs]})()
 
     sinks = (

@@ -28,8 +28,8 @@ from bench.machine import free_ports
 from flows.acquire import build_flow
 from flows.config import load_config
 from tests.faults.proxy import FaultProxy
-from tests.sinks.test_mqtt import BROKER
-from tests.sinks.test_mqtt import broker as broker  # the fixture: its skip rule
+from tests.sinks.mqttsub import BROKER, Subscriber
+from tests.sinks.mqttsub import broker as broker  # the fixture: its skip rule
 
 ROOT = Path(__file__).resolve().parents[2]
 TICK = timedelta(seconds=0.25)
@@ -47,26 +47,10 @@ def config(tmp_path: Path, url: str, prefix: str) -> Path:
     return tmp_path / "acquire.toml"
 
 
-def subscriber(port: int, prefix: str, got: Counter[tuple[str, str, str]], *, keep: bool) -> Any:
-    """A QoS 1 subscriber of ``<prefix>/#`` counting each (device, parameter, requested_at)
-    received; ``keep``: with a session the broker keeps across a restart (it reconnects by
-    itself)."""
-    import paho.mqtt.client as mqtt
-
-    def receive(client: object, userdata: object, message: mqtt.MQTTMessage) -> None:
-        row = json.loads(message.payload)
-        got[(row["device"], row["parameter"], row["requested_at"])] += 1
-
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=prefix, clean_session=not keep)
-    sub.reconnect_delay_set(0.05, 0.2)
-    sub.on_message = receive
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *_: subscribed.set()
-    sub.connect("127.0.0.1", port)
-    sub.subscribe(f"{prefix}/#", qos=1)
-    sub.loop_start()
-    assert subscribed.wait(5)
-    return sub
+def received(message: Any) -> tuple[str, str, str]:
+    """The (device, parameter, requested_at) of a message received."""
+    row = json.loads(message.payload)
+    return row["device"], row["parameter"], row["requested_at"]
 
 
 def check(
@@ -94,8 +78,7 @@ def check(
 
 def test_a_dark_then_cut_connection_loses_no_row(tmp_path: Path) -> None:
     prefix = f"daqtest{uuid.uuid4().hex[:8]}"
-    got: Counter[tuple[str, str, str]] = Counter()
-    sub = subscriber(BROKER[1], prefix, got, keep=False)
+    sub = Subscriber(f"{prefix}/#", received)
     faults: list[tuple[datetime, datetime]] = []  # when each fault began and ended
     with FaultProxy(BROKER) as proxy:
         path = config(tmp_path, f"mqtt://127.0.0.1:{proxy.port}", prefix)
@@ -114,9 +97,8 @@ def test_a_dark_then_cut_connection_loses_no_row(tmp_path: Path) -> None:
         run.join(20)
         assert not run.is_alive()
         time.sleep(0.5)
-    sub.disconnect()
-    sub.loop_stop()
-    per_fault = check(tmp_path, got, faults)
+    sub.close()
+    per_fault = check(tmp_path, Counter(sub.messages), faults)
     assert per_fault[0], "the held batch, delivered when the proxy passed again, came twice"
 
 
@@ -149,8 +131,10 @@ def test_a_broker_restarted_mid_run_loses_no_row(tmp_path: Path) -> None:
     state = tmp_path / "broker"
     state.mkdir()
     server = mosquitto(state, port)
-    got: Counter[tuple[str, str, str]] = Counter()
-    sub = subscriber(port, prefix, got, keep=True)
+    # A session the broker keeps across its restart.
+    sub = Subscriber(
+        f"{prefix}/#", received, broker=("127.0.0.1", port), client_id=prefix, keep=True
+    )
     try:
         path = config(tmp_path, f"mqtt://127.0.0.1:{port}", prefix)
         run = threading.Thread(target=run_main, args=(build_flow(load_config(path)),))
@@ -166,8 +150,7 @@ def test_a_broker_restarted_mid_run_loses_no_row(tmp_path: Path) -> None:
         assert not run.is_alive()
         time.sleep(0.5)
     finally:
-        sub.disconnect()
-        sub.loop_stop()
+        sub.close()
         server.terminate()
         server.wait(5)
-    check(tmp_path, got, faults)
+    check(tmp_path, Counter(sub.messages), faults)

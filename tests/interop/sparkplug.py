@@ -1,18 +1,20 @@
 """The Sparkplug B decoder the project did not write: Eclipse Tahu's ``sparkplug_b.proto``
 (data/sparkplug_b.proto, copied unchanged from github.com/eclipse/tahu, sparkplug_b/, commit
 5736e404; EPL-2.0, its header kept) compiled by ``grpc_tools.protoc`` and read by Google's
-``protobuf`` runtime; and a paho subscriber that decodes every message of a group with it."""
+``protobuf`` runtime; and a subscriber (tests/sinks/mqttsub.py) that decodes every message
+of a group with it."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.sinks.mqttsub import BROKER, Subscriber
 
 PROTO = Path(__file__).parent / "data" / "sparkplug_b.proto"
 _COMPILED: list[Any] = []
@@ -46,43 +48,19 @@ class Message:
     retain: bool
 
 
-class SparkplugSubscriber:
-    """A paho client subscribed to ``spBv1.0/<group>/#`` that decodes every message."""
+def sparkplug_subscriber(
+    pb: Any, group: str, broker: tuple[str, int] = BROKER
+) -> Subscriber[Message]:
+    """A subscriber of ``spBv1.0/<group>/#`` that decodes every message with ``pb``."""
 
-    def __init__(self, pb: Any, group: str, broker: tuple[str, int]) -> None:
-        import paho.mqtt.client as paho
-
-        self.pb = pb
-        self.messages: list[Message] = []
-        self._cond = threading.Condition()
-        ready = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{group}/#", 1)
-        self.client.on_subscribe = lambda *_: ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(*broker)
-        self.client.loop_start()
-        assert ready.wait(5), "the subscriber was not subscribed"
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        payload = self.pb.Payload()
+    def decode(msg: Any) -> Message:
+        payload = pb.Payload()
         payload.ParseFromString(msg.payload)
         parts = msg.topic.split("/")
         device = parts[4] if len(parts) > 4 else None
-        found = Message(msg.topic, parts[2], parts[3], device, payload, msg.qos, msg.retain)
-        with self._cond:
-            self.messages.append(found)
-            self._cond.notify_all()
+        return Message(msg.topic, parts[2], parts[3], device, payload, msg.qos, msg.retain)
 
-    def wait(self, done: Any, timeout: float = 5.0) -> list[Message]:
-        """The messages once ``done(messages)`` holds (or the timeout passed)."""
-        with self._cond:
-            self._cond.wait_for(lambda: done(self.messages), timeout)
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    return Subscriber(f"spBv1.0/{group}/#", decode, broker=broker)
 
 
 def value_of(pb: Any, metric: Any, datatype: int) -> Any:

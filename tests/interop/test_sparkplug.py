@@ -21,9 +21,9 @@ from sinks.base import SinkUnavailableError
 from sinks.mqtt import IntoMqtt
 from sinks.sparkplug import DATATYPES, Metric
 from tests.faults.proxy import FaultProxy
-from tests.interop.sparkplug import Message, SparkplugSubscriber, compiled, value_of
-from tests.sinks.test_mqtt import BROKER, URL
-from tests.sinks.test_mqtt import broker as broker  # the fixture: its skip rule
+from tests.interop.sparkplug import Message, compiled, sparkplug_subscriber, value_of
+from tests.sinks.mqttsub import BROKER, URL, Subscriber
+from tests.sinks.mqttsub import broker as broker  # the fixture: its skip rule
 
 T0 = datetime(2026, 12, 5, 16, 0, tzinfo=timezone.utc)
 CATALOG = (
@@ -45,8 +45,8 @@ def group() -> str:
 
 
 @pytest.fixture
-def subscriber(pb: Any, group: str) -> Iterator[SparkplugSubscriber]:
-    sub = SparkplugSubscriber(pb, group, BROKER)
+def subscriber(pb: Any, group: str) -> Iterator[Subscriber[Message]]:
+    sub = sparkplug_subscriber(pb, group)
     yield sub
     sub.close()
 
@@ -132,7 +132,7 @@ def check_session(pb: Any, got: list[Message], qos: int = 0) -> dict[tuple[str, 
 
 @pytest.mark.parametrize("qos", [None, 1])  # the specification's 0, or acknowledged
 def test_births_aliases_values_and_seq(
-    pb: Any, group: str, subscriber: SparkplugSubscriber, qos: int | None
+    pb: Any, group: str, subscriber: Subscriber[Message], qos: int | None
 ) -> None:
     sink = IntoMqtt(
         URL, payload="sparkplug_b", qos=qos, group_id=group, edge_node_id="edge", devices=CATALOG
@@ -172,7 +172,7 @@ def test_births_aliases_values_and_seq(
 
 
 def test_ndeath_is_the_will_of_a_cut_connection_and_bdseq_goes_on(
-    pb: Any, group: str, subscriber: SparkplugSubscriber, tmp_path: Path
+    pb: Any, group: str, subscriber: Subscriber[Message], tmp_path: Path
 ) -> None:
     with FaultProxy(BROKER) as proxy:
         sink = IntoMqtt(f"mqtt://127.0.0.1:{proxy.port}", payload="sparkplug_b", group_id=group,
@@ -213,7 +213,7 @@ def test_ndeath_is_the_will_of_a_cut_connection_and_bdseq_goes_on(
 
 
 def test_an_ncmd_rebirth_births_everything_again(
-    pb: Any, group: str, subscriber: SparkplugSubscriber
+    pb: Any, group: str, subscriber: Subscriber[Message]
 ) -> None:
     import paho.mqtt.client as paho
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import socket
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -37,54 +34,15 @@ from sinks.columns import format_timestamp
 from sinks.mqtt import IntoMqtt
 from sinks.spooled import IntoSpooled
 from tests.faults.proxy import FaultProxy
+from tests.sinks.mqttsub import BROKER, URL, Subscriber, paho
+from tests.sinks.mqttsub import broker as broker  # the fixture: its skip rule
 
-paho = pytest.importorskip("paho.mqtt.client")
-
-BROKER = ("127.0.0.1", 1883)
-URL = "mqtt://127.0.0.1:1883"
 SECRET = "pw-Zq8-never-shown"
 T0 = datetime(2026, 12, 5, 16, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def broker() -> None:
-    try:
-        socket.create_connection(BROKER, timeout=1).close()
-    except OSError as exc:
-        reason = f"no MQTT broker answers on {BROKER[0]}:{BROKER[1]} ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run the MQTT tests")
-        pytest.skip(reason)
-
-
-class Subscriber:
-    """An independent client subscribed to ``<prefix>/#`` at QoS 1."""
-
-    def __init__(self, prefix: str) -> None:
-        self.messages: list[tuple[str, dict[str, Any], bool]] = []
-        self._cond = threading.Condition()
-        ready = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/#", 1)
-        self.client.on_subscribe = lambda *_: ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(*BROKER)
-        self.client.loop_start()
-        assert ready.wait(5), "the subscriber was not subscribed"
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._cond:
-            self.messages.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
-            self._cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[str, dict[str, Any], bool]]:
-        with self._cond:
-            self._cond.wait_for(lambda: len(self.messages) >= n, timeout)
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def json_message(msg: Any) -> tuple[str, dict[str, Any], bool]:
+    return msg.topic, json.loads(msg.payload), bool(msg.retain)
 
 
 @pytest.fixture
@@ -94,7 +52,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def subscriber(prefix: str) -> Any:
-    sub = Subscriber(prefix)
+    sub = Subscriber(f"{prefix}/#", json_message)
     yield sub
     sub.close()
 
@@ -157,7 +115,7 @@ def test_retain_keeps_each_topics_last_row(prefix: str) -> None:
     part = IntoMqtt(URL, prefix=prefix, retain=True).build_partition(0, 1)
     part.write_batch(rows(12))  # six topics, each written twice
     part.close()
-    late = Subscriber(prefix)  # subscribes after the rows were published
+    late = Subscriber(f"{prefix}/#", json_message)  # subscribes after the rows were published
     try:
         got = late.wait(6)
         assert sorted((t, p["value"], r) for t, p, r in got) == [
