@@ -1,4 +1,4 @@
-"""bench/outage.py, small: two buses, PostgreSQL refused for 2 s; nothing lost, duplicated or
+"""bench/outage.py, small: two buses, PostgreSQL refused for 1 s; nothing lost, duplicated or
 late, and the Postgres sink went through its spool and drained it."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_short_outage_loses_nothing(dsn: str) -> None:  # noqa: F811 (the fixture)
-    # Retries 0: the sink gives up a refused write at once, so the 2 s outage is spooled.
-    args = ["--buses", "2", "--dark-s", "2", "--before-s", "1", "--after-s", "3"]
+    # Retries 0: the sink gives up a refused write at once, so the 1 s outage is spooled.
+    args = ["--buses", "2", "--dark-s", "1", "--before-s", "1", "--after-s", "2"]
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "outage.py"), *args, "--pg-retries", "0"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -1,4 +1,4 @@
-"""bench/soak.py: a 5 s run of 64 buses through the real flow prints its figures as its last
+"""bench/soak.py: a 3 s run of 64 buses through the real flow prints its figures as its last
 line, and every expected row is stored."""
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ LAST = re.compile(
 
 def test_short_soak_stores_every_expected_row() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", "5"],
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--seconds", "3"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     match = LAST.fullmatch(proc.stdout.splitlines()[-1])
     assert match, proc.stdout
     seconds, growth, _late, stored, expected = match.groups()
-    assert seconds == "5" and abs(float(growth)) < 100
-    assert int(expected) == 5 * 64 * 8 * 4
+    assert seconds == "3" and abs(float(growth)) < 100
+    assert int(expected) == 3 * 64 * 8 * 4
     assert int(stored) == int(expected), proc.stdout
     assert re.search(r"RSS at +\d+ s: +\d+\.\d MiB", proc.stdout)
