@@ -144,7 +144,8 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
 
 def test_documented_metrics_commands_run(tmp_path: Path) -> None:
     """The metrics commands of the docs (docs/operations.md): the run with the API server and
-    its scrape of /metrics (on a free port)."""
+    its scrape of /metrics (on a free port). The run is long enough to be scraped on a loaded
+    machine and is ended by one SIGINT once scraped, as an operator ends it (exit 0)."""
     from tests.test_readme import commands
 
     lines = commands()
@@ -154,7 +155,7 @@ def test_documented_metrics_commands_run(tmp_path: Path) -> None:
     words = shlex.split(run.replace(".venv/bin/python", sys.executable))
     env = {
         **os.environ,
-        "ACQUIRE_CONFIG": str(write_config(tmp_path, CONFIG.format(duration=4.0))),
+        "ACQUIRE_CONFIG": str(write_config(tmp_path, CONFIG.format(duration=30.0))),
         "BYTEWAX_DATAFLOW_API_PORT": str(port),
         "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(tmp_path),
     }
@@ -174,6 +175,8 @@ def test_documented_metrics_commands_run(tmp_path: Path) -> None:
             curl.replace("3030", str(port)), shell=True, capture_output=True, text=True
         )
     finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert 'daq_polls_total{bus="tcp-bus",device="pm-ok"}' in scraped.stdout, scraped
