@@ -74,25 +74,40 @@ def test_the_slave_answers_as_the_spec_says(slave) -> None:
     assert len(line.dropped) == 1
 
 
-def rtu_bus(path: str, units: dict[int, str], timeout_s: float = 0.5) -> str:
+def rtu_bus(path: str, units: dict[int, str], timeout_s: float = 0.5, name: str = "line") -> str:
     devices = "".join(
-        f'\n  [[bus.device]]\n  name = "{name}"\n  profile = "watlow_pm"\n  address = {u}\n'
-        for u, name in units.items()
+        f'\n  [[bus.device]]\n  name = "{device}"\n  profile = "watlow_pm"\n  address = {u}\n'
+        for u, device in units.items()
     )
     url = f"rtu://{path}?baudrate=115200"
-    return f'[[bus]]\nname = "line"\nurl = "{url}"\ntimeout_s = {timeout_s}\n{devices}'
+    return f'[[bus]]\nname = "{name}"\nurl = "{url}"\ntimeout_s = {timeout_s}\n{devices}'
 
 
-@pytest.mark.parametrize(
-    "pm",
-    [PM(word_order=LOW_HIGH, units=FAHRENHEIT), PM(word_order=HIGH_LOW, units=CELSIUS)],
-    ids=str,
-)
-def test_flow_reads_a_pm_on_the_hand_written_slave(slave, tmp_path: Path, pm: PM) -> None:
-    line = slave({7: pm_unit(pm)})
-    rows = run_flow(tmp_path, rtu_bus(line.path, {7: "pm"}))
-    check_rows(rows, pm)
-    assert not line.dropped  # every request the client sent had a good CRC
+PMS = [PM(word_order=LOW_HIGH, units=FAHRENHEIT), PM(word_order=HIGH_LOW, units=CELSIUS)]
+
+
+@pytest.fixture(scope="module")
+def pm_lines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict], list]]:
+    """One run of the flow with a line per PM of PMS (its own slave on its own pty, the PM
+    at unit 7 as device ``pm-<i>``, no override): the rows and the slaves."""
+    lines = [RtuSlave({7: pm_unit(pm)}).start() for pm in PMS]
+    try:
+        text = "\n".join(
+            rtu_bus(s.path, {7: f"pm-{i}"}, name=f"line-{i}") for i, s in enumerate(lines)
+        )
+        yield run_flow(tmp_path_factory.mktemp("rtu"), text), lines
+    finally:
+        for line in lines:
+            line.stop()
+
+
+@pytest.mark.parametrize("pm", PMS, ids=str)
+def test_flow_reads_a_pm_on_the_hand_written_slave(pm_lines, pm: PM) -> None:
+    rows, lines = pm_lines
+    i = PMS.index(pm)
+    check_rows(rows, pm, f"pm-{i}")
+    assert {r["bus"] for r in rows if r["device"] == f"pm-{i}"} == {f"line-{i}"}
+    assert not lines[i].dropped  # every request the client sent had a good CRC
 
 
 # (unit 2's delay, tick rate, duration, ticks): at 0.15 s a tick of unit 2's reads takes ~1 s.
