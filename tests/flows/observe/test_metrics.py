@@ -104,7 +104,10 @@ def test_metrics_are_scraped_next_to_bytewax_metrics_during_a_run(tmp_path: Path
             if text is not None:
                 values = parse(text)
                 polls = by_device(values, "daq_polls_total")
-                if len(polls) == 2 and min(polls.values()) >= 20:
+                ticks = values["daq_ticks_total"].get((("bus", "tcp-bus"),), 0)
+                # 20 rows come within 3 ticks; 6 ticks (1.5 s at 4 Hz) outlast the first
+                # 1 s status interval, whose line is asserted below.
+                if len(polls) == 2 and min(polls.values()) >= 20 and ticks >= 6:
                     proc.send_signal(signal.SIGTERM)  # seen what it needs: end it cleanly
                     break
             time.sleep(0.3)
