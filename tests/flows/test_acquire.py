@@ -174,21 +174,50 @@ def test_readme_main_command_runs(tmp_path: Path) -> None:
     assert len(sqlite_rows(tmp_path / "out" / "acquire.sqlite")) == 48
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_closes_sinks_and_prints_summary(tmp_path: Path, signum: signal.Signals) -> None:
-    config = config_file(tmp_path, None)
-    with config.open("a") as f:
-        f.write('\n[[sink]]\nkind = "parquet"\npath = "out/parquet"\n')
-    proc = run_flow_process(config)
+SIGNALS = [signal.SIGTERM, signal.SIGINT]
+
+
+@pytest.fixture(scope="module")
+def signalled(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[signal.Signals, tuple[Path, int, str, str]]:
+    """A run per signal of SIGNALS (an open-ended run with a Parquet sink added, each in a
+    directory of its own, side by side), sent that signal once 30 CSV lines are written:
+    signal -> (its directory, exit code, stdout, stderr)."""
+    procs = {}
+    for signum in SIGNALS:
+        tmp = tmp_path_factory.mktemp(signum.name)
+        config = config_file(tmp, None)
+        with config.open("a") as f:
+            f.write('\n[[sink]]\nkind = "parquet"\npath = "out/parquet"\n')
+        procs[signum] = tmp, run_flow_process(config)
+    done = {}
+    try:
+        for signum, (tmp, proc) in procs.items():
+            csv_path = tmp / "out" / "samples.csv"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (
+                not csv_path.exists() or csv_path.read_text().count("\n") < 30
+            ):
+                time.sleep(0.1)
+            proc.send_signal(signum)
+        for signum, (tmp, proc) in procs.items():
+            out, err = proc.communicate(timeout=30)
+            done[signum] = tmp, proc.returncode, out, err
+    finally:
+        for _, proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return done
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_signal_closes_sinks_and_prints_summary(
+    signalled: dict[signal.Signals, tuple[Path, int, str, str]], signum: signal.Signals
+) -> None:
+    tmp_path, returncode, out, err = signalled[signum]
     csv_path = tmp_path / "out" / "samples.csv"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (
-        not csv_path.exists() or csv_path.read_text().count("\n") < 30
-    ):
-        time.sleep(0.1)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert returncode == 0, err
     assert f"{signum.name}: finishing the tick in progress" in err
     total = int(re.search(r"total: (\d+) rows", out).group(1))
     text = csv_path.read_text()

@@ -1,6 +1,6 @@
 """The default config with an MQTT sink added: an independent subscriber receives every row
 the run stored, each exactly once (issue 20's first done-when), as JSON and as Sparkplug B
-(decoded with Eclipse Tahu's proto, see tests/interop/sparkplug.py)."""
+(decoded with Eclipse Tahu's proto, see tests/interop/sparkplug.py); one run publishes both."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bytewax.testing import cluster_main, run_main
 
 from flows.acquire import build_flow
@@ -53,28 +54,46 @@ def run(
     return stored, sub
 
 
-def test_every_row_of_a_default_run_is_received_once(tmp_path: Path) -> None:
-    prefix = f"daqtest{uuid.uuid4().hex[:8]}"
+def json_key(message: Any) -> tuple[str, str, str]:
+    row = json.loads(message.payload)
+    return row["device"], row["parameter"], row["requested_at"]
 
-    def key(message: Any) -> tuple[str, str, str]:
-        row = json.loads(message.payload)
-        return row["device"], row["parameter"], row["requested_at"]
 
-    stored, sub = run(tmp_path, f'prefix = "{prefix}"\n', lambda: Subscriber(f"{prefix}/#", key))
+@pytest.fixture(scope="module")
+def default_run(broker: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One default run with two MQTT sinks, JSON under a prefix and Sparkplug B under a
+    group, each with its subscriber: the directory, the rows stored, both subscribers and
+    the compiled proto."""
+    tmp = tmp_path_factory.mktemp("publish")
+    pb = compiled(tmp)
+    prefix, group = (f"daqtest{uuid.uuid4().hex[:8]}" for _ in range(2))
+    subs: dict[str, Any] = {}
+
+    def start() -> Any:
+        subs["json"] = Subscriber(f"{prefix}/#", json_key)
+        subs["sparkplug"] = sparkplug_subscriber(pb, group)
+        return type("Both", (), {"close": lambda self: [s.close() for s in subs.values()]})()
+
+    sinks = (
+        f'prefix = "{prefix}"\n'
+        f'[[sink]]\nkind = "mqtt"\nurl = "{URL}"\npayload = "sparkplug_b"\n'
+        f'group_id = "{group}"\nedge_node_id = "lab"\n'
+    )
+    stored, _ = run(tmp, sinks, start)
+    return {"dir": tmp, "stored": stored, "pb": pb, **subs}
+
+
+def test_every_row_of_a_default_run_is_received_once(default_run: dict[str, Any]) -> None:
+    stored, sub = default_run["stored"], default_run["json"]
     got = sub.messages
     counts = Counter(got)
     assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1][:3]
     assert len(got) == len(stored)
 
 
-def test_every_row_of_a_default_run_as_sparkplug_b(tmp_path: Path) -> None:
-    pb = compiled(tmp_path)
-    group = f"daqtest{uuid.uuid4().hex[:8]}"
-    stored, sub = run(
-        tmp_path,
-        f'payload = "sparkplug_b"\ngroup_id = "{group}"\nedge_node_id = "lab"\n',
-        lambda: sparkplug_subscriber(pb, group),
-    )
+def test_every_row_of_a_default_run_as_sparkplug_b(default_run: dict[str, Any]) -> None:
+    pb, stored, sub = default_run["pb"], default_run["stored"], default_run["sparkplug"]
+    tmp_path = default_run["dir"]
     config = load_config(tmp_path / "acquire.toml")
     catalog = {d.name: {p.name for p in d.parameters} for b in config.buses for d in b.devices}
     births: dict[str, dict[int, tuple[str, int]]] = {}

@@ -79,11 +79,13 @@ def test_two_requests_in_flight_are_each_answered_under_their_own_ids() -> None:
     assert answers == [(8, HOT, 1000.0), (7, COLD, -1000.0)]
 
 
-def _poll(scheme: str, ticks: int) -> list[Sample]:
+def _poll(schemes: tuple[str, ...], ticks: int) -> dict[str, list[Sample]]:
     """The issue's reproduction, scaled to 0.4 of its time: a simulated bus (timeout 0.2 s)
     with "hot" (unit 2, set point +1000, answering in 0.12 s) and "cold" (unit 3, set point
     -1000, answering in 0.32 s, past the timeout), polled at 5 Hz by the project's poller. A
-    tick takes 0.32 s, so cold's late answer comes while hot's next request is in flight."""
+    tick takes 0.32 s, so cold's late answer comes while hot's next request is in flight.
+    One such bus per scheme, polled at once on one event loop (each its own link and
+    poller, as the source runs buses): scheme -> its samples."""
     names = ("analog_input_value", "set_point", "closed_loop_set_point")
     parameters = tuple(p for p in load_profile("watlow_pm").parameters if p.name in names)
 
@@ -91,32 +93,47 @@ def _poll(scheme: str, ticks: int) -> list[Sample]:
         simulation = Simulation(profile="watlow_pm", set_point=SET_POINTS[unit], delay_s=delay_s)
         return Device(name=name, address=unit, parameters=parameters, simulation=simulation)
 
-    bus = Bus(
-        name="crosstalk",
-        url=parse_bus_url(f"{scheme}://127.0.0.1:0"),
-        devices=(device("hot", HOT, 0.12), device("cold", COLD, 0.32)),
-        timeout_s=0.2,
-        simulate=True,
-    )
-    samples: list[Sample] = []
+    buses = [
+        Bus(
+            name=f"crosstalk-{scheme}",
+            url=parse_bus_url(f"{scheme}://127.0.0.1:0"),
+            devices=(device("hot", HOT, 0.12), device("cold", COLD, 0.32)),
+            timeout_s=0.2,
+            simulate=True,
+        )
+        for scheme in schemes
+    ]
+    samples: dict[str, list[Sample]] = {scheme: [] for scheme in schemes}
+
+    def poller(bus: Bus, link: BusLink, mine: list[Sample]) -> BusPoller:
+        return BusPoller(bus, link=link, rate_hz=5, emit=lambda _t, s, _st: mine.extend(s))
 
     async def main() -> None:
-        link = BusLink(bus)
-        await link.start()
+        links = [BusLink(bus) for bus in buses]
         try:
-            poller = BusPoller(bus, link=link, rate_hz=5, emit=lambda _t, s, _st: samples.extend(s))
+            await asyncio.gather(*(link.start() for link in links))
+            pollers = [
+                poller(b, k, samples[s]) for b, k, s in zip(buses, links, schemes, strict=True)
+            ]
             first = int(time.time() * 5) + 1
-            await poller.run(first, first + ticks)
+            await asyncio.gather(*(p.run(first, first + ticks) for p in pollers))
         finally:
-            await link.close()
+            await asyncio.gather(*(link.close() for link in links))
 
     asyncio.run(main())
     return samples
 
 
+@pytest.fixture(scope="module")
+def polled() -> dict[str, list[Sample]]:
+    return _poll(("tcp", "rtu+tcp"), ticks=12)
+
+
 @pytest.mark.parametrize("scheme", ["tcp", "rtu+tcp"])
-def test_a_late_answer_is_never_stored_under_another_device(scheme: str) -> None:
-    samples = _poll(scheme, ticks=12)
+def test_a_late_answer_is_never_stored_under_another_device(
+    polled: dict[str, list[Sample]], scheme: str
+) -> None:
+    samples = polled[scheme]
     hot = [s for s in samples if s.device == "hot"]
     cold = [s for s in samples if s.device == "cold"]
     # Every value is the device's own: hot's set points are +1000 and its process value

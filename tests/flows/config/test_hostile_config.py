@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -357,9 +358,8 @@ def test_load_config_refuses_with_one_line_and_exit_2(
 SAMPLE = [c for c in CORPUS if c[0] in COMMAND_SAMPLE]
 
 
-@pytest.mark.parametrize(("text", "message"), [c[1:] for c in SAMPLE], ids=[c[0] for c in SAMPLE])
-def test_the_command_exits_2_with_one_line(tmp_path: Path, text: str | bytes, message: str) -> None:
-    path = write(tmp_path, text)
+def command(directory: Path, text: str | bytes) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    path = write(directory, text)
     result = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "flows.acquire"],
         env={**os.environ, "ACQUIRE_CONFIG": str(path)},
@@ -368,6 +368,29 @@ def test_the_command_exits_2_with_one_line(tmp_path: Path, text: str | bytes, me
         text=True,
         timeout=60,
     )
+    return path, result
+
+
+@pytest.fixture(scope="module")
+def commands(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+    """The real command on every config of SAMPLE, each in a directory of its own, four at a
+    time (each only starts and refuses): case id -> (its config, its result)."""
+    with ThreadPoolExecutor(4) as pool:
+        runs = {
+            case: pool.submit(command, tmp_path_factory.mktemp("hostile"), text)
+            for case, text, _ in SAMPLE
+        }
+        return {case: run.result() for case, run in runs.items()}
+
+
+@pytest.mark.parametrize("case", [c[0] for c in SAMPLE])
+def test_the_command_exits_2_with_one_line(
+    commands: dict[str, tuple[Path, subprocess.CompletedProcess[str]]], case: str
+) -> None:
+    (message,) = [c[2] for c in SAMPLE if c[0] == case]
+    path, result = commands[case]
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n"), result.stderr
     assert result.stderr.startswith(expected(message, path)), result.stderr
