@@ -40,37 +40,28 @@ def format_timestamp(value: datetime) -> str:
     return utc.isoformat(timespec="microseconds")
 
 
-class _IsoCache(dict[datetime, str]):
-    def __missing__(self, value: datetime) -> str:
-        if type(value) is datetime and value.tzinfo is timezone.utc:
-            text = value.isoformat(timespec="microseconds")  # already what format_timestamp says
-        else:
-            text = format_timestamp(value)
-        self[value] = text
-        return text
-
-
 def timestamp_column(values: Sequence[Any]) -> list[str | None]:
     """:func:`format_timestamp` over a column.
 
-    The parameters of one Modbus read share their timestamps, so each distinct instant is
-    formatted once (equal instants in other zones hash alike and format alike), and a value
-    equal to the one before it is not even looked up: hashing an aware datetime asks its
-    tzinfo for the offset, which costs more than the comparison.
+    The parameters of one Modbus read share their timestamps, so a value equal to the one
+    before it takes that one's text (equal instants in other zones format alike), and a
+    UTC datetime is formatted without the checks it needs no more.
     """
-    cache = _IsoCache()
     out: list[str | None] = []
     append = out.append
     last: Any = None
     text: str | None = None
-    try:
-        for v in values:
-            if v != last:
-                text, last = (None if v is None else cache[v]), v
-            append(text)
-        return out
-    except TypeError:  # unhashable: not a datetime at all
-        return [None if v is None else format_timestamp(v) for v in values]
+    for v in values:
+        if v != last:
+            if v is None:
+                text = None
+            elif type(v) is datetime and v.tzinfo is timezone.utc:
+                text = v.isoformat(timespec="microseconds")  # what format_timestamp gives
+            else:
+                text = format_timestamp(v)
+            last = v
+        append(text)
+    return out
 
 
 ColumnFormatter = Callable[[Sequence[Any]], Sequence[Any]]
