@@ -23,6 +23,7 @@ rss_kib_per_bus_above_floor 270``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -103,9 +104,10 @@ def run(cfg: Path, processes: int, pin: bool = False) -> tuple[int, int, int]:
                     )
                 )
         peak = 0
-        while any(p.poll() is None for p in procs):
+        while running := [p for p in procs if p.poll() is None]:
             peak = max(peak, sum(rss_kib(p.pid) for p in procs))
-            time.sleep(0.5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running[0].wait(timeout=0.5)  # back at once when it ends
         codes = [p.wait() for p in procs]
         out = "".join(path.read_text() for path in outs)
     if any(codes):
