@@ -4,14 +4,19 @@ Each bus is a ``sim://`` bus (the simulator's registers in process, no Modbus I/
 Watlow PM devices x 4 parameters, polled at 1 Hz through the real flow
 (``python -m bytewax.run flows.acquire``, rows counted by the run summary). For 1 process and
 for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run of
-``--seconds`` has a late tick; the largest clean count gives rows/s. With ``--pin`` each
-process is pinned to a core of its own (one process: one core). Then 256 idle buses at
-0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core, next
-to the same figure for a bare Bytewax flow with nothing to do (``bench/floor.py``).
-The last line is the 2-process/1-process rows/s ratio (target >= 1.6) and the idle CPU
-(target < 5 %).
+``--seconds`` has a late tick, then bisects between the last clean and the first late count
+until they are at most ``--step`` buses apart; the largest clean count gives rows/s. With
+``--pin`` each process is pinned to a core of its own (one process: one core). The peak RSS
+of the flow's processes is sampled through each run; at the largest clean count of one
+process it is printed per bus, whole and above a bare Bytewax flow's. Then 256 idle buses
+at 0.1 Hz: CPU of the process over ``--idle-seconds`` after warm-up, as a share of one core,
+next to the same figure for a bare Bytewax flow with nothing to do (``bench/floor.py``).
+The last line is machine-readable: the 2-process/1-process rows/s ratio (target >= 1.6),
+the idle CPU in % of one core (target < 5) and the RSS per bus in KiB, whole and above the
+bare flow's, as ``speedup 1.62, idle_cpu_pct 4.8, rss_kib_per_bus 310,
+rss_kib_per_bus_above_floor 270``.
 
-    python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--refine 2]
+    python bench/scale.py [--seconds 60] [--start 32] [--most 8192] [--step 64]
                           [--idle-seconds 30] [--warm-up 10] [--pin] [--hosts N]
 
 With ``--hosts N`` (root: Linux network namespaces), the largest clean 2-process bus count
@@ -22,6 +27,7 @@ hostname), so the exchange between processes crosses a network: rows/s and late 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -64,8 +70,19 @@ def cores(processes: int, pin: bool) -> list[set[int] | None]:
     return [{core} for core in usable[:processes]]
 
 
-def run(cfg: Path, processes: int, pin: bool = False) -> tuple[int, int]:
-    """Run the flow on ``processes`` processes; returns (rows, late ticks)."""
+def rss_kib(pid: int) -> int:
+    """Resident set size of process ``pid`` in KiB (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def run(cfg: Path, processes: int, pin: bool = False) -> tuple[int, int, int]:
+    """Run the flow on ``processes`` processes; returns (rows, late ticks, the peak of their
+    summed RSS in KiB, sampled every half second)."""
     env = {**os.environ, "ACQUIRE_CONFIG": str(cfg)}
     base = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
     if processes == 1:
@@ -90,50 +107,54 @@ def run(cfg: Path, processes: int, pin: bool = False) -> tuple[int, int]:
                         preexec_fn=None if core is None else partial(os.sched_setaffinity, 0, core),
                     )
                 )
+        peak = 0
+        while running := [p for p in procs if p.poll() is None]:
+            peak = max(peak, sum(rss_kib(p.pid) for p in procs))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                running[0].wait(timeout=0.5)  # back at once when it ends
         codes = [p.wait() for p in procs]
         out = "".join(path.read_text() for path in outs)
     if any(codes):
         raise SystemExit(f"flow failed: {codes}")
     rows = sum(int(n) for n in re.findall(r"total: (\d+) rows", out))
     late = sum(int(n) for n in re.findall(r"ticks, (\d+) late", out))
-    return rows, late
+    return rows, late, peak
 
 
 def largest_clean(
-    work: Path, processes: int, start: int, most: int, seconds: float, refine: int, pin: bool
-) -> tuple[int, float]:
+    work: Path, processes: int, start: int, most: int, seconds: float, step: int, pin: bool
+) -> tuple[int, float, int]:
     """Double the bus count until a run has late ticks (or passes ``most``), then bisect
-    ``refine`` times between the last clean and the first late count; (buses, rows/s) of
-    the largest clean run."""
+    between the last clean and the first late count until they are at most ``step`` apart;
+    (buses, rows/s, peak RSS in KiB) of the largest clean run."""
 
-    def clean(buses: int) -> float | None:
+    def clean(buses: int) -> tuple[float, int] | None:
         before = cpu_times()
-        rows, late = run(
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        rows, late, rss = run(
             config(work / f"p{processes}-{buses}.toml", buses, 1.0, seconds), processes, pin
         )
         print(
-            f"  {processes} process(es), {buses:>4} buses: {rows:>8} rows, {late} late ticks "
-            f"(CPU steal {steal_since(before):.0%})",
+            f"  {processes} process(es), {buses:>4} buses: {rows:>8} rows, {late} late ticks, "
+            f"RSS {rss / 1024:.0f} MiB (CPU steal {steal_since(before):.0%}, load {load:.1f})",
             flush=True,
         )
-        return None if late else rows / seconds
+        return None if late else (rows / seconds, rss)
 
-    best, buses, failed = (0, 0.0), start, 0
+    best, buses, failed = (0, 0.0, 0), start, 0
     while buses <= most:
-        rate = clean(buses)
-        if rate is None:
+        result = clean(buses)
+        if result is None:
             failed = buses
             break
-        best, buses = (buses, rate), buses * 2
-    for _ in range(refine if failed else 0):
+        best, buses = (buses, *result), buses * 2
+    while failed and failed - best[0] > step:
         middle = (best[0] + failed) // 2
-        if middle in (best[0], failed):
-            break
-        rate = clean(middle)
-        if rate is None:
+        result = clean(middle)
+        if result is None:
             failed = middle
         else:
-            best = (middle, rate)
+            best = (middle, *result)
     return best
 
 
@@ -176,11 +197,13 @@ def across_hosts(work: Path, buses: int, seconds: float, hosts: int) -> tuple[in
     return rows, late
 
 
-def _process_cpu(command: list[str], env: dict[str, str], seconds: float, warm_up: float) -> float:
-    """Share of one core ``command`` uses over ``seconds``, after ``warm_up`` seconds; then
-    it is ended with SIGTERM. The window starts in the middle of a 10 s tick slot, so a
-    whole number of 0.1 Hz ticks falls in a window of whole tens of seconds (a window
-    shorter than a slot starts at once)."""
+def _process_cpu(
+    command: list[str], env: dict[str, str], seconds: float, warm_up: float
+) -> tuple[float, int]:
+    """Share of one core ``command`` uses over ``seconds``, after ``warm_up`` seconds, and its
+    RSS in KiB at the end of that window; then it is ended with SIGTERM. The window starts
+    in the middle of a 10 s tick slot, so a whole number of 0.1 Hz ticks falls in a window
+    of whole tens of seconds (a window shorter than a slot starts at once)."""
     proc = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -195,27 +218,29 @@ def _process_cpu(command: list[str], env: dict[str, str], seconds: float, warm_u
     c0, t0 = cpu(), time.monotonic()
     time.sleep(seconds)
     c1, t1 = cpu(), time.monotonic()
+    rss = rss_kib(proc.pid)
     proc.send_signal(signal.SIGTERM)  # the acquisition flow ends its tick and closes
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    return (c1 - c0) / (t1 - t0)
+    return (c1 - c0) / (t1 - t0), rss
 
 
-def idle_cpu(work: Path, seconds: float, warm_up: float = 10.0) -> tuple[float, float]:
+def idle_cpu(work: Path, seconds: float, warm_up: float = 10.0) -> tuple[float, float, int]:
     """Share of one core used by 256 buses at 0.1 Hz, and by a bare Bytewax flow whose one
     partition has nothing to do (Bytewax's own floor: its worker parks for at most 1 ms),
-    measured side by side over ``seconds`` each, after ``warm_up`` seconds."""
+    measured side by side over ``seconds`` each, after ``warm_up`` seconds; and the bare
+    flow's RSS in KiB."""
     cfg = config(work / "idle.toml", 256, 1 / IDLE_PERIOD_S, seconds + 30)
     flow = [sys.executable, "-m", "bytewax.run", "flows.acquire"]
     floor = [sys.executable, "-m", "bytewax.run", "bench.floor:flow"]
     before = cpu_times()
-    idle = _process_cpu(flow, {**os.environ, "ACQUIRE_CONFIG": str(cfg)}, seconds, warm_up)
-    bare = _process_cpu(floor, dict(os.environ), seconds, warm_up)
+    idle, _ = _process_cpu(flow, {**os.environ, "ACQUIRE_CONFIG": str(cfg)}, seconds, warm_up)
+    bare, bare_rss = _process_cpu(floor, dict(os.environ), seconds, warm_up)
     print(f"  idle: CPU steal {steal_since(before):.0%}", flush=True)
-    return idle, bare
+    return idle, bare, bare_rss
 
 
 def main() -> None:
@@ -223,7 +248,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--start", type=int, default=32)
     parser.add_argument("--most", type=int, default=8192, help="largest bus count to try")
-    parser.add_argument("--refine", type=int, default=2, help="bisection steps after doubling")
+    parser.add_argument(
+        "--step", type=int, default=64, help="bisect until clean and late are this close"
+    )
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--warm-up", type=float, default=10.0, help="s before the idle window")
     parser.add_argument("--pin", action="store_true", help="pin each process to its own core")
@@ -240,9 +267,9 @@ def main() -> None:
     print(f"processes: {placed}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        one = largest_clean(work, 1, args.start, args.most, args.seconds, args.refine, pin)
-        two = largest_clean(work, 2, args.start, args.most, args.seconds, args.refine, pin)
-        idle, floor = idle_cpu(work, args.idle_seconds, args.warm_up)
+        one = largest_clean(work, 1, args.start, args.most, args.seconds, args.step, pin)
+        two = largest_clean(work, 2, args.start, args.most, args.seconds, args.step, pin)
+        idle, floor, floor_rss = idle_cpu(work, args.idle_seconds, args.warm_up)
         across = across_hosts(work, two[0], args.seconds, args.hosts) if args.hosts else None
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
     print(f"2 processes: {two[0]} buses, {two[1]:,.0f} rows/s")
@@ -251,9 +278,18 @@ def main() -> None:
             f"{args.hosts} processes on {args.hosts} hosts (network namespaces): {two[0]} buses, "
             f"{across[0] / args.seconds:,.0f} rows/s, {across[1]} late ticks"
         )
+    per_bus = one[2] / one[0] if one[0] else float("nan")
+    above = (one[2] - floor_rss) / one[0] if one[0] else float("nan")
+    print(
+        f"RSS at {one[0]} buses, 1 process: {one[2] / 1024:.0f} MiB, {per_bus:.0f} KiB per bus "
+        f"({above:.0f} KiB per bus above a bare Bytewax flow's {floor_rss / 1024:.0f} MiB)"
+    )
     print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core (a bare Bytewax flow: {floor:.1%})")
     ratio = two[1] / one[1] if one[1] else float("nan")
-    print(f"ratio 2-process/1-process rows/s: {ratio:.2f}; idle CPU {idle:.1%} of one core")
+    print(
+        f"speedup {ratio:.2f}, idle_cpu_pct {idle * 100:.1f}, rss_kib_per_bus {per_bus:.0f}, "
+        f"rss_kib_per_bus_above_floor {above:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 from connectors.bus import Bus, Device
 from connectors.faults import DeviceBackoff, Reconnect
@@ -54,8 +55,8 @@ _SKIPPED = "backoff: not sent after a timeout of this device in this tick"
 Failure = tuple[ErrorKind, str]  # the kind and text of the rows of reads not sent
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+# The clock of every request's two timestamps: a C call, no Python frame.
+_now: Callable[[], datetime] = partial(datetime.now, timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)

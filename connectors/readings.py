@@ -156,21 +156,9 @@ class Readings:
         code: int | None,
     ) -> Sample:
         text = p.label(value) if p.labels and value is not None else None
+        # Positional, in Sample's field order: one is built per value read, and keywords
+        # cost a third more.
         return Sample(
-            bus=self._bus,
-            device=device.name,
-            address=device.address,
-            protocol=self._protocol,
-            parameter=p.name,
-            parameter_id=p.id,
-            instance=device.instance,
-            value=value,
-            unit=p.unit,
-            requested_at=requested,
-            received_at=received,
-            tick=tick,
-            error=error,
-            text=text,
-            error_kind=kind,
-            exception_code=code,
-        )
+            self._bus, device.name, device.address, self._protocol, p.name, p.id,
+            device.instance, value, p.unit, requested, received, tick, error, text, kind, code,
+        )  # fmt: skip

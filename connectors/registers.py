@@ -164,6 +164,11 @@ class Read:
         init=False, repr=False, compare=False
     )
     checked: bool = field(init=False, repr=False, compare=False)
+    # halve_read's answer, once asked: it plans, and a live device's merged reads ask it at
+    # every request (connectors.stepdown).
+    _halves: list[tuple[Read, Read] | tuple[()]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         decoders = tuple(
@@ -255,9 +260,15 @@ def describe_plan(reads: Iterable[Read]) -> str:
 
 def halve_read(read: Read) -> tuple[Read, Read] | tuple[()]:
     """``read`` as two merged reads of about half its registers each, or () when it holds
-    one parameter (nothing smaller to try)."""
+    one parameter (nothing smaller to try). Planned once per read."""
     if len(read.parameters) < 2:
         return ()
+    if not read._halves:
+        read._halves.append(_halve(read))
+    return read._halves[0]
+
+
+def _halve(read: Read) -> tuple[Read, Read] | tuple[()]:
     cap = max(max(p.count for p in read.parameters), (read.count + 1) // 2)
     reads = plan_reads(read.parameters, max_registers=cap, max_bits=cap, max_gap=read.count)
     if len(reads) < 2:

@@ -104,6 +104,8 @@ class Wire:
         self._client: Client | None = None
         self._gap = frame_gap_s(bus.url.baudrate) if bus.url.scheme == "rtu" else 0.0
         self._timings = {d.name: d.timing(bus) for d in bus.devices}
+        # The silence each device's requests keep before them (looked up per request).
+        self._needs = {d.name: max(self._gap, bus.pause_s, d.pause_s) for d in bus.devices}
         self._timing = (bus.timeout_s, bus.retries)  # the client's timeout and retries now
         self._idle_since = -math.inf  # when the last transaction ended (monotonic)
         self._resync = False
@@ -171,7 +173,7 @@ class Wire:
         if timing != self._timing:
             set_timing(client, timeout=timing[0], retries=timing[1])
             self._timing = timing
-        need = max(self._gap, self._bus.pause_s, device.pause_s)
+        need = self._needs[device.name]
         if need > 0 or self._resync:
             await self._quiet(need)
         call = read_call(client, table)

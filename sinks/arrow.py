@@ -11,7 +11,7 @@ column, rejects the whole batch with SinkValueError naming the column.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from operator import attrgetter
 from types import ModuleType, NoneType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,8 @@ _EXACT: dict[ColumnType, frozenset[type]] = {
     for kind, exact in (("float", float), ("int", int), ("bool", bool), ("text", str))
 } | {"timestamp": frozenset({datetime, NoneType})}
 _TZINFO = attrgetter("tzinfo")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _utc(value: Any) -> datetime:
@@ -53,6 +55,29 @@ def _text(value: Any) -> str:
     if isinstance(value, datetime):
         return _utc(value).isoformat(timespec="microseconds")
     raise TypeError(f"{value!r} ({type(value).__name__}) is not text")
+
+
+def _micros(values: Sequence[Any]) -> list[int | None] | None:
+    """A timestamp column of UTC datetimes and None as microseconds since the epoch; None if
+    any other value is there (the general path then converts or refuses it).
+
+    pa.array asks each aware datetime's tzinfo for its offset, a Python call per value; the
+    parameters of one read share their instants, so each run of equal ones is converted once.
+    """
+    out: list[int | None] = []
+    append = out.append
+    last: Any = None
+    micros = 0
+    for v in values:
+        if v is None:
+            append(None)
+            continue
+        if v != last:
+            if type(v) is not datetime or v.tzinfo is not timezone.utc:
+                return None
+            micros, last = (v - _EPOCH) // _MICROSECOND, v
+        append(micros)
+    return out
 
 
 def _cells(kind: ColumnType, values: Sequence[Any]) -> Sequence[Any]:
@@ -96,6 +121,9 @@ def arrow_table(
     arrays = []
     for column, field, cells in zip(schema.columns, arrow, columns, strict=True):
         try:
+            if column.type == "timestamp" and (micros := _micros(cells)) is not None:
+                arrays.append(lib.array(micros, type=lib.int64()).view(field.type))
+                continue
             arrays.append(lib.array(_cells(column.type, cells), type=field.type))
         except (lib.ArrowException, TypeError, ValueError, OverflowError) as exc:
             raise SinkValueError(

@@ -9,7 +9,13 @@ from typing import Any
 
 from sinks.base import ColumnType, Schema, SinkError, SinkValueError
 
-__all__ = ["ColumnFormatter", "format_columns", "format_timestamp", "timestamp_column"]
+__all__ = [
+    "ColumnFormatter",
+    "format_column_lists",
+    "format_columns",
+    "format_timestamp",
+    "timestamp_column",
+]
 
 
 def format_timestamp(value: datetime) -> str:
@@ -34,26 +40,56 @@ def format_timestamp(value: datetime) -> str:
     return utc.isoformat(timespec="microseconds")
 
 
-class _IsoCache(dict[datetime, str]):
-    def __missing__(self, value: datetime) -> str:
-        text = self[value] = format_timestamp(value)
-        return text
-
-
 def timestamp_column(values: Sequence[Any]) -> list[str | None]:
     """:func:`format_timestamp` over a column.
 
-    The parameters of one Modbus read share their timestamps, so each distinct instant is
-    formatted once (equal instants in other zones hash alike and format alike).
+    The parameters of one Modbus read share their timestamps, so a value equal to the one
+    before it takes that one's text (equal instants in other zones format alike), and a
+    UTC datetime is formatted without the checks it needs no more.
     """
-    cache = _IsoCache()
-    try:
-        return [None if v is None else cache[v] for v in values]
-    except TypeError:  # unhashable: not a datetime at all
-        return [None if v is None else format_timestamp(v) for v in values]
+    out: list[str | None] = []
+    append = out.append
+    last: Any = None
+    text: str | None = None
+    for v in values:
+        if v != last:
+            if v is None:
+                text = None
+            elif type(v) is datetime and v.tzinfo is timezone.utc:
+                text = v.isoformat(timespec="microseconds")  # what format_timestamp gives
+            else:
+                text = format_timestamp(v)
+            last = v
+        append(text)
+    return out
 
 
 ColumnFormatter = Callable[[Sequence[Any]], Sequence[Any]]
+
+
+def format_column_lists(
+    schema: Schema,
+    columns: list[Sequence[Any]],
+    formatters: Mapping[ColumnType, ColumnFormatter],
+    where: str = "",
+) -> bool:
+    """Rewrite, in place, the columns (one value sequence per column of ``schema``) whose
+    type has a formatter: ``columns[i] = formatters[type](columns[i])``; whether any changed
+    (a formatter that returns its column itself leaves it as is). A SinkError of a formatter
+    comes out as the same class, prefixed with ``where`` (the target) and the column."""
+    changed = False
+    for i, column in enumerate(schema.columns):
+        fmt = formatters.get(column.type)
+        if fmt is None:
+            continue
+        try:
+            cells = fmt(columns[i])
+        except SinkError as exc:
+            prefix = f"{where}: " if where else ""
+            raise type(exc)(f"{prefix}column {column.name!r} ({column.type}): {exc}") from exc
+        if cells is not columns[i]:
+            columns[i], changed = cells, True
+    return changed
 
 
 def format_columns(
@@ -62,27 +98,15 @@ def format_columns(
     formatters: Mapping[ColumnType, ColumnFormatter],
     where: str = "",
 ) -> list[tuple[Any, ...]]:
-    """Rewrite the columns whose type has a formatter: ``formatters[type](column_values)``.
+    """:func:`format_column_lists` over rows (value tuples in column order).
 
     Works column by column (transpose, convert, transpose back): a Python call per cell
-    would cost several times more than the write itself. A formatter that returns its
-    column itself leaves it as is; when every one does, ``values`` come back untouched.
-    A SinkError of a formatter comes out as the same class, prefixed with ``where`` (the
-    target) and the column.
+    would cost several times more than the write itself. When no formatter changes its
+    column, ``values`` come back untouched.
     """
-    types = [c.type for c in schema.columns]
-    targets = [(i, formatters[t]) for i, t in enumerate(types) if t in formatters]
-    if not targets or not values:
+    if not values or not any(c.type in formatters for c in schema.columns):
         return values
     columns: list[Sequence[Any]] = list(zip(*values, strict=True))
-    changed = False
-    for i, fmt in targets:
-        try:
-            column = fmt(columns[i])
-        except SinkError as exc:
-            c = schema.columns[i]
-            prefix = f"{where}: " if where else ""
-            raise type(exc)(f"{prefix}column {c.name!r} ({c.type}): {exc}") from exc
-        if column is not columns[i]:
-            columns[i], changed = column, True
-    return list(zip(*columns, strict=True)) if changed else values
+    if not format_column_lists(schema, columns, formatters, where):
+        return values
+    return list(zip(*columns, strict=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, ClassVar, Literal
 
@@ -20,8 +20,6 @@ from sinks.base import Schema, SinkError, SinkSchemaError, SinkValueError, infer
 __all__ = ["LockedPartition", "SchemaLock"]
 
 logger = logging.getLogger(__name__)
-
-_CHUNK = 512  # rows projected at a time by SchemaLock.project_columns; below gen0's 700
 
 
 class SchemaLock:
@@ -57,43 +55,57 @@ class SchemaLock:
         """Values of each row in the schema's column order (locking the schema if needed)."""
         schema = self.lock(rows)
         names = schema.names
-        width = len(names)
         complete = True
         try:
             # Fast path: every row has every column (acquisition rows do).
             getter = itemgetter(*names)
-            out = [getter(row) for row in rows] if width > 1 else [(getter(r),) for r in rows]
+            out = [getter(row) for row in rows] if len(names) > 1 else [(getter(r),) for r in rows]
         except KeyError:
             complete = False
             out = [tuple(row.get(name) for name in names) for row in rows]
-        # With every column in every row, only a longer row has unknown keys.
-        if not complete or max(map(len, rows), default=0) > width:
-            known = frozenset(names)
-            for row in rows:
-                if not known.issuperset(row):
-                    self._warn_unknown(row.keys() - known)
-        for i, column in enumerate(schema.columns):
-            # Column-wise, one C-level scan per required column; the row is looked up only
-            # for the message.
-            if schema.required(column) and None in map(itemgetter(i), out):
-                row = next(r for r, v in zip(rows, out, strict=True) if v[i] is None)
-                raise SinkValueError(
-                    f"{self._target}: column {column.name!r} takes no NULL (not nullable or "
-                    f"part of the key) but a row has none: {dict(row)!r}"
-                )
+        self._check(schema, rows, complete, lambda i: map(itemgetter(i), out))
         return out
 
     def project_columns(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         """:meth:`project` laid out as one list of values per column, in schema order."""
-        columns: list[list[Any]] = [[] for _ in self.lock(rows).columns]
-        # Projected a chunk at a time, each chunk's row tuples freed before the next: holding
-        # a whole batch of them sets off CPython's cyclic GC, whose full collections walk the
-        # caller's whole heap (a quarter of the Parquet sink's time in bench/sinks.py).
-        for start in range(0, len(rows), _CHUNK):
-            values = self.project(rows[start : start + _CHUNK])
-            for column, cells in zip(columns, zip(*values, strict=True), strict=True):
-                column.extend(cells)
+        schema = self.lock(rows)
+        complete = True
+        # Straight from the rows, one C-level pass per column: no row tuple is built (a
+        # batch of them would set off CPython's cyclic GC, whose full collections walk the
+        # caller's whole heap) and nothing is transposed.
+        columns: list[list[Any]] = []
+        for name in schema.names:
+            try:
+                columns.append(list(map(itemgetter(name), rows)))
+            except KeyError:
+                complete = False
+                columns.append([row.get(name) for row in rows])
+        self._check(schema, rows, complete, columns.__getitem__)
         return columns
+
+    def _check(
+        self,
+        schema: Schema,
+        rows: Sequence[Mapping[str, Any]],
+        complete: bool,
+        column: Callable[[int], Iterable[Any]],
+    ) -> None:
+        """Warn of keys outside the schema and refuse NULL in a required column; ``complete``
+        says every row has every column, ``column(i)`` gives the values of column ``i``."""
+        # With every column in every row, only a longer row has unknown keys.
+        if not complete or max(map(len, rows), default=0) > len(schema.columns):
+            known = frozenset(schema.names)
+            for row in rows:
+                if not known.issuperset(row):
+                    self._warn_unknown(row.keys() - known)
+        for i, c in enumerate(schema.columns):
+            # One C-level scan per required column; the row is looked up only for the message.
+            if schema.required(c) and None in column(i):
+                row = next(r for r, v in zip(rows, column(i), strict=True) if v is None)
+                raise SinkValueError(
+                    f"{self._target}: column {c.name!r} takes no NULL (not nullable or "
+                    f"part of the key) but a row has none: {dict(row)!r}"
+                )
 
     def _warn_unknown(self, names: set[str]) -> None:
         for name in sorted(names - self._warned, key=str):
@@ -117,8 +129,8 @@ class LockedPartition(StatelessSinkPartition[dict[str, Any]]):
     the target in messages and log lines.
 
     ``layout`` says what ``_write`` receives: ``"rows"``, a list of value tuples in column
-    order; ``"columns"``, a list of column value lists in schema order (projected a chunk at
-    a time, see :meth:`SchemaLock.project_columns`).
+    order; ``"columns"``, a list of column value lists in schema order
+    (:meth:`SchemaLock.project_columns`).
     """
 
     layout: ClassVar[Literal["rows", "columns"]] = "rows"

@@ -21,14 +21,14 @@ from sinks.base import (
     SinkValueError,
     SinkWriteError,
 )
-from sinks.columns import format_columns
+from sinks.columns import format_column_lists
 from sinks.partition import LockedPartition
 from sinks.postgres_sql import (
     COLUMNS_QUERY,
     FORMATTERS,
     STAGE_TABLE,
+    TIMESTAMPTZ_CODEC,
     Statements,
-    all_exact,
     check_columns,
     create_table_sql,
     quote,
@@ -58,8 +58,15 @@ _TRANSIENT = (
 )
 
 
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """Each new connection of the pool takes timestamps as the sink encodes them."""
+    await conn.set_type_codec("timestamptz", **TIMESTAMPTZ_CODEC)
+
+
 class PostgresPartition(LockedPartition):
     """One worker's pool, driven from the worker's thread through a private event loop."""
+
+    layout = "columns"  # formatted column by column, then zipped into the COPY's records
 
     def __init__(self, sink: IntoPostgres, pg: Any) -> None:
         super().__init__(sink.schema, f"PostgreSQL table {sink.location}")
@@ -166,6 +173,7 @@ class PostgresPartition(LockedPartition):
             command_timeout=sink.command_timeout_s,
             timeout=sink.connect_timeout_s,
             server_settings=settings,
+            init=_init_connection,
         )
         logger.debug("%s: pool open with %d connections", self._where, pool.get_size())
         return pool
@@ -194,19 +202,22 @@ class PostgresPartition(LockedPartition):
             ) from exc
         self._sql = sql
 
-    async def _write_records(
-        self, records: list[tuple[Any, ...]], conn: asyncpg.Connection
-    ) -> None:
+    async def _write_records(self, columns: list[list[Any]], conn: asyncpg.Connection) -> None:
+        """Write the batch's ``columns`` in one transaction. Each statement zips them into
+        records as it sends them: the rows are encoded while the server takes the first ones."""
         await self._check_table(conn)
         schema, sink = self._lock.schema, self._sink
         assert schema is not None and self._sql is not None
         sql = self._sql
         async with conn.transaction():
             if not sink.use_copy:
-                await conn.executemany(sql.insert, records)
+                await conn.executemany(sql.insert, zip(*columns, strict=True))
             elif not schema.key:
                 await conn.copy_records_to_table(
-                    sink.table, schema_name=sink.schema_name, records=records, columns=schema.names
+                    sink.table,
+                    schema_name=sink.schema_name,
+                    records=zip(*columns, strict=True),
+                    columns=schema.names,
                 )
             else:
                 try:
@@ -216,25 +227,29 @@ class PostgresPartition(LockedPartition):
                         await conn.copy_records_to_table(
                             sink.table,
                             schema_name=sink.schema_name,
-                            records=records,
+                            records=zip(*columns, strict=True),
                             columns=schema.names,
                         )
                 except self._pg.exceptions.UniqueViolationError:
                     await conn.execute(sql.stage)
                     await conn.copy_records_to_table(
-                        STAGE_TABLE, schema_name="pg_temp", records=records, columns=schema.names
+                        STAGE_TABLE,
+                        schema_name="pg_temp",
+                        records=zip(*columns, strict=True),
+                        columns=schema.names,
                     )
                     await conn.execute(sql.merge)
 
-    def _write(self, schema: Schema, values: list[tuple[Any, ...]]) -> None:
-        """Write the batch in one transaction; rows whose key exists are ignored. Bad values
-        reject the batch before anything is sent."""
-        exact = all_exact(schema, values)
-        records = values if exact else format_columns(schema, values, FORMATTERS, self._where)
-        what = f"writing {len(values)} rows"
+    def _write(self, schema: Schema, values: list[list[Any]]) -> None:
+        """Write the batch (one value list per column) in one transaction; rows whose key
+        exists are ignored. Bad values reject the batch before anything is sent."""
+        format_column_lists(schema, values, FORMATTERS, self._where)
+        rows = len(values[0])
+        write = partial(self._write_records, values)
         try:
-            self._portal.call(self._run, what, partial(self._write_records, records))
+            self._portal.call(self._run, f"writing {rows} rows", write)
         except (SinkWriteError, SinkValueError) as exc:
+            records = list(zip(*values, strict=True))
             # Looked for only after a failure, at no cost to good batches: a value that can
             # never be written is the caller's to fix, whatever the server said.
             problem = misfit(schema, records, nul="PostgreSQL text", int64=True)
@@ -243,7 +258,7 @@ class PostgresPartition(LockedPartition):
             if problem is None:
                 raise
             raise SinkValueError(
-                f"{self._where}: {problem}; none of the {len(values)} rows was written"
+                f"{self._where}: {problem}; none of the {rows} rows was written"
             ) from exc
 
     async def _close_pool(self) -> None:
