@@ -99,8 +99,8 @@ def _age(now: datetime, at: datetime | None) -> float | None:
 def snapshot(page: Page) -> dict[str, Any]:
     """What ``/status`` answers: run facts, each bus with its devices, each sink."""
     now = datetime.now(timezone.utc)
+    at = now.timestamp()
     settings, workers = page.settings, frozenset(page.workers)  # a copy: add() may change it
-    rank = page.rank
     buses: dict[str, dict[str, Any]] = {}
     kinds: dict[str, set[ErrorKind | None]] = {}
     for figures in page.figures():
@@ -119,18 +119,17 @@ def snapshot(page: Page) -> dict[str, Any]:
             for key in ("ticks", "late", "reads", "errors"):  # no TickStats (yet)
                 bus.setdefault(key, None)
             kinds.setdefault(d.bus, set()).add(d.last_kind)
+            last = dict(d.last)
+            order = page.order(d.device, last)
             values = [
                 {
                     "parameter": s.parameter,
                     "value": _number(s.value),
                     "text": s.text,
                     "unit": s.unit,
-                    "age_s": _age(now, s.received_at),
+                    "age_s": round(at - s.received_at.timestamp(), 3),
                 }
-                for s in sorted(
-                    list(d.last.values()),
-                    key=lambda s: rank.get((d.device, s.parameter), len(rank)),
-                )
+                for s in map(last.__getitem__, order)
             ]
             bus["devices"].append(
                 {
@@ -194,7 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = page.shell().encode()
             self._send(200, "text/html; charset=utf-8", body)
         elif path == "/status":
-            self._send(200, "application/json", json.dumps(snapshot(page)).encode())
+            body = json.dumps(snapshot(page), separators=(",", ":"), check_circular=False)
+            self._send(200, "application/json", body.encode())
         elif path == "/metrics":
             self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
         elif path in ("/page.js", "/page.css"):
@@ -242,6 +242,17 @@ class Page:
         self.address: tuple[str, int] | None = None
         """Where the server listens, once it does."""
         self.rank: dict[tuple[str, str], int] = {}  # (device, parameter) -> place on the page
+        self._orders: dict[str, tuple[str, ...]] = {}  # device -> its parameters in that order
+
+    def order(self, device: str, last: dict[str, Any]) -> tuple[str, ...]:
+        """The parameters of ``last`` (a device's last values) in the page's order; kept
+        until the device has another parameter (one is only ever added)."""
+        order = self._orders.get(device)
+        if order is None or len(order) != len(last):
+            rank, end = self.rank, len(self.rank)
+            order = tuple(sorted(last, key=lambda p: rank.get((device, p), end)))
+            self._orders[device] = order
+        return order
 
     @property
     def refresh_s(self) -> float:
@@ -270,6 +281,7 @@ class Page:
                 return
             self.settings, self.process = settings, process_of_run()
             self.rank = {(d, p): i for d, names in settings.order for i, p in enumerate(names)}
+            self._orders = {}
             self.started, self.started_at = time.monotonic(), datetime.now(timezone.utc)
             port = settings.port + self.process[0] if settings.port else 0
             try:
