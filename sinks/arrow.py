@@ -17,6 +17,7 @@ from types import ModuleType, NoneType
 from typing import TYPE_CHECKING, Any
 
 from sinks.base import ColumnType, Schema, SinkValueError
+from sinks.columns import per_run
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -57,27 +58,28 @@ def _text(value: Any) -> str:
     raise TypeError(f"{value!r} ({type(value).__name__}) is not text")
 
 
+class _NotUtc(Exception):
+    """A timestamp column holds something other than UTC datetimes and None."""
+
+
+def _utc_micros(value: Any) -> int:
+    if type(value) is not datetime or value.tzinfo is not timezone.utc:
+        raise _NotUtc
+    return (value - _EPOCH) // _MICROSECOND
+
+
 def _micros(values: Sequence[Any]) -> list[int | None] | None:
     """A timestamp column of UTC datetimes and None as microseconds since the epoch; None if
     any other value is there (the general path then converts or refuses it).
 
     pa.array asks each aware datetime's tzinfo for its offset, a Python call per value; the
-    parameters of one read share their instants, so each run of equal ones is converted once.
+    parameters of one read share their instants, so each run of equal ones is converted once
+    (:func:`~sinks.columns.per_run`).
     """
-    out: list[int | None] = []
-    append = out.append
-    last: Any = None
-    micros = 0
-    for v in values:
-        if v is None:
-            append(None)
-            continue
-        if v != last:
-            if type(v) is not datetime or v.tzinfo is not timezone.utc:
-                return None
-            micros, last = (v - _EPOCH) // _MICROSECOND, v
-        append(micros)
-    return out
+    try:
+        return per_run(values, _utc_micros)
+    except _NotUtc:
+        return None
 
 
 def _cells(kind: ColumnType, values: Sequence[Any]) -> Sequence[Any]:

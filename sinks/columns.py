@@ -14,6 +14,7 @@ __all__ = [
     "format_column_lists",
     "format_columns",
     "format_timestamp",
+    "per_run",
     "timestamp_column",
 ]
 
@@ -40,28 +41,37 @@ def format_timestamp(value: datetime) -> str:
     return utc.isoformat(timespec="microseconds")
 
 
-def timestamp_column(values: Sequence[Any]) -> list[str | None]:
-    """:func:`format_timestamp` over a column.
+def per_run(values: Sequence[Any], convert: Callable[[Any], Any]) -> list[Any]:
+    """``convert`` over a column, None kept as None: a value equal to the one before it takes
+    that one's result, so ``convert`` runs once per run of equal values.
 
-    The parameters of one Modbus read share their timestamps, so a value equal to the one
-    before it takes that one's text (equal instants in other zones format alike), and a
-    UTC datetime is formatted without the checks it needs no more.
-    """
-    out: list[str | None] = []
+    The parameters of one Modbus read share their timestamps, so a timestamp column is a few
+    runs: converting each instant once is what makes it cheap. Equal instants in other zones
+    compare equal, so ``convert`` must give them the same result."""
+    out: list[Any] = []
     append = out.append
     last: Any = None
-    text: str | None = None
+    result: Any = None
     for v in values:
+        if v is None:
+            append(None)
+            continue
         if v != last:
-            if v is None:
-                text = None
-            elif type(v) is datetime and v.tzinfo is timezone.utc:
-                text = v.isoformat(timespec="microseconds")  # what format_timestamp gives
-            else:
-                text = format_timestamp(v)
-            last = v
-        append(text)
+            result, last = convert(v), v
+        append(result)
     return out
+
+
+def _iso(value: Any) -> str:
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return value.isoformat(timespec="microseconds")  # what format_timestamp gives
+    return format_timestamp(value)
+
+
+def timestamp_column(values: Sequence[Any]) -> list[str | None]:
+    """:func:`format_timestamp` over a column, once per run of equal instants
+    (:func:`per_run`); a UTC datetime is formatted without the checks it needs no more."""
+    return per_run(values, _iso)
 
 
 ColumnFormatter = Callable[[Sequence[Any]], Sequence[Any]]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sinks.base import ColumnType, Schema, SinkSchemaError, SinkValueError
-from sinks.columns import ColumnFormatter, format_timestamp
+from sinks.columns import ColumnFormatter, format_timestamp, per_run
 
 __all__ = [
     "COLUMNS_QUERY",
@@ -100,20 +100,10 @@ def timestamptz_column(values: Sequence[Any]) -> list[bytes | None]:
 
     asyncpg's own encoder costs about 0.6 us a value (an ``astimezone`` and a subtraction
     through Python objects: more than the rest of an acquisition row's COPY together); the
-    parameters of one read share their instants, so each run of equal ones is encoded once.
+    parameters of one read share their instants, so each run of equal ones is encoded once
+    (:func:`~sinks.columns.per_run`).
     """
-    out: list[bytes | None] = []
-    append = out.append
-    last: Any = None
-    data = b""
-    for v in values:
-        if v is None:
-            append(None)
-            continue
-        if v != last:
-            data, last = _timestamptz(v), v
-        append(data)
-    return out
+    return per_run(values, _timestamptz)
 
 
 def _decode_timestamptz(data: bytes) -> datetime:
