@@ -51,6 +51,7 @@ if logging.getLogger("pymodbus").level == logging.NOTSET:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 _SKIPPED = "backoff: not sent after a timeout of this device in this tick"
+_BACKED: Failure = (ErrorKind.BACKOFF, _SKIPPED)  # the rows of reads held back by it
 
 Failure = tuple[ErrorKind, str]  # the kind and text of the rows of reads not sent
 
@@ -266,13 +267,16 @@ class BusPoller:
                 wire.not_sent(device, plan[i:], tick, self._outage, samples)
                 break
             if answered is False:  # it timed out once this tick: do not pay that again
-                wire.not_sent(device, plan[i:], tick, (ErrorKind.BACKOFF, _SKIPPED), samples)
+                wire.not_sent(device, plan[i:], tick, _BACKED, samples)
                 break
-            # Stepping down costs a timeout per halving: only for a device that answered
-            # last tick (a silent one times out whole, as before).
-            alive = device.step_down and backoff.silent == 0
-            skipped = (ErrorKind.BACKOFF, _SKIPPED)
-            outcome, sent, unsent = await send(wire, device, read, tick, samples, alive, skipped)
+            merged = len(read.parameters) > 1
+            # Stepping down costs a timeout per halving: only for a merged read of a device
+            # that answered last tick (a silent one times out whole, as before).
+            sent: list[Read] | None = None
+            if merged and device.step_down and backoff.silent == 0:
+                outcome, sent, unsent = await send(wire, device, read, tick, samples, _BACKED)
+            else:
+                outcome = await wire.request(device, read, tick, samples, fallback=merged)
             if outcome is Outcome.FALLBACK:
                 plan[i : i + 1] = split_read(read)
                 log.info(
@@ -286,7 +290,7 @@ class BusPoller:
                 plan[i : i + 1] = [*sent, *unsent]
                 self._stepped_down(device, read, sent, unsent)
                 i += len(sent) - 1
-            answered = self._settle(outcome, answered)
+            answered = True if outcome is Outcome.ANSWERED else self._settle(outcome, answered)
             if desc is not None:
                 self._replan(device)
             i += 1

@@ -65,13 +65,29 @@ class Readings:
     ) -> bool:
         """Append the samples of ``read``'s decoded ``values`` to ``out``; whether any became
         an error row (out of range, or garbage in the byte order the device said)."""
-        if read.checked:
-            return self._checked(device, desc, values, tick, requested, received, out)
-        sample = self._sample
-        out.extend(
-            sample(device, p, tick, requested, received, v, None, None, None) for p, v in values
-        )
-        return False
+        failed, checked = False, read.checked
+        bus, protocol = self._bus, self._protocol
+        name, address, instance = device.name, device.address, device.instance
+        for p, v in values:
+            # Most values are plausible floats without a range: nothing more to look at.
+            if checked and (
+                p.range is not None
+                or type(v) is not float
+                or not (_TINY <= abs(v) <= _ABSURD or v == 0)
+            ):
+                bad = self._check(device, desc, p, v, tick, requested, received)
+                if bad is not None:
+                    failed = True
+                    out.append(bad)
+                    continue
+            # Built here, positionally in Sample's field order: this runs once per value read.
+            text = p.label(v) if p.labels else None
+            sample = Sample(
+                bus, name, address, protocol, p.name, p.id, instance, v, p.unit,
+                requested, received, tick, None, text,
+            )  # fmt: skip
+            out.append(sample)
+        return failed
 
     def errors(
         self,
@@ -88,48 +104,38 @@ class Readings:
         for p in parameters:
             out.append(self._sample(device, p, tick, requested, received, None, error, kind, code))
 
-    def _checked(
+    def _check(
         self,
         device: Device,
         desc: Description | None,
-        values: list[tuple[Parameter, Value]],
+        p: Parameter,
+        v: Value,
         tick: int,
         requested: datetime,
         received: datetime,
-        out: list[Sample],
-    ) -> bool:
-        """The samples of ``values``, each checked: a value outside its parameter's range is
-        an error row (the read counts once in :attr:`errors`). An implausible float whose
-        byte order the device did not say is stored and warned of, once per device and
-        parameter; one whose byte order the device said means the device's setting changed
-        since it said it: it is an error row too, and the device is asked again before its
-        next read."""
-        failed = False
-        sample = self._sample
-        for p, v in values:
-            bounds = p.range  # only on numbers: v is an int or a float
-            if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
-                failed = True
-                error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
-                out.append(sample(device, p, tick, requested, received, None, error, _RANGE, None))
-                continue
-            if type(v) is float and (
-                not -_ABSURD <= v <= _ABSURD or (v != 0 and -_TINY < v < _TINY)
-            ):
-                if desc is None or not desc.self_described(p):
-                    self._warn_implausible(device, p, v)
-                else:
-                    failed, desc.due = True, True
-                    error = (
-                        f"bad response: {v!r} in byte order {p.codec.byte_order}, which the "
-                        "device said; asking it again"
-                    )
-                    out.append(
-                        sample(device, p, tick, requested, received, None, error, _BAD, None)
-                    )
-                    continue
-            out.append(sample(device, p, tick, requested, received, v, None, None, None))
-        return failed
+    ) -> Sample | None:
+        """The error row of a value that fails its check, else None. A value outside its
+        parameter's range is one. An implausible float whose byte order the device did not
+        say is stored and warned of, once per device and parameter; one whose byte order the
+        device said means the device's setting changed since it said it: it is an error row
+        too, and the device is asked again before its next read."""
+        bounds = p.range  # only on numbers: v is an int or a float
+        if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
+            error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
+            return self._sample(device, p, tick, requested, received, None, error, _RANGE, None)
+        if type(v) is not float or (
+            -_ABSURD <= v <= _ABSURD and not (v != 0 and -_TINY < v < _TINY)
+        ):
+            return None
+        if desc is None or not desc.self_described(p):
+            self._warn_implausible(device, p, v)
+            return None
+        desc.due = True
+        error = (
+            f"bad response: {v!r} in byte order {p.codec.byte_order}, which the device said; "
+            "asking it again"
+        )
+        return self._sample(device, p, tick, requested, received, None, error, _BAD, None)
 
     def _warn_implausible(self, device: Device, p: Parameter, value: float) -> None:
         if (device.name, p.name) in self._warned:

@@ -102,10 +102,13 @@ class Wire:
                 _read_name(read.table)
         self._bus, self._link, self._clock, self._sleep = bus, link, clock, sleep
         self._client: Client | None = None
-        self._gap = frame_gap_s(bus.url.baudrate) if bus.url.scheme == "rtu" else 0.0
-        self._timings = {d.name: d.timing(bus) for d in bus.devices}
-        # The silence each device's requests keep before them (looked up per request).
-        self._needs = {d.name: max(self._gap, bus.pause_s, d.pause_s) for d in bus.devices}
+        self._reads: dict[str, Callable[..., Awaitable[Any]]] = {}  # table -> the client's read
+        gap = frame_gap_s(bus.url.baudrate) if bus.url.scheme == "rtu" else 0.0
+        # Each device's timeout and retries, and the silence its requests keep before them:
+        # looked up once per request.
+        self._settings = {
+            d.name: (d.timing(bus), max(gap, bus.pause_s, d.pause_s)) for d in bus.devices
+        }
         self._timing = (bus.timeout_s, bus.retries)  # the client's timeout and retries now
         self._idle_since = -math.inf  # when the last transaction ended (monotonic)
         self._resync = False
@@ -123,7 +126,8 @@ class Wire:
     def connected(self) -> bool:
         """Whether the client is open (the link's client is taken on the first call)."""
         if self._client is None:
-            self._client = self._link.client()
+            client = self._client = self._link.client()
+            self._reads = {table: read_call(client, table) for table in _READS}
         return self._client.connected
 
     async def connect(self) -> str | None:
@@ -167,16 +171,13 @@ class Wire:
         """Send one read (counted in :attr:`reads` unless not ``counted``); (response or
         None, outcome of a failure, its kind and text, the request's and the answer's time).
         The response may be an exception response."""
-        client = self._client
-        assert client is not None, "connected() first"
-        timing = self._timings[device.name]
+        timing, need = self._settings[device.name]
         if timing != self._timing:
-            set_timing(client, timeout=timing[0], retries=timing[1])
+            set_timing(self._client, timeout=timing[0], retries=timing[1])
             self._timing = timing
-        need = self._needs[device.name]
         if need > 0 or self._resync:
             await self._quiet(need)
-        call = read_call(client, table)
+        call = self._reads[table]  # connected() first
         requested = self._clock()
         self.reads += counted
         outcome, response = Outcome.FAILED, None
@@ -262,7 +263,12 @@ class Wire:
                     return Outcome.FALLBACK
                 outcome, kind, error = Outcome.ANSWERED, ErrorKind.EXCEPTION, exception_text(code)
             else:
-                words = answer_words(read.table, response, read.count)
+                table = read.table
+                words = (
+                    response.registers
+                    if table not in BIT_TABLES
+                    else answer_words(table, response, read.count)
+                )
                 try:
                     values = decode_read(read, words)
                 except ValueError as exc:

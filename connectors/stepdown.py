@@ -33,22 +33,22 @@ async def send(
     read: Read,
     tick: int,
     out: list[Sample],
-    step_down: bool,
     skipped: tuple[ErrorKind, str],
 ) -> Sent:
-    """Send ``read`` to ``device``, appending its samples to ``out``; with ``step_down``, a
-    merged read that times out or comes back garbled is tried again at once in halves. A half
-    that fails too means the device went silent: the parameters not sent get ``skipped`` rows
-    (or the lost connection's), and nothing is stepped down. A half rejected with exception 2
-    gives FALLBACK for the whole read, as a merged read rejected so does."""
-    halves = halve_read(read) if step_down else ()
+    """Send ``read`` to ``device``, appending its samples to ``out``; a merged read that times
+    out or comes back garbled is tried again at once in halves. A half that fails too means
+    the device went silent: the parameters not sent get ``skipped`` rows (or the lost
+    connection's), and nothing is stepped down. A half rejected with exception 2 gives
+    FALLBACK for the whole read, as a merged read rejected so does. (The poller sends a read
+    of one parameter, or one of a device that may not step down, with ``Wire.request``.)"""
+    halves = halve_read(read)
     outcome = await wire.request(
         device, read, tick, out, fallback=len(read.parameters) > 1, step_down=bool(halves)
     )
     if outcome is not Outcome.STEP_DOWN:
         return Sent(outcome, None, [])
     first, second = halves
-    outcome, sent, unsent = await send(wire, device, first, tick, out, step_down, skipped)
+    outcome, sent, unsent = await send(wire, device, first, tick, out, skipped)
     if outcome is Outcome.FALLBACK:
         return Sent(outcome, None, [])
     if outcome is not Outcome.ANSWERED:
