@@ -82,12 +82,14 @@ def wire_read_s(count: int, baudrate: int, turnaround_s: float = 0.0) -> float:
 
 @dataclass(frozen=True)
 class Run:
-    """One measured run: reads sent, failed reads, wall seconds, CPU seconds of this process."""
+    """One measured run: reads sent, failed reads, wall seconds, CPU seconds of this process
+    and, of a project run, of its Bytewax worker thread (the rest is the polling loop's)."""
 
     reads: int
     errors: int
     wall_s: float
     cpu_s: float
+    worker_cpu_s: float = 0.0
 
     @property
     def reads_per_s(self) -> float:
@@ -121,11 +123,13 @@ def run_project(bus: Bus, rate_hz: float, seconds: float) -> tuple[Run, list[Tic
     kept: list[TickStats] = []
     op.output("samples", samples, _Discard())
     op.output("stats", stats, TestingSink(kept))
-    c0, t0 = time.process_time(), time.perf_counter()
+    # run_main runs the worker on this thread: its CPU time is the worker's.
+    c0, w0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     run_main(flow)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    worker = time.thread_time() - w0
     reads, errors = sum(s.reads for s in kept), sum(s.errors for s in kept)
-    return Run(reads, errors, wall, cpu), kept
+    return Run(reads, errors, wall, cpu, worker), kept
 
 
 async def _bare_loop(port: int, polled: Sequence[Device], seconds: float) -> Run:
@@ -261,6 +265,7 @@ def pooled(runs: Sequence[Run]) -> Run:
         sum(r.errors for r in runs),
         sum(r.wall_s for r in runs),
         sum(r.cpu_s for r in runs),
+        sum(r.worker_cpu_s for r in runs),
     )
 
 
@@ -301,6 +306,11 @@ def cpu_cost(seconds: float, rate_hz: float, rounds: int) -> tuple[float, float 
             f"cpu: {name:<13} {run.reads_per_s:8.0f} reads/s, {run.cpu_per_read * 1e6:7.1f} us "
             f"CPU/read ({run.reads} reads, {run.errors} failed)"
         )
+    worker = project.worker_cpu_s / project.reads if project.reads else float("nan")
+    print(
+        f"cpu: project's split: {worker * 1e6:.1f} us/read on the Bytewax worker thread, "
+        f"{project.cpu_per_read * 1e6 - worker * 1e6:.1f} us/read on the polling loop's"
+    )
     on_uvloop = None
     if uvloops:
         # The project polls on uvloop (connectors.source): against the same loop, what is

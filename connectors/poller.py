@@ -27,7 +27,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -273,6 +273,7 @@ class BusPoller:
             # Stepping down costs a timeout per halving: only for a merged read of a device
             # that answered last tick (a silent one times out whole, as before).
             sent: list[Read] | None = None
+            unsent: Sequence[Read] = ()
             if merged and device.step_down and backoff.silent == 0:
                 outcome, sent, unsent = await send(wire, device, read, tick, samples, _BACKED)
             else:
@@ -297,7 +298,7 @@ class BusPoller:
         return answered
 
     def _stepped_down(
-        self, device: Device, read: Read, sent: list[Read], unsent: list[Read]
+        self, device: Device, read: Read, sent: Sequence[Read], unsent: Sequence[Read]
     ) -> None:
         """Say once per device that its reads are smaller now (and why)."""
         if device.name in self._stepped:

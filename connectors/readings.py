@@ -57,23 +57,26 @@ class Readings:
         device: Device,
         desc: Description | None,
         read: Read,
-        values: list[tuple[Parameter, Value]],
+        data: bytes,
         tick: int,
         requested: datetime,
         received: datetime,
         out: list[Sample],
     ) -> bool:
-        """Append the samples of ``read``'s decoded ``values`` to ``out``; whether any became
-        an error row (out of range, or garbage in the byte order the device said)."""
+        """Append the samples of the values of ``read`` in its answer ``data``
+        (connectors.registers.pack_read) to ``out``; whether any became an error row (out of
+        range, or garbage in the byte order the device said)."""
         failed, checked = False, read.checked
         bus, protocol = self._bus, self._protocol
         name, address, instance = device.name, device.address, device.instance
-        for p, v in values:
-            # Most values are plausible floats without a range: nothing more to look at.
+        for p, start, decode in read.decoders:
+            v = decode(data, start)
+            # Most values are within their range, and floats of a plausible size: only the
+            # others are looked at closer.
+            bounds = p.range
             if checked and (
-                p.range is not None
-                or type(v) is not float
-                or not (_TINY <= abs(v) <= _ABSURD or v == 0)
+                (bounds is not None and not bounds[0] <= v <= bounds[1])  # type: ignore[operator]
+                or (type(v) is float and not (_TINY <= abs(v) <= _ABSURD or v == 0))
             ):
                 bad = self._check(device, desc, p, v, tick, requested, received)
                 if bad is not None:

@@ -39,6 +39,7 @@ __all__ = [
     "describe_plan",
     "halve_read",
     "load_profile",
+    "pack_read",
     "plan_reads",
     "shipped_profiles",
     "split_read",
@@ -235,17 +236,24 @@ def plan_reads(
     return tuple(reads)
 
 
-def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value]]:
-    """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError);
-    a read of coils or discrete inputs gives its bits as words 0 or 1."""
+def pack_read(read: Read, words: Sequence[int]) -> bytes:
+    """The answer to ``read`` as it was on the wire, to decode each parameter from at its
+    offset (``read.decoders``); ValueError unless exactly ``read.count`` words of 0..65535 (a
+    read of coils or discrete inputs: its bits as words 0 or 1)."""
     if len(words) != read.count:
         what = "bits" if read.table in BIT_TABLES else "registers"
         raise ValueError(f"read at {read.address}: expected {read.count} {what}, got {len(words)}")
     try:
-        data = read.pack(*words)
+        return read.pack(*words)
     except struct.error:
         pack_registers(words)  # raises the ValueError that says which word
         raise
+
+
+def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value]]:
+    """Decode every parameter of ``read`` from exactly ``read.count`` words (else ValueError,
+    as :func:`pack_read`)."""
+    data = pack_read(read, words)
     return [(p, decode(data, start)) for p, start, decode in read.decoders]
 
 

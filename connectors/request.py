@@ -27,7 +27,7 @@ from connectors.faults import exception_text
 from connectors.link import BusLink, Client
 from connectors.parameter import BIT_TABLES
 from connectors.readings import Readings
-from connectors.registers import Read, decode_read
+from connectors.registers import Read, pack_read
 from connectors.sample import ErrorKind, Sample
 from connectors.transport import frame_gap_s, pending_bytes, read_failure, set_timing
 
@@ -270,14 +270,14 @@ class Wire:
                     else answer_words(table, response, read.count)
                 )
                 try:
-                    values = decode_read(read, words)
+                    data = pack_read(read, words)
                 except ValueError as exc:
                     kind, error = ErrorKind.BAD_RESPONSE, f"bad response: {exc}"
                 else:
                     desc = self.descriptions.get(device.name)
                     # A read with values out of range counts once in errors, as any failed one.
                     self.errors += self._rows.values(
-                        device, desc, read, values, tick, requested, received, out
+                        device, desc, read, data, tick, requested, received, out
                     )
                     if desc is not None:
                         desc.take(read.table, read.address, words)
