@@ -196,58 +196,59 @@ class BusPoller:
             tick = following
 
     async def _poll_tick(self, tick: int) -> list[Sample]:
-        """Read every device once; failures become error samples, never exceptions."""
+        """Read every device once; failures become error samples, never exceptions.
+
+        A device's first request of the connection (and one a minute) asks how to read it
+        (connectors.describe). A merged read rejected with exception 2 is replaced in its
+        plan, for good, by one read per parameter, which are read at once in the same tick;
+        one that times out or comes back garbled may be stepped down (connectors.stepdown).
+        """
         samples: list[Sample] = []
         outage = await self._ensure_connected()
+        wire = self._wire
         for device in self._bus.devices:
             due = [g for g in self._groups[device.name] if g.due(tick)]
             if not due:
                 continue  # nothing of it is due: no request, no row
             backoff = self._backoff[device.name]
             failure = outage if backoff.due() else (ErrorKind.BACKOFF, backoff.reason)
-            if failure is None:
-                outage = await self._poll_device(device, due, tick, samples)
-            else:
+            if failure is not None:
                 reads = [r for g in due for r in g.plan]
-                self._wire.not_sent(device, reads, tick, failure, samples)
+                wire.not_sent(device, reads, tick, failure, samples)
+                continue
+            answered: bool | None = None
+            i = 0
+            desc = wire.descriptions.get(device.name)
+            if desc is not None and (desc.due or desc.stale(time.monotonic())):
+                answered, i = await self._describe(device, due, tick, samples)
+            for group in due:
+                answered = await self._read_plan(device, group.plan, i, tick, samples, answered)
+                i = 0
+                if group.every is None and answered and self._outage is None:
+                    group.pending = False
+            backoff.record(answered)
+            if answered is False and backoff.silent == backoff.after:
+                log.warning(
+                    "bus %s device %s: no answer in %d ticks, polling it every %d ticks",
+                    self._bus.name, device.name, backoff.silent, backoff.every,
+                )  # fmt: skip
+            outage = self._outage
         if self._bus.close_after_tick:
-            self._wire.hang_up()
+            wire.hang_up()
         return samples
 
-    async def _poll_device(
+    async def _describe(
         self, device: Device, due: list[PollGroup], tick: int, samples: list[Sample]
-    ) -> Failure | None:
-        """Read the plans of ``device``'s groups ``due`` this tick; returns the outage if the
-        connection went down.
-
-        A merged read rejected with exception 2 is replaced in its plan, for good, by one
-        read per parameter, which are read at once in the same tick; one that times out or
-        comes back garbled may be stepped down (connectors.stepdown).
-        """
-        backoff, wire = self._backoff[device.name], self._wire
-        desc = wire.descriptions.get(device.name)
-        answered: bool | None = None
-        i = 0
-        if desc is not None and (desc.due or desc.stale(time.monotonic())):
-            # Its first request of the connection (and one a minute) asks how to read it;
-            # failing, it stands for the first read due (whose rows carry the failure).
-            first = due[0].plan[0] if due[0].plan else None
-            outcome = await wire.describe(device, first, tick, samples)
-            if outcome is not None:
-                answered, i = self._settle(outcome, answered), 1
-            self._replan(device)
-        for group in due:
-            answered = await self._read_plan(device, group.plan, i, tick, samples, answered)
-            i = 0
-            if group.every is None and answered and self._outage is None:
-                group.pending = False
-        backoff.record(answered)
-        if answered is False and backoff.silent == backoff.after:
-            log.warning(
-                "bus %s device %s: no answer in %d ticks, polling it every %d ticks",
-                self._bus.name, device.name, backoff.silent, backoff.every,
-            )  # fmt: skip
-        return self._outage
+    ) -> tuple[bool | None, int]:
+        """Ask ``device`` how to read it; failing, that stands for the first read due (whose
+        rows carry the failure). Whether it answered (None: not asked) and the index in the
+        first group's plan to read on from."""
+        first = due[0].plan[0] if due[0].plan else None
+        outcome = await self._wire.describe(device, first, tick, samples)
+        self._replan(device)
+        if outcome is None:
+            return None, 0
+        return self._settle(outcome, None), 1
 
     async def _read_plan(
         self,
@@ -277,7 +278,8 @@ class BusPoller:
             if merged and device.step_down and backoff.silent == 0:
                 outcome, sent, unsent = await send(wire, device, read, tick, samples, _BACKED)
             else:
-                outcome = await wire.request(device, read, tick, samples, fallback=merged)
+                answer = await wire.call(device, read.table, read.address, read.count)
+                outcome = wire.took(device, read, answer, tick, samples, fallback=merged)
             if outcome is Outcome.FALLBACK:
                 plan[i : i + 1] = split_read(read)
                 log.info(

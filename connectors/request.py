@@ -31,7 +31,7 @@ from connectors.registers import Read, pack_read
 from connectors.sample import ErrorKind, Sample
 from connectors.transport import frame_gap_s, pending_bytes, read_failure, set_timing
 
-__all__ = ["Outcome", "Wire", "answer_words", "read_call"]
+__all__ = ["Answer", "Outcome", "Wire", "answer_words", "read_call"]
 
 log = logging.getLogger("connectors.poller")  # the bus's log lines, under one name
 
@@ -79,6 +79,11 @@ class Outcome(Enum):
     FAILED = "failed"  # an answer that is no good (bad frame, bad response), or a bug
     FALLBACK = "fallback"  # a merged read rejected with exception 2; no samples (asked for)
     STEP_DOWN = "step down"  # a merged read timed out or came back garbled; no samples (asked for)
+
+
+# What a request came to: the response (an exception response too) or None, the outcome of a
+# failure, its kind and text (None, None when answered), the request's and the answer's time.
+Answer = tuple[Any, Outcome, ErrorKind | None, str | None, datetime, datetime]
 
 
 class Wire:
@@ -165,12 +170,12 @@ class Wire:
         while (wait := self._idle_since + need - time.monotonic()) > 0:
             await self._sleep(wait)
 
-    async def _call(
+    async def call(
         self, device: Device, table: str, address: int, count: int, *, counted: bool = True
-    ) -> tuple[Any, Outcome, ErrorKind | None, str | None, datetime, datetime]:
-        """Send one read (counted in :attr:`reads` unless not ``counted``); (response or
-        None, outcome of a failure, its kind and text, the request's and the answer's time).
-        The response may be an exception response."""
+    ) -> Answer:
+        """Send one read (counted in :attr:`reads` unless not ``counted``) and wait for its
+        :data:`Answer`; the response may be an exception response. :meth:`took` makes a
+        read's Samples of it."""
         timing, need = self._settings[device.name]
         if timing != self._timing:
             set_timing(self._client, timeout=timing[0], retries=timing[1])
@@ -204,7 +209,7 @@ class Wire:
         Only then is it counted in :attr:`reads` (a request without rows is not)."""
         desc = self.descriptions[device.name]
         for table, address, count in desc.spans():
-            response, outcome, kind, error, requested, received = await self._call(
+            response, outcome, kind, error, requested, received = await self.call(
                 device, table, address, count, counted=False
             )
             code = None
@@ -236,22 +241,24 @@ class Wire:
         desc.due, desc.asked_at = False, time.monotonic()
         return None
 
-    async def request(
+    def took(
         self,
         device: Device,
         read: Read,
+        answer: Answer,
         tick: int,
         out: list[Sample],
         *,
         fallback: bool = False,
         step_down: bool = False,
     ) -> Outcome:
-        """Send ``read`` to ``device`` and append its samples (values or error rows) to
-        ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead, and
-        with ``step_down`` a timeout or a bad frame returns STEP_DOWN (no samples for either)."""
-        response, outcome, kind, error, requested, received = await self._call(
-            device, read.table, read.address, read.count
-        )
+        """Append the samples (values or error rows) of ``answer``, :meth:`call`'s to ``read``,
+        to ``out``; with ``fallback``, a rejection with exception 2 returns FALLBACK instead,
+        and with ``step_down`` a timeout or a bad frame returns STEP_DOWN (no samples for
+        either). Not a coroutine, nor is the poller's loop over a device's reads nested deeper than
+        it must be: an answer resumes every coroutine that awaits it, each level about 0.8 us
+        per read here (bench/poll.py)."""
+        response, outcome, kind, error, requested, received = answer
         code = None
         if step_down and (outcome is Outcome.TIMEOUT or kind is ErrorKind.BAD_FRAME):
             self.errors += 1  # it failed on the wire all the same

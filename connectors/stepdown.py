@@ -40,10 +40,11 @@ async def send(
     the device went silent: the parameters not sent get ``skipped`` rows (or the lost
     connection's), and nothing is stepped down. A half rejected with exception 2 gives
     FALLBACK for the whole read, as a merged read rejected so does. (The poller sends a read
-    of one parameter, or one of a device that may not step down, with ``Wire.request``.)"""
+    of one parameter, or one of a device that may not step down, itself.)"""
     halves = halve_read(read)
-    outcome = await wire.request(
-        device, read, tick, out, fallback=len(read.parameters) > 1, step_down=bool(halves)
+    answer = await wire.call(device, read.table, read.address, read.count)
+    outcome = wire.took(
+        device, read, answer, tick, out, fallback=len(read.parameters) > 1, step_down=bool(halves)
     )
     if outcome is not Outcome.STEP_DOWN:
         return Sent(outcome, None, [])

@@ -55,8 +55,9 @@ def test_short_run_prints_its_ratios() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert re.fullmatch(r"wire \d+\.\d\d, cpu \d+\.\d\d, cpu_uvloop (\d+\.\d\d|n/a)", lines[-1]), (
-        proc.stdout
-    )
+    assert re.fullmatch(
+        r"wire \d+\.\d\d, cpu \d+\.\d\d, cpu_uvloop (\d+\.\d\d|n/a), cpu_paced (\d+\.\d\d|n/a)",
+        lines[-1],
+    ), proc.stdout
     assert re.search(r"CPU steal over the whole run: \d+%", proc.stdout)
     assert " 0 failed" in proc.stdout
