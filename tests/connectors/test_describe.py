@@ -200,7 +200,8 @@ def test_units_changed_while_polling_follow_the_polled_display_units() -> None:
     assert units[change:] == ["degF"] * (len(units) - change) and change < 6
     assert by_name(ticks[-1][0])["analog_input_value"].value == 454.22
     plan = len(pm_device().reads)
-    assert [st.reads for _, st in ticks] == [plan] * 8
+    # Every tick reads its plan once, no more (a loaded machine may skip a slot: fewer ticks).
+    assert [st.reads for _, st in ticks] == [plan] * len(ticks)
     assert server.asked[(2488, 3)] == 1  # the description is not asked again
 
 
