@@ -172,10 +172,15 @@ def byte_at(c: Codec) -> int:
 Decoder = Callable[[bytes, int], Value]
 
 
+@functools.cache
+def _packer(count: int) -> Callable[..., bytes]:
+    return struct.Struct(f">{count}H").pack
+
+
 def pack_registers(words: Sequence[int]) -> bytes:
     """Register words as the bytes they were on the wire (ValueError outside 0..65535)."""
     try:
-        return struct.pack(f">{len(words)}H", *words)
+        return _packer(len(words))(*words)  # a Struct per count: every read's answer comes here
     except struct.error:
         raise ValueError(f"register values must be ints 0..65535, got {list(words)!r}") from None
 

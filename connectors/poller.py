@@ -50,10 +50,10 @@ _UNITS = {"coil": "coils", "discrete": "discrete inputs"}  # what a read of a bi
 if logging.getLogger("pymodbus").level == logging.NOTSET:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
+Failure = tuple[ErrorKind, str]  # the kind and text of the rows of reads not sent
+
 _SKIPPED = "backoff: not sent after a timeout of this device in this tick"
 _BACKED: Failure = (ErrorKind.BACKOFF, _SKIPPED)  # the rows of reads held back by it
-
-Failure = tuple[ErrorKind, str]  # the kind and text of the rows of reads not sent
 
 
 # The clock of every request's two timestamps: a C call, no Python frame.

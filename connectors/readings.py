@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from connectors.bus import Bus, Device
-from connectors.codec import Value
 from connectors.describe import Description
 from connectors.parameter import Parameter
 from connectors.registers import Read
@@ -71,14 +70,16 @@ class Readings:
         name, address, instance = device.name, device.address, device.instance
         for p, start, decode in read.decoders:
             v = decode(data, start)
-            # Most values are within their range, and floats of a plausible size: only the
-            # others are looked at closer.
-            bounds = p.range
-            if checked and (
-                (bounds is not None and not bounds[0] <= v <= bounds[1])  # type: ignore[operator]
-                or (type(v) is float and not (_TINY <= abs(v) <= _ABSURD or v == 0))
-            ):
-                bad = self._check(device, desc, p, v, tick, requested, received)
+            if checked:
+                bad = None
+                bounds = p.range  # only on numbers: v is an int or a float
+                if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
+                    error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
+                    bad = self._sample(
+                        device, p, tick, requested, received, None, error, _RANGE, None
+                    )
+                elif type(v) is float and not (_TINY <= abs(v) <= _ABSURD or v == 0):
+                    bad = self._implausible(device, desc, p, v, tick, requested, received)
                 if bad is not None:
                     failed = True
                     out.append(bad)
@@ -107,29 +108,20 @@ class Readings:
         for p in parameters:
             out.append(self._sample(device, p, tick, requested, received, None, error, kind, code))
 
-    def _check(
+    def _implausible(
         self,
         device: Device,
         desc: Description | None,
         p: Parameter,
-        v: Value,
+        v: float,
         tick: int,
         requested: datetime,
         received: datetime,
     ) -> Sample | None:
-        """The error row of a value that fails its check, else None. A value outside its
-        parameter's range is one. An implausible float whose byte order the device did not
-        say is stored and warned of, once per device and parameter; one whose byte order the
-        device said means the device's setting changed since it said it: it is an error row
-        too, and the device is asked again before its next read."""
-        bounds = p.range  # only on numbers: v is an int or a float
-        if bounds is not None and not bounds[0] <= v <= bounds[1]:  # type: ignore[operator]
-            error = f"out of range: {v!r} not in [{_num(bounds[0])}, {_num(bounds[1])}]"
-            return self._sample(device, p, tick, requested, received, None, error, _RANGE, None)
-        if type(v) is not float or (
-            -_ABSURD <= v <= _ABSURD and not (v != 0 and -_TINY < v < _TINY)
-        ):
-            return None
+        """What becomes of a float that is NaN, infinite, absurdly large or small: one whose
+        byte order the device did not say is stored (None) and warned of, once per device and
+        parameter; one whose byte order the device said means the device's setting changed
+        since it said it: its error row, and the device is asked again before its next read."""
         if desc is None or not desc.self_described(p):
             self._warn_implausible(device, p, v)
             return None

@@ -8,8 +8,7 @@ back plain register words (ints 0..65535). A profile's parameters are
 from __future__ import annotations
 
 import functools
-import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,8 +165,6 @@ class Read:
         init=False, repr=False, compare=False
     )
     checked: bool = field(init=False, repr=False, compare=False)
-    # Packs the answer's ``count`` words as they were on the wire (struct.error outside 0..65535).
-    pack: Callable[..., bytes] = field(init=False, repr=False, compare=False)
     # halve_read's answer, once asked: it plans, and a live device's merged reads ask it at
     # every request (connectors.stepdown).
     _halves: list[tuple[Read, Read] | tuple[()]] = field(
@@ -183,7 +180,6 @@ class Read:
             p.range is not None or p.codec.type.startswith("float") for p in self.parameters
         )
         object.__setattr__(self, "checked", checked)
-        object.__setattr__(self, "pack", struct.Struct(f">{self.count}H").pack)
 
 
 def _joins(
@@ -243,11 +239,7 @@ def pack_read(read: Read, words: Sequence[int]) -> bytes:
     if len(words) != read.count:
         what = "bits" if read.table in BIT_TABLES else "registers"
         raise ValueError(f"read at {read.address}: expected {read.count} {what}, got {len(words)}")
-    try:
-        return read.pack(*words)
-    except struct.error:
-        pack_registers(words)  # raises the ValueError that says which word
-        raise
+    return pack_registers(words)
 
 
 def decode_read(read: Read, words: Sequence[int]) -> list[tuple[Parameter, Value]]:

@@ -270,12 +270,7 @@ class Wire:
                     return Outcome.FALLBACK
                 outcome, kind, error = Outcome.ANSWERED, ErrorKind.EXCEPTION, exception_text(code)
             else:
-                table = read.table
-                words = (
-                    response.registers
-                    if table not in BIT_TABLES
-                    else answer_words(table, response, read.count)
-                )
+                words = answer_words(read.table, response, read.count)
                 try:
                     data = pack_read(read, words)
                 except ValueError as exc:
