@@ -139,7 +139,14 @@ def run_project(bus: Bus, rate_hz: float, seconds: float) -> tuple[Run, list[Tic
     return Run(reads, errors, wall, cpu, worker), kept
 
 
-async def _bare_loop(port: int, polled: Sequence[Device], seconds: float) -> Run:
+async def _bare_loop(
+    port: int, polled: Sequence[Device], seconds: float, rate_hz: float | None = None
+) -> Run:
+    """The same reads by a bare pymodbus client, flat out; with ``rate_hz``, paced as the
+    project: each round of reads is tick ``n``, started no earlier than ``n / rate_hz`` on the
+    wall clock, a tick that overran its slot waits for the next one, and a wait is a timer of
+    whole milliseconds rounded up (as the poller's on uvloop). What the project costs above
+    the paced loop is not its schedule's idling but its own work."""
     from pymodbus.client import AsyncModbusTcpClient
 
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
@@ -148,7 +155,11 @@ async def _bare_loop(port: int, polled: Sequence[Device], seconds: float) -> Run
     reads = errors = 0
     c0, t0 = time.process_time(), time.perf_counter()
     deadline = t0 + seconds
+    tick = math.floor(time.time() * rate_hz) + 1 if rate_hz else 0
     while time.perf_counter() < deadline:
+        if rate_hz:
+            while (delay := tick / rate_hz - time.time()) > 0:
+                await asyncio.sleep(math.ceil(delay * 1000) / 1000)
         for unit, read in plan:
             call = (
                 client.read_holding_registers
@@ -158,33 +169,8 @@ async def _bare_loop(port: int, polled: Sequence[Device], seconds: float) -> Run
             response = await call(read.address, count=read.count, device_id=unit)
             reads += 1
             errors += response.isError()
-    run = Run(reads, errors, time.perf_counter() - t0, time.process_time() - c0)
-    client.close()
-    return run
-
-
-async def _bare_paced(port: int, polled: Sequence[Device], seconds: float, rate_hz: float) -> Run:
-    """The bare loop on the project's schedule: each round of reads is tick ``n``, started
-    no earlier than ``n / rate_hz`` on the wall clock, a tick that overran its slot waits for
-    the next one, and a wait is a timer of whole milliseconds rounded up (as the poller's on
-    uvloop). What is left above this is not the schedule's idling but the project's work."""
-    from pymodbus.client import AsyncModbusTcpClient
-
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0)
-    await client.connect()
-    plan = [(d.address, r) for d in polled for r in d.reads]
-    reads = errors = 0
-    c0, t0 = time.process_time(), time.perf_counter()
-    tick = math.floor(time.time() * rate_hz) + 1
-    while time.perf_counter() < t0 + seconds:
-        while (delay := tick / rate_hz - time.time()) > 0:
-            await asyncio.sleep(math.ceil(delay * 1000) / 1000)
-        for unit, read in plan:
-            response = await client.read_holding_registers(
-                read.address, count=read.count, device_id=unit
-            )
-            reads, errors = reads + 1, errors + response.isError()
-        tick = max(tick + 1, math.floor(time.time() * rate_hz) + 1)
+        if rate_hz:
+            tick = max(tick + 1, math.floor(time.time() * rate_hz) + 1)
     run = Run(reads, errors, time.perf_counter() - t0, time.process_time() - c0)
     client.close()
     return run
@@ -330,7 +316,7 @@ def cpu_cost(
                 try:
                     uvloops.append(loop.run_until_complete(_bare_loop(port, polled, seconds)))
                     paced.append(
-                        loop.run_until_complete(_bare_paced(port, polled, seconds, rate_hz))
+                        loop.run_until_complete(_bare_loop(port, polled, seconds, rate_hz))
                     )
                 finally:
                     loop.close()
