@@ -7,10 +7,13 @@ otherwise (the default) it must exist. Either way it is checked before the first
 column present with the type above (text also takes an unbounded ``character varying``) and,
 with a key, a unique index on exactly the key columns.
 
-Each batch is one transaction: binary COPY into a temporary table dropped at commit, then
-``INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING`` (``use_copy=False``: a prepared
-``executemany`` of ``INSERT ... ON CONFLICT (key) DO NOTHING``). So a replayed batch adds
-nothing, and a transaction re-run after a lost connection neither loses nor duplicates rows.
+Each batch is one transaction: binary COPY straight into the table under a savepoint; when a
+key is already there (a replayed batch), back to the savepoint, then binary COPY into a
+temporary table dropped at commit and ``INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING``
+(``use_copy=False``: a prepared ``executemany`` of ``INSERT ... ON CONFLICT (key) DO
+NOTHING``). So a replayed batch adds nothing, and a transaction re-run after a lost
+connection neither loses nor duplicates rows. The rows are formatted for the COPY a thousand
+at a time while the server takes the ones before.
 Without a key rows are inserted as they come. Messages and log lines name the target as
 ``host:port/database.schema.table`` and never show the password or the DSN. A value
 PostgreSQL cannot hold (text with a NUL character or a lone surrogate, an integer outside 64

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -44,6 +44,9 @@ __all__ = ["PostgresPartition"]
 
 # The sink's one logger, whichever of its modules logs.
 logger = logging.getLogger("sinks.postgres")
+# Rows formatted at a time while the server takes the ones before (about 200 KB of COPY):
+# formatting the whole batch first left the server idle for a fifth of the write.
+_CHUNK = 1000
 
 # Asyncpg errors worth re-running a transaction for: the connection or the server went away,
 # or the server chose this transaction as a deadlock or serialization victim.
@@ -202,21 +205,41 @@ class PostgresPartition(LockedPartition):
             ) from exc
         self._sql = sql
 
+    def _records(
+        self, schema: Schema, columns: list[list[Any]], bad: list[SinkError]
+    ) -> Iterator[tuple[Any, ...]]:
+        """The batch's records, made ready for asyncpg ``_CHUNK`` rows at a time as the
+        statement takes them, so the server works on the first rows while the next ones are
+        formatted. A value that cannot be written ends the records early and is put in
+        ``bad``: the caller raises it once the statement is over, inside the transaction,
+        which rolls back what was sent (an exception out of the records would abort the COPY
+        with a cancel request to the server instead)."""
+        n = len(columns[0])
+        for start in range(0, n, _CHUNK):
+            part = [c[start : start + _CHUNK] for c in columns]
+            try:
+                format_column_lists(schema, part, FORMATTERS, self._where)
+            except SinkError as exc:
+                bad.append(exc)
+                return
+            yield from zip(*part, strict=True)
+
     async def _write_records(self, columns: list[list[Any]], conn: asyncpg.Connection) -> None:
-        """Write the batch's ``columns`` in one transaction. Each statement zips them into
-        records as it sends them: the rows are encoded while the server takes the first ones."""
+        """Write the batch's ``columns`` in one transaction. Each statement formats and zips
+        them into records as it sends them (:meth:`_records`); a bad value rolls it back."""
         await self._check_table(conn)
         schema, sink = self._lock.schema, self._sink
         assert schema is not None and self._sql is not None
         sql = self._sql
+        bad: list[SinkError] = []
         async with conn.transaction():
             if not sink.use_copy:
-                await conn.executemany(sql.insert, zip(*columns, strict=True))
+                await conn.executemany(sql.insert, self._records(schema, columns, bad))
             elif not schema.key:
                 await conn.copy_records_to_table(
                     sink.table,
                     schema_name=sink.schema_name,
-                    records=zip(*columns, strict=True),
+                    records=self._records(schema, columns, bad),
                     columns=schema.names,
                 )
             else:
@@ -227,7 +250,7 @@ class PostgresPartition(LockedPartition):
                         await conn.copy_records_to_table(
                             sink.table,
                             schema_name=sink.schema_name,
-                            records=zip(*columns, strict=True),
+                            records=self._records(schema, columns, bad),
                             columns=schema.names,
                         )
                 except self._pg.exceptions.UniqueViolationError:
@@ -235,15 +258,17 @@ class PostgresPartition(LockedPartition):
                     await conn.copy_records_to_table(
                         STAGE_TABLE,
                         schema_name="pg_temp",
-                        records=zip(*columns, strict=True),
+                        records=self._records(schema, columns, bad),
                         columns=schema.names,
                     )
                     await conn.execute(sql.merge)
+            if bad:
+                raise bad[0]
 
     def _write(self, schema: Schema, values: list[list[Any]]) -> None:
         """Write the batch (one value list per column) in one transaction; rows whose key
-        exists are ignored. Bad values reject the batch before anything is sent."""
-        format_column_lists(schema, values, FORMATTERS, self._where)
+        exists are ignored. A bad value rejects the whole batch: what was sent before it was
+        found is rolled back."""
         rows = len(values[0])
         write = partial(self._write_records, values)
         try:

@@ -192,6 +192,26 @@ def test_bad_values_reject_the_batch_before_writing(table: str) -> None:
     assert query(f'SELECT instance FROM "{table}"') == [(3,)]
 
 
+@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "executemany"])
+def test_a_bad_value_deep_in_a_batch_rolls_back_the_rows_sent_before_it(
+    table: str, use_copy: bool
+) -> None:
+    # Rows are formatted a thousand at a time as they are sent: one bad value in the third
+    # thousand must still leave none of the batch, and the connection fit for the next one.
+    sink = IntoPostgres(DSN, table=table, schema=SCHEMA, create_table=True, use_copy=use_copy)
+    part = sink.build_partition(0, 1)
+    part.write_batch([row(i) for i in range(10)])  # keys that the bad batch replays
+    rows = [row(i) for i in range(3000)]
+    rows[2500] = row(2500, requested_at=datetime(2026, 1, 1))
+    with pytest.raises(SinkError, match="naive") as raised:
+        part.write_batch(rows)
+    assert "column 'requested_at'" in str(raised.value)
+    assert query(f'SELECT count(*) FROM "{table}"') == [(10,)]
+    part.write_batch([row(i) for i in range(3000)])
+    part.close()
+    assert query(f'SELECT count(*), count(DISTINCT requested_at) FROM "{table}"') == [(3000, 3000)]
+
+
 def test_close_is_idempotent_and_write_after_close_raises(dsn: str) -> None:
     part = IntoPostgres(dsn).build_partition(0, 1)
     part.write_batch([])
