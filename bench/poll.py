@@ -20,7 +20,9 @@ so the project idles between ticks and pays waking up again. The bare loop is th
 run paced as the project (rounds of the reads as ticks on the same absolute schedule, waits
 in whole milliseconds rounded up): over that, what is left is the project's own work (the
 Bytewax worker's wake-ups, the hand-over to it, building each Sample). The project's CPU is
-also split between the Bytewax worker thread and the polling loop's.
+also split between the Bytewax worker thread and the polling loop's, and Bytewax's own floor
+(bench/floor.py: a flow with nothing to do, run as long, in each round) is given per read at
+the project's rate: what Bytewax costs whatever the poller does.
 
 The machine's CPU steal share over each half is printed too: figures taken under heavy
 steal are unreliable. The last line holds the ratios, machine-readable:
@@ -54,6 +56,7 @@ from bytewax.dataflow import Dataflow  # noqa: E402
 from bytewax.outputs import DynamicSink, StatelessSinkPartition  # noqa: E402
 from bytewax.testing import TestingSink, run_main  # noqa: E402
 
+from bench.floor import idle_flow  # noqa: E402
 from bench.machine import cpu_times, free_ports, steal_since  # noqa: E402
 from connectors.bus import Bus, Device  # noqa: E402
 from connectors.registers import load_profile  # noqa: E402
@@ -118,6 +121,14 @@ class _Discard(DynamicSink[object]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Drop:
         return _Drop()
+
+
+def run_idle(seconds: float) -> Run:
+    """Bytewax's own floor: a flow with nothing to do for ``seconds`` (bench/floor.py), its
+    CPU seconds and wall seconds (no reads)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    run_main(idle_flow(seconds))
+    return Run(0, 0, time.perf_counter() - t0, time.process_time() - c0)
 
 
 def run_project(bus: Bus, rate_hz: float, seconds: float) -> tuple[Run, list[TickStats]]:
@@ -306,11 +317,13 @@ def cpu_cost(
     uvloops: list[Run] = []
     paced: list[Run] = []
     projects: list[Run] = []
+    idles: list[Run] = []
     before = cpu_times()
     try:
         for _ in range(rounds):
             bares.append(asyncio.run(_bare_loop(port, polled, seconds)))
             projects.append(run_project(bus, rate_hz, seconds)[0])
+            idles.append(run_idle(seconds))
             if uvloop is not None:
                 loop = uvloop.new_event_loop()
                 try:
@@ -337,6 +350,12 @@ def cpu_cost(
     print(
         f"cpu: project's split: {worker * 1e6:.1f} us/read on the Bytewax worker thread, "
         f"{project.cpu_per_read * 1e6 - worker * 1e6:.1f} us/read on the polling loop's"
+    )
+    idle = pooled(idles)
+    idle_share = idle.cpu_s / idle.wall_s if idle.wall_s else float("nan")
+    print(
+        f"cpu: Bytewax's own floor (a flow with nothing to do): {idle_share:.1%} of a core, "
+        f"{idle_share / project.reads_per_s * 1e6:.1f} us/read at the project's reads/s"
     )
     on_uvloop = on_paced = None
     if uvloops:
