@@ -130,10 +130,12 @@ class LockedPartition(StatelessSinkPartition[dict[str, Any]]):
 
     ``layout`` says what ``_write`` receives: ``"rows"``, a list of value tuples in column
     order; ``"columns"``, a list of column value lists in schema order
-    (:meth:`SchemaLock.project_columns`).
+    (:meth:`SchemaLock.project_columns`); ``"dicts"``, the rows as they came, which the
+    backend projects itself (a part at a time, say, while the previous part is sent) with
+    the same methods of ``self._lock``, whose refusals it raises as they are.
     """
 
-    layout: ClassVar[Literal["rows", "columns"]] = "rows"
+    layout: ClassVar[Literal["rows", "columns", "dicts"]] = "rows"
 
     def __init__(self, schema: Schema | None, where: str) -> None:
         self._where = where
@@ -155,8 +157,10 @@ class LockedPartition(StatelessSinkPartition[dict[str, Any]]):
         schema = self._lock.lock(rows)
         if self.layout == "columns":
             self._write(schema, self._lock.project_columns(rows))
-        else:
+        elif self.layout == "rows":
             self._write(schema, self._lock.project(rows))
+        else:
+            self._write(schema, rows)
 
     def close(self) -> None:
         """Release the backend (:meth:`_close`) once; idempotent."""

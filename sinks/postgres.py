@@ -12,9 +12,9 @@ key is already there (a replayed batch), back to the savepoint, then binary COPY
 temporary table dropped at commit and ``INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING``
 (``use_copy=False``: a prepared ``executemany`` of ``INSERT ... ON CONFLICT (key) DO
 NOTHING``). So a replayed batch adds nothing, and a transaction re-run after a lost
-connection neither loses nor duplicates rows. The rows are formatted for the COPY a thousand
-at a time while the server takes the ones before.
-Without a key rows are inserted as they come. Messages and log lines name the target as
+connection neither loses nor duplicates rows. The rows are projected and formatted for the
+COPY a thousand at a time while the server takes the ones before. Without a key rows are
+inserted as they come. Messages and log lines name the target as
 ``host:port/database.schema.table`` and never show the password or the DSN. A value
 PostgreSQL cannot hold (text with a NUL character or a lone surrogate, an integer outside 64
 bits, a timestamp outside years 1-9999 in UTC) rejects the batch with SinkValueError naming

@@ -69,7 +69,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 class PostgresPartition(LockedPartition):
     """One worker's pool, driven from the worker's thread through a private event loop."""
 
-    layout = "columns"  # formatted column by column, then zipped into the COPY's records
+    layout = "dicts"  # projected and formatted a part at a time as the COPY takes them
 
     def __init__(self, sink: IntoPostgres, pg: Any) -> None:
         super().__init__(sink.schema, f"PostgreSQL table {sink.location}")
@@ -206,27 +206,26 @@ class PostgresPartition(LockedPartition):
         self._sql = sql
 
     def _records(
-        self, schema: Schema, columns: list[list[Any]], bad: list[SinkError]
+        self, schema: Schema, rows: list[dict[str, Any]], bad: list[SinkError]
     ) -> Iterator[tuple[Any, ...]]:
-        """The batch's records, made ready for asyncpg ``_CHUNK`` rows at a time as the
-        statement takes them, so the server works on the first rows while the next ones are
-        formatted. A value that cannot be written ends the records early and is put in
-        ``bad``: the caller raises it once the statement is over, inside the transaction,
-        which rolls back what was sent (an exception out of the records would abort the COPY
-        with a cancel request to the server instead)."""
-        n = len(columns[0])
-        for start in range(0, n, _CHUNK):
-            part = [c[start : start + _CHUNK] for c in columns]
+        """The batch's records, projected and made ready for asyncpg ``_CHUNK`` rows at a
+        time as the statement takes them, so the server works on the first rows while the
+        next ones are prepared. A row or value that cannot be written ends the records early
+        and is put in ``bad``: the caller raises it once the statement is over, inside the
+        transaction, which rolls back what was sent (an exception out of the records would
+        abort the COPY with a cancel request to the server instead)."""
+        for start in range(0, len(rows), _CHUNK):
             try:
+                part = self._lock.project_columns(rows[start : start + _CHUNK])
                 format_column_lists(schema, part, FORMATTERS, self._where)
             except SinkError as exc:
                 bad.append(exc)
                 return
             yield from zip(*part, strict=True)
 
-    async def _write_records(self, columns: list[list[Any]], conn: asyncpg.Connection) -> None:
-        """Write the batch's ``columns`` in one transaction. Each statement formats and zips
-        them into records as it sends them (:meth:`_records`); a bad value rolls it back."""
+    async def _write_records(self, rows: list[dict[str, Any]], conn: asyncpg.Connection) -> None:
+        """Write ``rows`` in one transaction. Each statement projects, formats and zips them
+        into records as it sends them (:meth:`_records`); a bad row or value rolls it back."""
         await self._check_table(conn)
         schema, sink = self._lock.schema, self._sink
         assert schema is not None and self._sql is not None
@@ -234,12 +233,12 @@ class PostgresPartition(LockedPartition):
         bad: list[SinkError] = []
         async with conn.transaction():
             if not sink.use_copy:
-                await conn.executemany(sql.insert, self._records(schema, columns, bad))
+                await conn.executemany(sql.insert, self._records(schema, rows, bad))
             elif not schema.key:
                 await conn.copy_records_to_table(
                     sink.table,
                     schema_name=sink.schema_name,
-                    records=self._records(schema, columns, bad),
+                    records=self._records(schema, rows, bad),
                     columns=schema.names,
                 )
             else:
@@ -250,7 +249,7 @@ class PostgresPartition(LockedPartition):
                         await conn.copy_records_to_table(
                             sink.table,
                             schema_name=sink.schema_name,
-                            records=self._records(schema, columns, bad),
+                            records=self._records(schema, rows, bad),
                             columns=schema.names,
                         )
                 except self._pg.exceptions.UniqueViolationError:
@@ -258,23 +257,21 @@ class PostgresPartition(LockedPartition):
                     await conn.copy_records_to_table(
                         STAGE_TABLE,
                         schema_name="pg_temp",
-                        records=self._records(schema, columns, bad),
+                        records=self._records(schema, rows, bad),
                         columns=schema.names,
                     )
                     await conn.execute(sql.merge)
             if bad:
                 raise bad[0]
 
-    def _write(self, schema: Schema, values: list[list[Any]]) -> None:
-        """Write the batch (one value list per column) in one transaction; rows whose key
-        exists are ignored. A bad value rejects the whole batch: what was sent before it was
-        found is rolled back."""
-        rows = len(values[0])
-        write = partial(self._write_records, values)
+    def _write(self, schema: Schema, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` in one transaction; rows whose key exists are ignored. A bad row or
+        value rejects the whole batch: what was sent before it was found is rolled back."""
+        write = partial(self._write_records, rows)
         try:
-            self._portal.call(self._run, f"writing {rows} rows", write)
+            self._portal.call(self._run, f"writing {len(rows)} rows", write)
         except (SinkWriteError, SinkValueError) as exc:
-            records = list(zip(*values, strict=True))
+            records = self._lock.project(rows)
             # Looked for only after a failure, at no cost to good batches: a value that can
             # never be written is the caller's to fix, whatever the server said.
             problem = misfit(schema, records, nul="PostgreSQL text", int64=True)
@@ -283,7 +280,7 @@ class PostgresPartition(LockedPartition):
             if problem is None:
                 raise
             raise SinkValueError(
-                f"{self._where}: {problem}; none of the {rows} rows was written"
+                f"{self._where}: {problem}; none of the {len(rows)} rows was written"
             ) from exc
 
     async def _close_pool(self) -> None:

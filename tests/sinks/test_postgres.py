@@ -206,6 +206,9 @@ def test_a_bad_value_deep_in_a_batch_rolls_back_the_rows_sent_before_it(
     with pytest.raises(SinkError, match="naive") as raised:
         part.write_batch(rows)
     assert "column 'requested_at'" in str(raised.value)
+    rows[2500] = row(2500, device=None)  # a NULL in the key, refused as the part is projected
+    with pytest.raises(SinkError, match="'device' takes no NULL"):
+        part.write_batch(rows)
     assert query(f'SELECT count(*) FROM "{table}"') == [(10,)]
     part.write_batch([row(i) for i in range(3000)])
     part.close()
