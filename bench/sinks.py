@@ -9,6 +9,9 @@ ratio project/floor per sink (best of ``--repeat`` alternating runs of each), th
 steal and load of the run; the last line lists the ratios, machine-readable
 (``csv 1.10, sqlite 1.85, ...``; targets: each >= 0.9, the keyed SQLite sink >= 1.8).
 
+Before each timed PostgreSQL run, floor and project alike, the server is checkpointed, so no
+run pays for the dirty pages of the one before it.
+
 With ``--spooled`` each project sink runs behind its spool (sinks.spooled), as the flow runs
 it: the cost of the hand-over to the backend thread on the healthy path.
 

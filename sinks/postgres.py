@@ -64,7 +64,8 @@ class IntoPostgres(IntoSink):
     ``port`` (5432), ``user``, ``password`` (None: asyncpg reads ``PGPASSWORD``), ``database``,
     not both. ``schema``: the columns (and key); None locks them from the first non-empty batch
     (no key, so no deduplication). ``create_table``: create the table if missing instead of
-    failing. ``use_copy``: binary COPY through a staging table, else a prepared executemany.
+    failing. ``use_copy``: binary COPY (a replayed batch through a staging table), else a
+    prepared executemany.
     Each partition has a pool of ``min_pool_size`` to ``max_pool_size`` connections named
     ``application_name``, with the server's ``statement_timeout`` and asyncpg's
     ``command_timeout`` (seconds, None: no limit). A lost connection, a server restart, a
