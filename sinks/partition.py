@@ -125,8 +125,9 @@ class LockedPartition(StatelessSinkPartition[dict[str, Any]]):
     the schema (given, or inferred from the first batch), projects the rows onto it with
     :meth:`SchemaLock.project` (missing keys None, unknown keys dropped with a warning, NULL
     in a required column refused with SinkValueError) and hands the result to the backend's
-    :meth:`_write`. ``close`` is idempotent and calls :meth:`_close` once. ``where`` names
-    the target in messages and log lines.
+    :meth:`_write`, unless ``layout`` leaves the projection to the backend (below).
+    ``close`` is idempotent and calls :meth:`_close` once. ``where`` names the target in
+    messages and log lines.
 
     ``layout`` says what ``_write`` receives: ``"rows"``, a list of value tuples in column
     order; ``"columns"``, a list of column value lists in schema order

@@ -44,8 +44,9 @@ __all__ = ["PostgresPartition"]
 
 # The sink's one logger, whichever of its modules logs.
 logger = logging.getLogger("sinks.postgres")
-# Rows formatted at a time while the server takes the ones before (about 200 KB of COPY):
-# formatting the whole batch first left the server idle for a fifth of the write.
+# Rows projected and formatted at a time while the server takes the ones before (about
+# 200 KB of COPY): preparing the whole batch first left the server idle for a fifth of the
+# write. A replayed batch (the staging path) is prepared a second time, for its second COPY.
 _CHUNK = 1000
 
 # Asyncpg errors worth re-running a transaction for: the connection or the server went away,
