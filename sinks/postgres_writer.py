@@ -145,6 +145,12 @@ class PostgresPartition(LockedPartition):
                     tries = f"{attempt + 1} attempts" if attempt else "1 attempt (retries=0)"
                     message = f"{what} failed after {tries}, giving up"
                     self._fail(message, exc, SinkUnavailableError)
+                if self._pool is not None:
+                    # What took this connection (a restart, a failover) may have taken every
+                    # pooled one, unseen until used: the retry gets a new connection, not one
+                    # dead one after another (a whole command timeout each when they hang;
+                    # asyncpg's pool prefers connections that look alive).
+                    await self._pool.expire_connections()
                 delay = min(sink.retry_backoff_s * 2**attempt, sink.retry_backoff_max_s)
                 error = self._scrub(f"{type(exc).__name__}: {exc}")
                 logger.warning(

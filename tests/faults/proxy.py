@@ -12,6 +12,9 @@ forwards each connection to ``target`` from a thread of its own. Its mode change
   kept, but nothing is forwarded either way: bytes wait unread, as on a partitioned network;
   ``pass`` again delivers what waited.
 * ``cut``: every open connection is reset now (RST to both ends); then as ``pass``.
+* ``strand``: nothing passes on the open connections any more, either way, for good, and no
+  end is told; new connections pass. As after a failover that moved the server's address to
+  another host, or a firewall that lost its state: the client's old connections hang.
 
 ``close()`` (or leaving the ``with`` block) ends each connection with FIN both ways and reads
 what is left first, so neither end sees a reset.
@@ -32,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["MODES", "FaultProxy"]
 
-MODES = ("pass", "refuse", "blackhole", "cut")
+MODES = ("pass", "refuse", "blackhole", "cut", "strand")
 _CHUNK = 65536
 _HELD = 1 << 20  # bytes buffered in one direction before its source is read no more
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -54,6 +57,7 @@ class _Link:
     client: socket.socket
     server: socket.socket | None = None  # None until it passes (accepted under blackhole)
     flows: tuple[_Flow, _Flow] | None = None
+    stranded: bool = False  # nothing passes on it any more (``strand``)
 
     def sockets(self) -> list[socket.socket]:
         return [s for s in (self.client, self.server) if s is not None]
@@ -68,7 +72,7 @@ class FaultProxy:
         self.target = target
         self.accepted = 0  # connections accepted so far
         self.resets = 0  # connections reset by refuse and cut
-        self._mode = "pass" if mode == "cut" else mode
+        self._mode = "pass" if mode in ("cut", "strand") else mode
         self._links: list[_Link] = []
         self._commands: queue.Queue[tuple[str, threading.Event]] = queue.Queue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -156,6 +160,10 @@ class FaultProxy:
             for link in list(self._links):
                 self._reset(link)
             mode = "pass" if mode == "cut" else mode
+        if mode == "strand":
+            for link in self._links:
+                link.stranded = True
+            mode = "pass"
         if mode != "refuse" and self._listener is None:
             self._listen(self.port)
         self._mode = mode
@@ -208,7 +216,7 @@ class FaultProxy:
         writers: dict[socket.socket, _Flow] = {}
         if self._mode == "pass":
             for link in self._links:
-                for flow in link.flows or ():
+                for flow in () if link.stranded else link.flows or ():
                     if not flow.eof and len(flow.held) < _HELD:
                         readers[flow.src] = flow
                     if flow.held:
@@ -236,7 +244,8 @@ class FaultProxy:
             if (flow := writers.get(sock)) is not None and flow.held:
                 self._write(flow)
         for link in list(self._links):
-            self._settle(link)
+            if not link.stranded:
+                self._settle(link)
 
     def _owner(self, flow: _Flow) -> _Link | None:
         return next((k for k in self._links if k.flows and flow in k.flows), None)

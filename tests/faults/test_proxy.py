@@ -7,6 +7,7 @@ import asyncio
 import errno
 import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -121,6 +122,27 @@ def test_cut_resets_open_connections_and_keeps_passing(proxy: FaultProxy, dsn: s
 
     run(scenario())
     assert proxy.resets == 1
+
+
+def test_strand_hangs_open_connections_for_good_and_passes_new_ones(
+    proxy: FaultProxy, dsn: str
+) -> None:
+    raw = socket.create_connection(proxy.address, timeout=2)
+    deadline = time.monotonic() + 2
+    while proxy.connections < 1 and time.monotonic() < deadline:  # accepted by the proxy
+        time.sleep(0.01)
+    proxy.mode = "strand"
+    assert proxy.mode == "pass"
+    raw.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")  # SSLRequest: never forwarded
+    raw.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        raw.recv(1)
+    assert run(answer(proxy, dsn)) == 42  # a new connection passes
+    proxy.mode = "pass"  # and passing again does not bring the stranded one back
+    with pytest.raises(TimeoutError):
+        raw.recv(1)
+    raw.close()
+    assert proxy.resets == 0
 
 
 def test_refuse_from_the_start_then_pass(dsn: str) -> None:

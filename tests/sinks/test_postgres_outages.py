@@ -10,6 +10,7 @@ import asyncio
 import logging
 import threading
 import time
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from bench.machine import free_ports
 from sinks.base import SinkUnavailableError, SinkValueError
 from sinks.postgres import IntoPostgres
+from tests.faults.proxy import FaultProxy
 from tests.sinks.keyed import SCHEMA, row
 from tests.sinks.pg import DSN, FAST, count, query, terminate
 from tests.sinks.pg import app as app  # the fixture, used by name
@@ -128,6 +130,29 @@ def test_backends_terminated_at_any_moment_lose_and_duplicate_nothing(table: str
     part.close()
     assert count(table) == 9 * batches
     assert query(f'SELECT COUNT(DISTINCT requested_at) FROM "{table}"') == [(9 * batches,)]
+
+
+def test_a_failover_that_strands_the_pool_costs_one_timeout_not_one_per_connection(
+    table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server's address moved to another host (or a firewall lost its state): every pooled
+    # connection hangs, new ones work. The first write times out once; its retry must not take
+    # the next stranded connection from the pool (another whole timeout each), but a new one.
+    with FaultProxy(("127.0.0.1", urlsplit(DSN).port or 5432)) as proxy:
+        sink = IntoPostgres(
+            proxy.dsn(DSN), table=table, schema=SCHEMA, create_table=True, min_pool_size=4,
+            max_pool_size=4, command_timeout_s=0.5, retries=1, connect_timeout_s=2.0, **FAST,
+        )  # fmt: skip
+        part = sink.build_partition(0, 1)
+        part.write_batch([row(i) for i in range(10)])
+        assert proxy.connections >= 4
+        proxy.mode = "strand"
+        with caplog.at_level(logging.WARNING, logger="sinks.postgres"):
+            part.write_batch([row(i) for i in range(10, 20)])
+            part.close()
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 1 and "TimeoutError" in retries[0], retries
+    assert count(table) == 20
 
 
 def test_concurrent_partitions_with_overlapping_keys_write_each_row_once(table: str) -> None:
