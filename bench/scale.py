@@ -5,7 +5,9 @@ Watlow PM devices x 4 parameters, polled at 1 Hz through the real flow
 (``python -m bytewax.run flows.acquire``, rows counted by the run summary). For 1 process and
 for 2 processes (``-i/-a``, one worker each) the bus count doubles until a run of
 ``--seconds`` has a late tick, then bisects between the last clean and the first late count
-until they are at most ``--step`` buses apart; the largest clean count gives rows/s. With
+until they are at most ``--step`` buses apart; the largest clean count gives rows/s. The two
+searches run in turns, a run of one then a run of the other, so the machine's drift falls on
+both alike; the range of speed-ups the bisection's steps leave open is printed too. With
 ``--pin`` each process is pinned to a core of its own (one process: one core). The peak RSS
 of the flow's processes is sampled through each run; at the largest clean count of one
 process it is printed per bus, whole and above a bare Bytewax flow's. Then 256 idle buses
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -121,14 +124,41 @@ def run(cfg: Path, processes: int, pin: bool = False) -> tuple[int, int, int]:
     return rows, late, peak
 
 
-def largest_clean(
-    work: Path, processes: int, start: int, most: int, seconds: float, step: int, pin: bool
-) -> tuple[int, float, int]:
-    """Double the bus count until a run has late ticks (or passes ``most``), then bisect
-    between the last clean and the first late count until they are at most ``step`` apart;
-    (buses, rows/s, peak RSS in KiB) of the largest clean run."""
+@dataclass
+class Search:
+    """The bisection for one process count: double the bus count from ``buses`` until a run
+    has late ticks (or passes ``most``), then bisect between the last clean and the first
+    late count until they are at most ``step`` apart. ``best`` is (buses, rows/s, peak RSS in
+    KiB) of the largest clean run; ``failed`` the smallest late count (0: none yet)."""
 
-    def clean(buses: int) -> tuple[float, int] | None:
+    processes: int
+    buses: int
+    most: int
+    step: int
+    best: tuple[int, float, int] = (0, 0.0, 0)
+    failed: int = 0
+
+    def done(self) -> bool:
+        if self.failed:
+            return self.failed - self.best[0] <= self.step
+        return self.buses > self.most
+
+    def record(self, buses: int, result: tuple[float, int] | None) -> None:
+        """The run of ``buses``: None if it had late ticks, else (rows/s, peak RSS)."""
+        if result is None:
+            self.failed = buses
+        else:
+            self.best = (buses, *result)
+        self.buses = (self.best[0] + self.failed) // 2 if self.failed else buses * 2
+
+
+def largest_clean(
+    work: Path, start: int, most: int, seconds: float, step: int, pin: bool
+) -> tuple[Search, Search]:
+    """The searches for 1 and 2 processes, run in turns (a run of one, then a run of the
+    other) so that the machine's drift over the half hour falls on both alike."""
+
+    def clean(processes: int, buses: int) -> tuple[float, int] | None:
         before = cpu_times()
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         rows, late, rss = run(
@@ -141,21 +171,11 @@ def largest_clean(
         )
         return None if late else (rows / seconds, rss)
 
-    best, buses, failed = (0, 0.0, 0), start, 0
-    while buses <= most:
-        result = clean(buses)
-        if result is None:
-            failed = buses
-            break
-        best, buses = (buses, *result), buses * 2
-    while failed and failed - best[0] > step:
-        middle = (best[0] + failed) // 2
-        result = clean(middle)
-        if result is None:
-            failed = middle
-        else:
-            best = (middle, *result)
-    return best
+    searches = (Search(1, start, most, step), Search(2, start, most, step))
+    while pending := [s for s in searches if not s.done()]:
+        for search in pending:
+            search.record(search.buses, clean(search.processes, search.buses))
+    return searches
 
 
 def across_hosts(work: Path, buses: int, seconds: float, hosts: int) -> tuple[int, int]:
@@ -267,8 +287,10 @@ def main() -> None:
     print(f"processes: {placed}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        one = largest_clean(work, 1, args.start, args.most, args.seconds, args.step, pin)
-        two = largest_clean(work, 2, args.start, args.most, args.seconds, args.step, pin)
+        one_search, two_search = largest_clean(
+            work, args.start, args.most, args.seconds, args.step, pin
+        )
+        one, two = one_search.best, two_search.best
         idle, floor, floor_rss = idle_cpu(work, args.idle_seconds, args.warm_up)
         across = across_hosts(work, two[0], args.seconds, args.hosts) if args.hosts else None
     print(f"1 process: {one[0]} buses, {one[1]:,.0f} rows/s")
@@ -285,6 +307,13 @@ def main() -> None:
         f"({above:.0f} KiB per bus above a bare Bytewax flow's {floor_rss / 1024:.0f} MiB)"
     )
     print(f"256 idle buses at 0.1 Hz: {idle:.1%} of one core (a bare Bytewax flow: {floor:.1%})")
+    if one_search.failed and two_search.failed and one[0]:
+        # Between the largest clean and the first late count, either side could be anywhere.
+        low, high = two[0] / (one_search.failed - 1), (two_search.failed - 1) / one[0]
+        print(
+            f"1 process late at {one_search.failed}, 2 processes at {two_search.failed}: "
+            f"the bisection leaves the speedup between {low:.2f} and {high:.2f}"
+        )
     ratio = two[1] / one[1] if one[1] else float("nan")
     print(
         f"speedup {ratio:.2f}, idle_cpu_pct {idle * 100:.1f}, rss_kib_per_bus {per_bus:.0f}, "
