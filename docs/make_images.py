@@ -98,7 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # The browser first: starting it can take longer than a short run lasts on a busy machine.
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1000, "height": 600})
         config = Path(tmp) / "acquire.toml"
         config.write_text(CONFIG.format(seconds=args.seconds))
         flow = build_flow(load_config(config))
@@ -112,18 +115,14 @@ def main() -> None:
         runner.start()
         while PAGE.address is None:
             time.sleep(0.02)
-        url = f"http://127.0.0.1:{PAGE.address[1]}/"
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1000, "height": 600})
-            page.goto(url)
-            for device in ("oven-1", "furnace-1", "stack-gas"):
-                page.wait_for_selector(f'tr[data-device="{device}"].answering', timeout=10_000)
-            page.wait_for_selector('tr[data-device="oven-2"].silent', timeout=10_000)
-            time.sleep(0.6)  # a tick or two more in the counts
-            shot = args.output / "status-page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            browser.close()
+        page.goto(f"http://127.0.0.1:{PAGE.address[1]}/")
+        for device in ("oven-1", "furnace-1", "stack-gas"):
+            page.wait_for_selector(f'tr[data-device="{device}"].answering', timeout=10_000)
+        page.wait_for_selector('tr[data-device="oven-2"].silent', timeout=10_000)
+        time.sleep(0.6)  # a tick or two more in the counts
+        shot = args.output / "status-page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
         small_png(shot)
         runner.join()
         loaded = load(Path(tmp) / "acquire.sqlite", ["oven-1"], raw=True)
