@@ -143,8 +143,9 @@ class Search:
             return self.failed - self.best[0] <= self.step
         return self.buses > self.most
 
-    def record(self, buses: int, result: tuple[float, int] | None) -> None:
-        """The run of ``buses``: None if it had late ticks, else (rows/s, peak RSS)."""
+    def record(self, result: tuple[float, int] | None) -> None:
+        """The run of :attr:`buses`: None if it had late ticks, else (rows/s, peak RSS)."""
+        buses = self.buses
         if result is None:
             self.failed = buses
         else:
@@ -174,7 +175,7 @@ def largest_clean(
     searches = (Search(1, start, most, step), Search(2, start, most, step))
     while pending := [s for s in searches if not s.done()]:
         for search in pending:
-            search.record(search.buses, clean(search.processes, search.buses))
+            search.record(clean(search.processes, search.buses))
     return searches
 
 

@@ -71,9 +71,9 @@ def start(path: Path) -> subprocess.Popen[str]:
     )
 
 
-def catching(proc: subprocess.Popen[str], signum: signal.Signals, at_s: float) -> None:
+def catching(proc: subprocess.Popen[str], at_s: float) -> None:
     """Wait until ``at_s`` seconds after ``proc`` started, and at least until it catches
-    ``signum`` (Linux: /proc/PID/status): on a loaded machine Python may still be starting
+    SIGINT and SIGTERM (Linux: /proc/PID/status): on a loaded machine Python may still be starting
     when the time comes, before flows.acquire has put its handlers in, and no code of the
     project can run earlier than that."""
     began = time.monotonic()
@@ -124,7 +124,7 @@ def test_a_second_signal_aborts_at_once_with_one_line(
     for first_at in (0.15, 0.6, 1.2, 0.9, 1.1, 0.7):
         gap = rng.uniform(0.01, 0.05)
         proc = start(config(tmp_path))
-        catching(proc, signum, first_at)
+        catching(proc, first_at)
         proc.send_signal(signum)
         time.sleep(gap)
         if proc.poll() is not None:
@@ -159,7 +159,7 @@ def test_a_signal_during_startup_ends_cleanly(
     while the config is read, the flow built or the buses opened ends the run as any one
     signal does."""
     proc = start(config(tmp_path))
-    catching(proc, signum, after_s)
+    catching(proc, after_s)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
