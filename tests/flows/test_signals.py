@@ -235,8 +235,13 @@ def test_end_run_in_library_use_stops_the_run_and_not_the_process(
     again.mkdir()
     capfd.readouterr()
     run_main(build_flow(load_config(config(again, duration=0.4))))
-    # About 2 ticks of pm-a's 8 parameters (a tick that overran would skip the second).
-    assert stored(again) == polled(capfd.readouterr().out) >= 8
+    # Its 2 tick slots at 5 Hz, each polled or skipped after a tick that overran (late), and
+    # pm-a's 8 parameters in each tick polled.
+    out = capfd.readouterr().out
+    ticks = re.search(r"bus tcp-bus: (\d+) ticks, (\d+) late", out)
+    assert ticks is not None, out
+    assert int(ticks[1]) >= 1 and int(ticks[1]) + int(ticks[2]) == 2, out
+    assert stored(again) == polled(out) == 8 * int(ticks[1])
 
 
 def test_a_bus_that_cannot_start_ends_the_run_with_exit_4(tmp_path: Path) -> None:
